@@ -1,0 +1,58 @@
+# AlphaTwin pipelines: `make run` and `make test` are the two commands a fresh clone needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export ALPHATWIN_DATA_DIR ?= $(CURDIR)/data
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+# `local` (SQLite under DAGSTER_HOME) or `postgres` (DAGSTER_PG_* variables).
+ALPHATWIN_INSTANCE ?= local
+
+# The range `make run` materialises: two full years of sessions, enough for every lookback.
+RUN_START ?= 2024-01-02
+RUN_END ?= 2025-12-31
+UI_PORT ?= 3000
+
+.PHONY: help setup run ui test bench validate clean instance
+
+help:
+	@echo "make run    - install into .venv and materialise the whole asset graph ($(RUN_START)..$(RUN_END))"
+	@echo "make test   - install if needed and run the test suite"
+	@echo "make ui     - open the Dagster UI on http://127.0.0.1:$(UI_PORT)"
+	@echo "make bench  - run the benchmarks in benchmarks/"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) -q -e ".[dagster,dev]"
+	@touch $@
+
+setup: $(STAMP) instance
+
+instance:
+	@mkdir -p $(DAGSTER_HOME) $(ALPHATWIN_DATA_DIR)
+	@if [ "$(ALPHATWIN_INSTANCE)" = "postgres" ]; then src=dagster.postgres.yaml; else src=dagster.yaml; fi; \
+	  cp -f "$$src" $(DAGSTER_HOME)/dagster.yaml
+
+run: setup
+	$(PY) -m scripts.materialize_all --start $(RUN_START) --end $(RUN_END)
+
+ui: setup
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
+
+validate: setup
+	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(DAGSTER_HOME) $(ALPHATWIN_DATA_DIR) .pytest_cache

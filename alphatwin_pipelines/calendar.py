@@ -1,0 +1,72 @@
+"""NYSE sessions, from exchange_calendars' XNYS calendar.
+
+Partitions, the synthetic market and the quality rules all ask this module which dates are
+sessions, so they can never disagree about a holiday.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import pandas as pd
+
+#: The earliest session any part of the project reasons about. The synthetic market's
+#: random walks start here, so its bars do not depend on the requested range.
+CALENDAR_ORIGIN = "1990-01-02"
+DEFAULT_PARTITION_START = "2000-01-03"
+EXCHANGE = "XNYS"
+
+
+@lru_cache(maxsize=1)
+def _calendar():
+    import exchange_calendars as xcals
+
+    return xcals.get_calendar(EXCHANGE, start=CALENDAR_ORIGIN)
+
+
+@lru_cache(maxsize=1)
+def all_sessions() -> pd.DatetimeIndex:
+    """Every XNYS session from the origin to the calendar's horizon (about a year ahead)."""
+    return pd.DatetimeIndex(_calendar().sessions.tz_localize(None), name="date").astype(
+        "datetime64[ns]"
+    )
+
+
+def sessions_between(start, end) -> pd.DatetimeIndex:
+    """Sessions with start <= date <= end (both inclusive)."""
+    sessions = all_sessions()
+    lo = sessions.searchsorted(pd.Timestamp(start))
+    hi = sessions.searchsorted(pd.Timestamp(end), side="right")
+    return sessions[lo:hi]
+
+
+def is_session(dates) -> pd.Series | bool:
+    """Whether each date is an XNYS session (vectorised for Series/arrays)."""
+    sessions = all_sessions()
+    if isinstance(dates, (str, dt.date, pd.Timestamp)):
+        return pd.Timestamp(dates) in sessions
+    return pd.DatetimeIndex(pd.to_datetime(dates)).normalize().isin(sessions)
+
+
+def non_session_weekdays(start, end) -> list[dt.datetime]:
+    """Weekdays in [start, end] that are not sessions: holidays and special closures.
+
+    Returned as ``datetime`` objects because Dagster reads strings in partition
+    ``exclusions`` as cron expressions.
+    """
+    weekdays = pd.bdate_range(pd.Timestamp(start), pd.Timestamp(end))
+    closed = weekdays[~weekdays.isin(all_sessions())]
+    return [d.to_pydatetime() for d in closed]
+
+
+def previous_sessions(date, count: int) -> pd.DatetimeIndex:
+    """The ``count`` sessions strictly before ``date`` (for rules and features that need history)."""
+    sessions = all_sessions()
+    idx = sessions.searchsorted(pd.Timestamp(date))
+    return sessions[max(0, idx - count) : idx]
+
+
+def last_session() -> pd.Timestamp:
+    """The calendar's last known session (its horizon)."""
+    return all_sessions()[-1]

@@ -1,0 +1,170 @@
+"""Parquet table storage under one data directory.
+
+Layout: ``<data_dir>/<table>/<YYYY-MM-DD>.parquet`` for session-partitioned tables and
+``<data_dir>/<table>.parquet`` for whole tables. Every write goes to a temporary file in the
+destination folder and is moved into place with ``os.replace``, so a reader (or a crash)
+sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alphatwin_pipelines.schema import arrow_to_frame
+
+DATA_DIR_ENV = "ALPHATWIN_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+REJECTED_INPUTS_LOG = "rejected_inputs.jsonl"
+
+# Fixed writer settings: the same table always serialises to the same bytes.
+_PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then move the result onto ``path`` atomically.
+
+    The temporary file lives beside the target (same filesystem, so ``os.replace`` is
+    atomic) and is fsynced before the move. A writer killed mid-way leaves only a hidden
+    ``.tmp`` file, which readers never match and the next write of the same path removes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_PARQUET_OPTIONS))
+
+
+class TableStore:
+    """Reads and writes the project's Parquet tables under ``data_dir``."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None):
+        self.data_dir = Path(data_dir).resolve() if data_dir else default_data_dir()
+
+    # -- paths -----------------------------------------------------------------------------
+    def table_dir(self, table: str) -> Path:
+        return self.data_dir / table
+
+    def partition_path(self, table: str, session) -> Path:
+        return self.table_dir(table) / f"{pd.Timestamp(session):%Y-%m-%d}.parquet"
+
+    def whole_path(self, table: str) -> Path:
+        return self.data_dir / f"{table}.parquet"
+
+    # -- partitioned tables ------------------------------------------------------------------
+    def write_partition(self, table: str, session, data: pa.Table) -> Path:
+        """Replace one session's file whole."""
+        path = self.partition_path(table, session)
+        write_parquet(path, data)
+        return path
+
+    def stored_sessions(self, table: str) -> pd.DatetimeIndex:
+        folder = self.table_dir(table)
+        if not folder.is_dir():
+            return pd.DatetimeIndex([], dtype="datetime64[ns]")
+        keys = sorted(p.stem for p in folder.glob("*.parquet") if not p.name.startswith("."))
+        return pd.DatetimeIndex(pd.to_datetime(keys, format="%Y-%m-%d")).astype("datetime64[ns]")
+
+    def read_partitions(
+        self,
+        table: str,
+        start=None,
+        end=None,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Concatenate the stored sessions in [start, end], optionally for some symbols."""
+        sessions = self.stored_sessions(table)
+        if start is not None:
+            sessions = sessions[sessions >= pd.Timestamp(start)]
+        if end is not None:
+            sessions = sessions[sessions <= pd.Timestamp(end)]
+        paths = [self.partition_path(table, s) for s in sessions]
+        return self._read_files(paths, symbols, columns)
+
+    # -- whole tables ------------------------------------------------------------------------
+    def write_table(self, table: str, data: pa.Table) -> Path:
+        path = self.whole_path(table)
+        write_parquet(path, data)
+        return path
+
+    def read_table(self, table: str, symbols=None, columns=None) -> pd.DataFrame:
+        path = self.whole_path(table)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"table '{table}' has not been materialised yet: {path} does not exist"
+            )
+        return self._read_files([path], symbols, columns)
+
+    def _read_files(self, paths: Iterable[Path], symbols, columns) -> pd.DataFrame:
+        paths = list(paths)
+        if not paths:
+            return pd.DataFrame(columns=list(columns) if columns else None)
+        filters = [("symbol", "in", [s.upper() for s in symbols])] if symbols else None
+        dataset = pq.ParquetDataset([str(p) for p in paths], filters=filters)
+        return arrow_to_frame(dataset.read(columns=list(columns) if columns else None))
+
+    # -- the rejected-inputs log ---------------------------------------------------------------
+    @property
+    def rejected_log_path(self) -> Path:
+        return self.data_dir / REJECTED_INPUTS_LOG
+
+    def append_rejections(self, records: Sequence[dict]) -> None:
+        """Append records to the persistent, append-only rejected-inputs log (JSON lines).
+
+        One ``write`` on an ``O_APPEND`` descriptor, so concurrent runs never interleave
+        half-lines.
+        """
+        if not records:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        payload = "".join(json.dumps(r, default=str, sort_keys=True) + "\n" for r in records)
+        fd = os.open(self.rejected_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, payload.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_rejections(self) -> pd.DataFrame:
+        path = self.rejected_log_path
+        if not path.exists():
+            return pd.DataFrame()
+        return pd.read_json(path, lines=True, dtype=False)
