@@ -115,3 +115,8 @@ def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
         elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
             frame[name] = frame[name].astype("string")
     return frame
+
+
+def frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """Any frame to Arrow without pandas metadata, so its Parquet bytes are reproducible."""
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)

@@ -68,3 +68,16 @@ def _finish(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         raise UniverseError(f"universe {origin!r} lists symbol(s) {dupes[:10]} more than once")
     frame = frame.astype({"symbol": "string", "sector": "string", "name": "string"})
     return frame.sort_values("symbol", kind="stable").reset_index(drop=True)[list(UNIVERSE_COLUMNS)]
+
+
+def resolve_universe(spec: str | None, source) -> pd.DataFrame:
+    """The configured universe, else the source's own (the synthetic market has one)."""
+    if spec:
+        return parse_universe(spec)
+    own = getattr(source, "universe", None)
+    if callable(own):
+        return _finish(own(), f"{source.describe()} universe")
+    raise UniverseError(
+        f"the {source.describe()} source has no built-in symbol list: set ALPHATWIN_UNIVERSE to "
+        "symbols like 'AAPL,MSFT' or to a CSV with Symbol and Sector columns"
+    )

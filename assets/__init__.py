@@ -1,0 +1,1 @@
+"""The thin Dagster layer: one module per pipeline stage, over the `alphatwin_pipelines` engine."""

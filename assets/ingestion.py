@@ -1,0 +1,119 @@
+"""Ingestion stage: the symbol universe and raw OHLCV in NYSE-session partitions."""
+
+import dagster as dg
+import pandas as pd
+
+from alphatwin_pipelines.calendar import sessions_between
+from alphatwin_pipelines.ingest import RAW_TABLE, IngestError, IngestReport, ingest
+from alphatwin_pipelines.profiling import measure
+from alphatwin_pipelines.reporting import markdown_table, preview
+from alphatwin_pipelines.schema import BAR_COLUMN_DOCS, frame_to_arrow
+from alphatwin_pipelines.sources import SourceConfigError
+from alphatwin_pipelines.universe import UniverseError, resolve_universe
+from assets.partitions import nyse_sessions
+from assets.resources import MarketDataResource, StorageResource
+
+UNIVERSE_TABLE = "universe"
+
+# Only the provider-facing asset retries, and only on provider trouble: bad data raises
+# Failure(allow_retries=False), which Dagster never retries.
+NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+@dg.asset(group_name="ingestion", kinds={"parquet"})
+def universe(market_data: MarketDataResource, storage: StorageResource) -> dg.MaterializeResult:
+    """Symbols with sectors: ALPHATWIN_UNIVERSE, or the source's own list (the synthetic market's)."""
+    with measure() as cost:
+        try:
+            frame = resolve_universe(market_data.universe, market_data.build_source())
+        except (UniverseError, SourceConfigError) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        path = storage.store().write_table(UNIVERSE_TABLE, frame_to_arrow(frame))
+    sectors = frame["sector"].value_counts().rename_axis("sector").reset_index(name="symbols")
+    return dg.MaterializeResult(
+        metadata={
+            "symbols": len(frame),
+            "sectors": dg.MetadataValue.md(markdown_table(sectors)),
+            "path": dg.MetadataValue.path(str(path)),
+            **cost.as_metadata(),
+        }
+    )
+
+
+@dg.asset(
+    group_name="ingestion",
+    kinds={"parquet"},
+    partitions_def=nyse_sessions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[universe],
+    retry_policy=NETWORK_RETRY,
+    metadata={"columns": dg.MetadataValue.md(markdown_table(pd.DataFrame(BAR_COLUMN_DOCS.items(), columns=["column", "meaning"])))},
+)
+def raw_ohlcv(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource, storage: StorageResource
+) -> dg.MaterializeResult:
+    """Unadjusted daily bars, one Parquet file per session, replaced whole on every run.
+
+    A backfill of any range is one run (single-run backfill policy): the provider is asked
+    once for the whole window, which is what makes a five-year backfill take seconds.
+    """
+    store = storage.store()
+    window = context.partition_time_window
+    sessions = sessions_between(window.start.date(), pd.Timestamp(window.end.date()) - pd.Timedelta(days=1))
+    try:
+        source = market_data.build_source()
+        symbols = store.read_table(UNIVERSE_TABLE, columns=["symbol"])["symbol"].tolist()
+    except (SourceConfigError, FileNotFoundError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    with measure() as cost:
+        try:
+            report = ingest(source, store, symbols, sessions, table=RAW_TABLE, run_id=context.run_id)
+        except IngestError as exc:
+            raise dg.Failure(
+                description=str(exc),
+                allow_retries=exc.retryable,
+                metadata={"rejected": dg.MetadataValue.md(_rejections_table(exc.rejections))},
+            ) from exc
+
+    for warning in report.warnings:
+        context.log.warning(warning)
+    shared = _run_metadata(report, cost, len(sessions))
+    for session in report.sessions:
+        context.add_asset_metadata(
+            {
+                "rows": session.rows,
+                "symbols": session.symbols,
+                "symbols_missing": len(session.symbols_missing),
+                "symbols_missing_list": preview(session.symbols_missing),
+                "path": dg.MetadataValue.path(str(session.path)),
+                "dagster/row_count": session.rows,
+            },
+            partition_key=session.key,
+        )
+    context.log.info(
+        f"{report.source}: {report.rows:,} rows over {len(sessions)} session(s) in "
+        f"{cost.duration_s:.1f}s, peak RSS {cost.peak_rss_mb:.0f} MiB"
+    )
+    return dg.MaterializeResult(metadata=shared)
+
+
+def _run_metadata(report: IngestReport, cost, n_sessions: int) -> dict:
+    failed = report.failures_by_symbol()
+    return {
+        "source": report.source,
+        "symbols_failed": len(failed),
+        "symbols_failed_why": dg.MetadataValue.md(_rejections_table(report.rejections)),
+        "fallback_symbols": preview(report.fallback_symbols),
+        "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in report.warnings) or "_none_"),
+        "provider_requests": report.requests,
+        "sessions_in_run": n_sessions,
+        "rows_in_run": report.rows,
+        **cost.as_metadata(),
+    }
+
+
+def _rejections_table(rejections) -> str:
+    frame = pd.DataFrame([r.to_record() for r in rejections])
+    order = [c for c in ("symbol", "rule", "file", "line", "column", "value", "reason") if c in frame.columns]
+    return markdown_table(frame[order] if order else frame, limit=50)

@@ -1,0 +1,75 @@
+"""Configurable resources. Every setting comes from an environment variable through EnvVar.
+
+When a variable is unset its default applies, so a fresh clone runs offline on the synthetic
+market with data under ``./data``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from alphatwin_pipelines.sources import BarSource, make_source
+from alphatwin_pipelines.storage import TableStore
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def env_or(name: str, default):
+    """``EnvVar(name)`` when the variable is set (shown as such in the UI), else ``default``."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Where every table lives (``ALPHATWIN_DATA_DIR``)."""
+
+    data_dir: str = str(REPO_ROOT / "data")
+
+    def store(self) -> TableStore:
+        return TableStore(self.data_dir)
+
+
+class MarketDataResource(dg.ConfigurableResource):
+    """Which provider supplies raw bars, and for which universe."""
+
+    source: str = "synthetic"
+    source_path: str | None = None
+    universe: str | None = None
+    synthetic_seed: int = 7
+    synthetic_symbols: int = 1000
+    polygon_api_key: str | None = None
+    polygon_base_url: str | None = None
+    polygon_calls_per_minute: int = 5
+    yfinance_requests_per_hour: int = 2000
+
+    def build_source(self) -> BarSource:
+        kind = self.source.strip().lower()
+        if kind == "synthetic":
+            return make_source(kind, seed=self.synthetic_seed, n_symbols=self.synthetic_symbols)
+        if kind == "csv":
+            return make_source(kind, path=self.source_path or "")
+        if kind == "yfinance":
+            return make_source(kind, requests_per_hour=self.yfinance_requests_per_hour)
+        if kind == "polygon":
+            return make_source(
+                kind,
+                api_key=self.polygon_api_key,
+                base_url=self.polygon_base_url,
+                calls_per_minute=self.polygon_calls_per_minute,
+            )
+        return make_source(kind)
+
+
+def default_resources() -> dict:
+    return {
+        "storage": StorageResource(data_dir=env_or("ALPHATWIN_DATA_DIR", str(REPO_ROOT / "data"))),
+        "market_data": MarketDataResource(
+            source=env_or("ALPHATWIN_SOURCE", "synthetic"),
+            source_path=env_or("ALPHATWIN_SOURCE_PATH", None),
+            universe=env_or("ALPHATWIN_UNIVERSE", None),
+            polygon_api_key=env_or("POLYGON_API_KEY", None),
+            polygon_base_url=env_or("POLYGON_BASE_URL", None),
+        ),
+    }

@@ -1,0 +1,39 @@
+"""Shared fixtures. Real market data lives beside the repo in ../shared/data and is never copied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SP500_PARQUET = SHARED_DATA / "sp500_daily_1999_2021.parquet"
+POLYGON_RESPONSES = SHARED_DATA / "polygon_responses"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SP500_PARQUET.exists():
+        pytest.skip(f"real market data not found at {SHARED_DATA} (../shared/data is absent)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sp500_bars(shared_data):
+    """The real S&P 500 daily set, columns renamed to the canonical schema (read-only use)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(shared_data / "sp500_daily_1999_2021.parquet")
+    frame = frame.rename(columns={"dividend_amount": "dividend", "split_coefficient": "split_ratio"})
+    frame["source"] = "sp500"
+    return frame
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh data directory, also exported as ALPHATWIN_DATA_DIR."""
+    path = tmp_path / "data"
+    path.mkdir()
+    monkeypatch.setenv("ALPHATWIN_DATA_DIR", str(path))
+    return path

@@ -1,0 +1,140 @@
+"""Storage: atomic replacement under SIGKILL, byte-identical rewrites, and `load`."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from alphatwin_pipelines import load
+from alphatwin_pipelines.schema import bars_to_arrow, to_canonical
+from alphatwin_pipelines.storage import TableStore
+
+
+def _bars(n_symbols=3, dates=("2024-01-02", "2024-01-03"), seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_symbols):
+        for d in dates:
+            close = 100 + rng.normal()
+            rows.append(dict(symbol=f"S{i}", date=d, open=close, high=close + 1, low=close - 1, close=close,
+                             volume=int(rng.integers(1, 10_000)), dividend=0.0, split_ratio=1.0, source="test"))
+    return to_canonical(pd.DataFrame(rows))
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_rewriting_a_partition_gives_identical_bytes(tmp_path):
+    store = TableStore(tmp_path)
+    bars = _bars()
+    first = store.write_partition("raw_ohlcv", "2024-01-02", bars_to_arrow(bars))
+    digest = _sha(first)
+    shuffled = bars.sample(frac=1.0, random_state=3)  # row order must not matter
+    store.write_partition("raw_ohlcv", "2024-01-02", bars_to_arrow(shuffled))
+    assert _sha(first) == digest
+    assert not list(first.parent.glob(".*.tmp")), "no temporary files are left behind"
+
+
+def test_load_filters_dates_and_symbols(tmp_path):
+    store = TableStore(tmp_path)
+    bars = _bars(dates=("2024-01-02", "2024-01-03", "2024-01-04"))
+    for date, frame in bars.groupby("date"):
+        store.write_partition("raw_ohlcv", date, bars_to_arrow(frame))
+    out = load("raw_ohlcv", symbols=["s1"], start="2024-01-03", end="2024-01-04", data_dir=tmp_path)
+    assert sorted(out["symbol"].unique()) == ["S1"]
+    assert list(out["date"].dt.strftime("%Y-%m-%d")) == ["2024-01-03", "2024-01-04"]
+    assert out["date"].dtype == "datetime64[ns]"
+    expected = bars[(bars.symbol == "S1") & (bars.date >= "2024-01-03")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(out.sort_values(["symbol", "date"]).reset_index(drop=True), expected,
+                                  check_dtype=False)
+
+
+def test_load_unknown_table_names_what_exists(tmp_path):
+    TableStore(tmp_path).write_partition("raw_ohlcv", "2024-01-02", bars_to_arrow(_bars()))
+    with pytest.raises(KeyError, match="raw_ohlcv"):
+        load("no_such_table", data_dir=tmp_path)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np, pandas as pd
+    from alphatwin_pipelines.schema import bars_to_arrow, to_canonical
+    from alphatwin_pipelines.storage import write_parquet
+    n = 400_000
+    rng = np.random.default_rng(1)
+    frame = to_canonical(pd.DataFrame(dict(
+        symbol=np.char.add("S", (np.arange(n) % 5000).astype(str)),
+        date=pd.Timestamp("2024-01-02") + pd.to_timedelta(np.arange(n) // 5000, "D"),
+        open=rng.random(n), high=rng.random(n), low=rng.random(n), close=rng.random(n),
+        volume=np.arange(n), dividend=0.0, split_ratio=1.0, source="new-version")))
+    table = bars_to_arrow(frame)
+    print("ready", flush=True)
+    while True:
+        write_parquet(sys.argv[1], table)
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_write_leaves_old_or_new_file_never_a_torn_one(tmp_path):
+    target = tmp_path / "raw_ohlcv" / "2024-01-02.parquet"
+    store = TableStore(tmp_path)
+    store.write_partition("raw_ohlcv", "2024-01-02", bars_to_arrow(_bars()))
+    previous = _sha(target)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    outcomes = set()
+    rng = np.random.default_rng(7)
+    for attempt in range(6):
+        proc = subprocess.Popen([sys.executable, str(script), str(target)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.05, 0.6)))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if list(target.parent.glob(".*.tmp")):
+            outcomes.add("killed mid-write")
+        table = pq.read_table(target)  # must always be a complete, readable Parquet file
+        sources = set(table.column("source").to_pylist())
+        if _sha(target) == previous:
+            outcomes.add("previous")
+        else:
+            assert sources == {"new-version"} and table.num_rows == 400_000
+            outcomes.add("new")
+        assert not [p for p in target.parent.glob("*.parquet") if p != target]
+    # The next ordinary write clears any temporary file a killed writer left behind.
+    store.write_partition("raw_ohlcv", "2024-01-02", bars_to_arrow(_bars()))
+    assert not list(target.parent.glob(".*.tmp"))
+    # The writer spends nearly all its time inside a write, so kills land mid-write.
+    assert "killed mid-write" in outcomes, outcomes
+
+
+def test_sigkill_before_first_write_leaves_nothing(tmp_path):
+    target = tmp_path / "fresh" / "2024-01-02.parquet"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    proc = subprocess.Popen([sys.executable, str(script), str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if target.exists():  # the first write may have completed; then it is whole
+        assert pq.read_table(target).num_rows == 400_000
+    assert not [p for p in target.parent.glob("*.parquet") if p != target]
+
+
+def test_rejections_log_is_append_only_jsonl(tmp_path):
+    store = TableStore(tmp_path)
+    store.append_rejections([{"symbol": "AAA", "rule": "no_data", "reason": "x"}])
+    store.append_rejections([{"symbol": "BBB", "rule": "empty_file", "reason": "y"}])
+    log = load("rejected_inputs", data_dir=tmp_path)
+    assert list(log["symbol"]) == ["AAA", "BBB"]
+    assert list(log["rule"]) == ["no_data", "empty_file"]
