@@ -228,7 +228,7 @@ def profit_factor(returns):
     """Sum of gains over the absolute sum of losses (inf without losses, NaN if both are 0)."""
     gains = np.where(returns > 0, returns, 0.0).sum(axis=0)
     losses = -np.where(returns < 0, returns, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return np.where(losses > 0, gains / losses, np.where(gains > 0, np.inf, np.nan))
 
 
