@@ -89,3 +89,16 @@ class BarSource(ABC):
 
     def describe(self) -> str:
         return self.name
+
+
+def unique_symbols(symbols: Sequence[str]) -> list[str]:
+    """Requested symbols stripped and upper-cased, blanks dropped, first occurrence kept."""
+    return list(dict.fromkeys(s.strip().upper() for s in symbols if s and s.strip()))
+
+
+def session_days(sessions) -> pd.DatetimeIndex:
+    """Requested sessions as sorted, unique, tz-naive midnight ``datetime64[ns]`` dates."""
+    days = pd.DatetimeIndex(sessions)
+    if days.tz is not None:
+        days = days.tz_localize(None)
+    return days.normalize().unique().sort_values().astype("datetime64[ns]")
