@@ -28,6 +28,9 @@ RULE_NO_DATA = "no_data"
 RULE_UNKNOWN_FORMAT = "unknown_format"
 RULE_NETWORK = "network_error"
 RULE_CIRCUIT_OPEN = "circuit_open"
+# A row with more fields than its header: its values cannot be placed in columns.
+RULE_MALFORMED_ROW = "malformed_row"
+RULE_UNREADABLE_FILE = "unreadable_file"
 NETWORK_RULES = frozenset({RULE_NETWORK, RULE_CIRCUIT_OPEN})
 
 
