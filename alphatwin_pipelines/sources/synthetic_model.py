@@ -16,7 +16,6 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 from scipy.special import ndtri
 
 from alphatwin_pipelines.calendar import all_sessions
@@ -189,10 +188,22 @@ def _volatility(seed: int, keys: tuple[str, ...], count: int, level: np.ndarray,
     for row, key in enumerate(keys):
         state[row] = np.random.Generator(stream(seed, key, "vol")).standard_normal(count)
     state[:, 0] /= np.sqrt(1 - VOL_PERSISTENCE**2)  # start in equilibrium, not at zero
-    state = lfilter([1.0], [1.0, -VOL_PERSISTENCE], state, axis=1)
+    state = _ar1_along_rows(state, VOL_PERSISTENCE)
     state *= (0.5 * vol_of_vol)[:, None]
     state += (np.log(level) - vol_of_vol**2 / (4 * (1 - VOL_PERSISTENCE**2)))[:, None]
     return np.exp(state, out=state)
+
+
+def _ar1_along_rows(shocks: np.ndarray, phi: float) -> np.ndarray:
+    """y[t] = x[t] + phi * y[t-1] along each row.
+
+    A plain loop over time on contiguous (time, key) rows: as fast as scipy's lfilter and
+    bit-identical to it, without the 2 s import of scipy.signal that every run would pay.
+    """
+    by_time = np.ascontiguousarray(shocks.T)
+    for t in range(1, by_time.shape[0]):
+        by_time[t] += phi * by_time[t - 1]
+    return by_time.T
 
 
 def _innovations(seed: int, keys: tuple[str, ...], count: int) -> np.ndarray:
