@@ -89,13 +89,14 @@ def ingest(
 
     reports = []
     by_session = {d: g for d, g in bars.groupby("date", sort=True)}
-    for session in sessions:
-        frame = by_session.get(session, empty_bars())
-        path = store.write_partition(table, session, bars_to_arrow(frame))
-        present = set(frame["symbol"].tolist())
-        reports.append(
-            SessionReport(session, path, len(frame), len(present), [s for s in symbols if s not in present])
-        )
+    with store.batch():
+        for session in sessions:
+            frame = by_session.get(session, empty_bars())
+            path = store.write_partition(table, session, bars_to_arrow(frame))
+            present = set(frame["symbol"].tolist())
+            reports.append(
+                SessionReport(session, path, len(frame), len(present), [s for s in symbols if s not in present])
+            )
     return IngestReport(
         source=source.describe(),
         universe_size=len(symbols),

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +33,16 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
 
 
-def atomic_write_bytes(path: Path, write) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make renames in ``folder`` durable (the rename itself is already atomic)."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_bytes(path: Path, write, *, sync_dir: bool = True) -> None:
     """Call ``write(tmp_path)`` then move the result onto ``path`` atomically.
 
     The temporary file lives beside the target (same filesystem, so ``os.replace`` is
@@ -53,11 +63,8 @@ def atomic_write_bytes(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 def _remove_stale_temps(path: Path) -> None:
@@ -68,8 +75,8 @@ def _remove_stale_temps(path: Path) -> None:
             pass
 
 
-def write_parquet(path: Path, table: pa.Table) -> None:
-    atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_PARQUET_OPTIONS))
+def write_parquet(path: Path, table: pa.Table, *, sync_dir: bool = True) -> None:
+    atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_PARQUET_OPTIONS), sync_dir=sync_dir)
 
 
 class TableStore:
@@ -77,6 +84,33 @@ class TableStore:
 
     def __init__(self, data_dir: str | os.PathLike | None = None):
         self.data_dir = Path(data_dir).resolve() if data_dir else default_data_dir()
+        self._deferred_dirs: set[Path] | None = None
+
+    @contextmanager
+    def batch(self):
+        """Write many partitions, making their renames durable with one directory fsync each.
+
+        Each file is still fsynced before its ``os.replace``, so no reader ever sees a torn
+        file; only the durability of the renames is settled at the end of the batch.
+        """
+        outer = self._deferred_dirs is None
+        if outer:
+            self._deferred_dirs = set()
+        try:
+            yield self
+        finally:
+            if outer:
+                folders, self._deferred_dirs = self._deferred_dirs, None
+                for folder in sorted(folders):
+                    fsync_dir(folder)
+
+    def _write(self, path: Path, data: pa.Table) -> Path:
+        if self._deferred_dirs is None:
+            write_parquet(path, data)
+        else:
+            write_parquet(path, data, sync_dir=False)
+            self._deferred_dirs.add(path.parent)
+        return path
 
     # -- paths -----------------------------------------------------------------------------
     def table_dir(self, table: str) -> Path:
@@ -91,9 +125,7 @@ class TableStore:
     # -- partitioned tables ------------------------------------------------------------------
     def write_partition(self, table: str, session, data: pa.Table) -> Path:
         """Replace one session's file whole."""
-        path = self.partition_path(table, session)
-        write_parquet(path, data)
-        return path
+        return self._write(self.partition_path(table, session), data)
 
     def stored_sessions(self, table: str) -> pd.DatetimeIndex:
         folder = self.table_dir(table)
@@ -121,9 +153,7 @@ class TableStore:
 
     # -- whole tables ------------------------------------------------------------------------
     def write_table(self, table: str, data: pa.Table) -> Path:
-        path = self.whole_path(table)
-        write_parquet(path, data)
-        return path
+        return self._write(self.whole_path(table), data)
 
     def read_table(self, table: str, symbols=None, columns=None) -> pd.DataFrame:
         path = self.whole_path(table)

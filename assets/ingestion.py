@@ -3,14 +3,13 @@
 import dagster as dg
 import pandas as pd
 
-from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.ingest import RAW_TABLE, IngestError, IngestReport, ingest
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table, preview
 from alphatwin_pipelines.schema import BAR_COLUMN_DOCS, frame_to_arrow
 from alphatwin_pipelines.sources import SourceConfigError
 from alphatwin_pipelines.universe import UniverseError, resolve_universe
-from assets.partitions import nyse_sessions
+from assets.partitions import nyse_sessions, sessions_of
 from assets.resources import MarketDataResource, StorageResource
 
 UNIVERSE_TABLE = "universe"
@@ -58,8 +57,7 @@ def raw_ohlcv(
     once for the whole window, which is what makes a five-year backfill take seconds.
     """
     store = storage.store()
-    window = context.partition_time_window
-    sessions = sessions_between(window.start.date(), pd.Timestamp(window.end.date()) - pd.Timedelta(days=1))
+    sessions = sessions_of(context)
     try:
         source = market_data.build_source()
         symbols = store.read_table(UNIVERSE_TABLE, columns=["symbol"])["symbol"].tolist()

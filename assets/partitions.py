@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from alphatwin_pipelines.calendar import DEFAULT_PARTITION_START, last_session, non_session_weekdays
+from alphatwin_pipelines.calendar import DEFAULT_PARTITION_START, last_session, non_session_weekdays, sessions_between
 
 PARTITION_START = os.environ.get("ALPHATWIN_START") or DEFAULT_PARTITION_START
 
@@ -23,3 +23,9 @@ nyse_sessions = dg.TimeWindowPartitionsDefinition(
     end_offset=1,
     exclusions=non_session_weekdays(PARTITION_START, last_session()),
 )
+
+
+def sessions_of(context: dg.AssetExecutionContext):
+    """The NYSE sessions of the partition key range this run materialises."""
+    keys = context.partition_key_range
+    return sessions_between(keys.start, keys.end)

@@ -1,0 +1,102 @@
+"""Corporate actions and cleaning: validated partitions in, event and cleaned partitions out.
+
+Adjusted prices are not frozen into the cleaned files. Backward adjustment as of the latest
+session changes every earlier price of a symbol whenever it splits or pays a dividend, so
+stored adjusted history would be stale the day after. Instead the events table is kept per
+session and ``read_adjusted`` applies it when reading: a new session costs only that session,
+a new event costs only that symbol's factors, and any ``as_of`` view (point in time) is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust, corporate_actions
+from alphatwin_pipelines.calendar import sessions_between
+from alphatwin_pipelines.cleaning import FLAG_FFILL, clean
+from alphatwin_pipelines.schema import BAR_COLUMNS, frame_to_arrow
+from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import CLEANED, FACTORS, VALIDATED, read_lookback, read_range, require_partitions
+
+CLEANED_COLUMNS = (*BAR_COLUMNS, "flags", "filled")
+
+
+@dataclass
+class SessionEvents:
+    session: pd.Timestamp
+    events: pd.DataFrame
+
+    @property
+    def key(self) -> str:
+        return f"{self.session:%Y-%m-%d}"
+
+
+def build_events(store: TableStore, sessions: pd.DatetimeIndex) -> list[SessionEvents]:
+    """Replace each session's corporate-action events (with their backward factors)."""
+    require_partitions(store, VALIDATED, sessions)
+    bars = read_range(store, VALIDATED, sessions, columns=list(BAR_COLUMNS))
+    previous = read_lookback(store, VALIDATED, sessions[0], 1, columns=list(BAR_COLUMNS))
+    events = corporate_actions(pd.concat([previous, bars], ignore_index=True) if len(previous) else bars)
+    by_day = dict(tuple(events.groupby("date", sort=False)))
+    out = []
+    with store.batch():
+        for session in sessions:
+            day = by_day.get(session, events.iloc[0:0]).reset_index(drop=True)[list(EVENT_COLUMNS)]
+            store.write_partition(FACTORS, session, frame_to_arrow(day))
+            out.append(SessionEvents(session, day))
+    return out
+
+
+def read_events(store: TableStore, as_of=None) -> pd.DataFrame:
+    """Every stored corporate-action event dated on or before ``as_of`` (default: all)."""
+    return store.read_partitions(FACTORS, end=as_of)
+
+
+@dataclass
+class CleanReport:
+    sessions: pd.DatetimeIndex
+    rows: dict[pd.Timestamp, int]
+    filled: dict[pd.Timestamp, int]
+    gaps: pd.DataFrame  # symbol, gap_start, gap_end, sessions, reason (ffill | gap | halt)
+
+
+def clean_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, max_ffill: int = 3) -> CleanReport:
+    """Fill short gaps, drop halts, and replace each session's cleaned partition."""
+    require_partitions(store, VALIDATED, sessions)
+    bars = read_range(store, VALIDATED, sessions)
+    history = read_lookback(store, VALIDATED, sessions[0], max_ffill + 1)
+    frame = pd.concat([history, bars], ignore_index=True) if len(history) else bars
+    calendar = sessions_between(frame["date"].min() if len(frame) else sessions[0], sessions[-1])
+    cleaned, gaps = clean(frame.drop(columns=["raw_row"], errors="ignore"), calendar, max_ffill=max_ffill)
+    cleaned = cleaned[cleaned["date"].between(sessions[0], sessions[-1])]
+    # A filled row copies the row before the gap; its validation flags belong to that row.
+    filled = cleaned["flag"].eq(FLAG_FFILL).fillna(False).to_numpy()
+    flags = cleaned["flags"].fillna("").astype("string").where(~filled, FLAG_FFILL)
+    cleaned = cleaned.assign(flags=flags)[list(CLEANED_COLUMNS)]
+
+    by_day = dict(tuple(cleaned.groupby("date", sort=False)))
+    rows, fills = {}, {}
+    with store.batch():
+        for session in sessions:
+            day = by_day.get(session, cleaned.iloc[0:0]).reset_index(drop=True)
+            store.write_partition(CLEANED, session, frame_to_arrow(day))
+            rows[session], fills[session] = len(day), int(day["filled"].sum())
+    in_range = gaps[(gaps["gap_end"] >= sessions[0]) & (gaps["gap_start"] <= sessions[-1])]
+    return CleanReport(sessions, rows, fills, in_range.reset_index(drop=True))
+
+
+def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=None) -> pd.DataFrame:
+    """Cleaned bars with ``adj_open/high/low/close`` and ``adj_volume``, backward-adjusted as of
+    ``as_of`` (default: the latest cleaned session), using only events known by then."""
+    stored = store.stored_sessions(CLEANED)
+    if len(stored) == 0:
+        raise FileNotFoundError(f"{CLEANED} has no partitions under {store.data_dir}: materialise it first")
+    cutoff = pd.Timestamp(as_of) if as_of is not None else stored[-1]
+    upper = min(pd.Timestamp(end), cutoff) if end is not None else cutoff
+    bars = store.read_partitions(CLEANED, start, upper, symbols=symbols)
+    events = read_events(store, as_of=cutoff)
+    if symbols:
+        events = events[events["symbol"].isin([s.upper() for s in symbols])]
+    return adjust(bars, factors=events if len(events) else pd.DataFrame(columns=list(EVENT_COLUMNS)), as_of=cutoff)

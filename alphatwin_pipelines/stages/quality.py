@@ -1,0 +1,136 @@
+"""Validation stage: raw partitions in, validated and quarantined partitions out, plus the
+evidence each data-quality check needs.
+
+A range of sessions is validated in one call (the rule engine is vectorised, so a five-year
+backfill costs seconds), with the rules' lookback read from the partitions just before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from alphatwin_pipelines.calendar import all_sessions
+from alphatwin_pipelines.quality import missing_sessions, rule_catalogue, validate
+from alphatwin_pipelines.schema import BAR_COLUMNS, frame_to_arrow
+from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import QUARANTINED, RAW, VALIDATED, read_lookback, read_range, require_partitions
+
+#: Sessions of history the lookback rules need (the longest rule window plus a margin).
+LOOKBACK_SESSIONS = max(rule.lookback for rule in rule_catalogue()) + 5
+
+
+def validated_bar_schema() -> pa.DataFrameSchema:
+    """What every validated row guarantees: exact dtypes and the invariants downstream relies on."""
+    price = pa.Column("float64", [pa.Check.gt(0)], nullable=False)
+    return pa.DataFrameSchema(
+        {
+            "symbol": pa.Column("string", pa.Check.str_matches(r"^[A-Z][A-Z0-9]{0,5}([.\-][A-Z0-9]{1,3})?$")),
+            "date": pa.Column("datetime64[ns]", nullable=False),
+            "open": price, "high": price, "low": price, "close": price,
+            "volume": pa.Column("int64", pa.Check.ge(0)),
+            "dividend": pa.Column("float64", pa.Check.ge(0)),
+            "split_ratio": pa.Column("float64", pa.Check.gt(0)),
+            "source": pa.Column("string", nullable=False),
+            "flags": pa.Column("string", nullable=False),
+        },
+        checks=[
+            pa.Check(lambda f: (f["low"] <= f[["open", "close"]].min(axis=1)) & (f[["open", "close"]].max(axis=1) <= f["high"]),
+                     name="low <= open, close <= high"),
+            pa.Check(lambda f: ~f.duplicated(["symbol", "date"]), name="one row per (symbol, date)"),
+        ],
+        strict=False,
+        name="validated_ohlcv",
+    )
+
+
+@dataclass
+class SessionQuality:
+    session: pd.Timestamp
+    rows_in: int
+    validated: int
+    quarantined: int
+    flagged: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.session:%Y-%m-%d}"
+
+    @property
+    def pass_rate(self) -> float:
+        return self.validated / self.rows_in if self.rows_in else 1.0
+
+
+@dataclass
+class QualityReport:
+    sessions: list[SessionQuality]
+    summary: pd.DataFrame  # one row per rule: rule_id, severity, violations, pass_rate, description
+    failures: pd.DataFrame  # one row per violation, WARNINGs included
+    validated: pd.DataFrame  # the range's validated rows (for the checks that re-examine them)
+    history: pd.DataFrame  # validated rows before the range (for the missing-session check)
+
+
+def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=None) -> QualityReport:
+    """Validate ``sessions`` of raw bars and replace their validated and quarantined partitions."""
+    require_partitions(store, RAW, sessions)
+    raw = read_range(store, RAW, sessions)
+    history = read_lookback(store, RAW, sessions[0], LOOKBACK_SESSIONS)
+    result = validate(raw, history if len(history) else None, as_of=as_of)
+
+    validated_by_day = dict(tuple(result.validated.groupby("date", sort=False)))
+    quarantine_day = pd.to_datetime(result.quarantined["partition"]) if len(result.quarantined) else pd.Series([], dtype="datetime64[ns]")
+    raw_counts = raw.groupby("date").size()
+    reports = []
+    with store.batch():
+        for session in sessions:
+            good = validated_by_day.get(session, result.validated.iloc[0:0])
+            bad = result.quarantined[(quarantine_day == session).to_numpy()]
+            store.write_partition(VALIDATED, session, frame_to_arrow(good.reset_index(drop=True)))
+            store.write_partition(QUARANTINED, session, frame_to_arrow(bad.reset_index(drop=True)))
+            reports.append(
+                SessionQuality(session, int(raw_counts.get(session, 0)), len(good), len(bad), int((good["flags"] != "").sum()))
+            )
+    validated_history = read_lookback(store, VALIDATED, sessions[0], LOOKBACK_SESSIONS)
+    return QualityReport(reports, result.summary, result.failures, result.validated, validated_history)
+
+
+# -- the evidence behind each check ------------------------------------------------------------
+
+def schema_failures(validated: pd.DataFrame) -> pd.DataFrame:
+    """Pandera's failure cases for the validated rows (empty when the schema passes)."""
+    try:
+        validated_bar_schema().validate(validated, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        return cases[[c for c in ("column", "check", "failure_case", "index") if c in cases.columns]]
+    return pd.DataFrame(columns=["column", "check", "failure_case", "index"])
+
+
+def residual_errors(validated: pd.DataFrame, history: pd.DataFrame, *, as_of=None) -> pd.DataFrame:
+    """Re-run every rule over the validated rows: any ERROR that still fires is a leak."""
+    again = validate(validated[list(BAR_COLUMNS)], history[list(BAR_COLUMNS)] if len(history) else None, as_of=as_of)
+    errors = again.failures[again.failures["severity"] == "ERROR"]
+    return errors[["partition", "symbol", "date", "rule_id", "offending_value", "description"]].reset_index(drop=True)
+
+
+def session_gaps(validated: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Runs of missing sessions for listed symbols: symbol, first and last missing session, length."""
+    pairs = missing_sessions(validated[list(BAR_COLUMNS)], history[list(BAR_COLUMNS)] if len(history) else None)
+    if pairs.empty:
+        return pd.DataFrame(columns=["symbol", "first_missing", "last_missing", "sessions"])
+    pairs = pairs.sort_values(["symbol", "session"]).reset_index(drop=True)
+    position = all_sessions().get_indexer(pd.DatetimeIndex(pairs["session"]))
+    new_run = np.r_[True, (pairs["symbol"].to_numpy()[1:] != pairs["symbol"].to_numpy()[:-1]) | (np.diff(position) != 1)]
+    run = np.cumsum(new_run)
+    grouped = pairs.groupby(run)
+    return pd.DataFrame(
+        {
+            "symbol": grouped["symbol"].first().to_numpy(),
+            "first_missing": grouped["session"].min().to_numpy(),
+            "last_missing": grouped["session"].max().to_numpy(),
+            "sessions": grouped.size().to_numpy(),
+        }
+    )
