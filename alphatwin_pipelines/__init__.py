@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import CLEANED
 
 __all__ = ["load", "TableStore"]
 __version__ = "0.1.0"
@@ -22,6 +24,7 @@ def load(
     start=None,
     end=None,
     data_dir=None,
+    as_of=None,
 ) -> pd.DataFrame:
     """Return a stored table as a DataFrame.
 
@@ -29,12 +32,17 @@ def load(
     (``universe``) or ``rejected_inputs`` (the log). ``start``/``end`` are inclusive session
     dates and prune files before reading; ``symbols`` filters rows inside Parquet.
     ``data_dir`` defaults to ``ALPHATWIN_DATA_DIR`` (else ``./data``).
+
+    ``cleaned_ohlcv`` comes with ``adj_open/high/low/close/volume`` backward-adjusted as of
+    the latest cleaned session, or as of ``as_of`` using only events known then.
     """
     store = TableStore(data_dir)
     if isinstance(symbols, str):
         symbols = [symbols]
     if table == "rejected_inputs":
         return store.read_rejections()
+    if table == CLEANED:
+        return read_adjusted(store, start=start, end=end, symbols=symbols, as_of=as_of)
     if store.table_dir(table).is_dir():
         return store.read_partitions(table, start=start, end=end, symbols=symbols)
     if store.whole_path(table).exists():

@@ -1,10 +1,14 @@
 """Ingestion stage: the symbol universe and raw OHLCV in NYSE-session partitions."""
 
+import os
+
 import dagster as dg
 import pandas as pd
 
+from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.ingest import RAW_TABLE, IngestError, IngestReport, ingest
 from alphatwin_pipelines.profiling import measure
+from alphatwin_pipelines.reconcile import reconcile
 from alphatwin_pipelines.reporting import markdown_table, preview
 from alphatwin_pipelines.schema import BAR_COLUMN_DOCS, frame_to_arrow
 from alphatwin_pipelines.sources import SourceConfigError
@@ -13,6 +17,7 @@ from assets.partitions import nyse_sessions, sessions_of
 from assets.resources import MarketDataResource, StorageResource
 
 UNIVERSE_TABLE = "universe"
+CHECK_SOURCES_AGREE = "sources_agree"
 
 # Only the provider-facing asset retries, and only on provider trouble: bad data raises
 # Failure(allow_retries=False), which Dagster never retries.
@@ -115,3 +120,36 @@ def _rejections_table(rejections) -> str:
     frame = pd.DataFrame([r.to_record() for r in rejections])
     order = [c for c in ("symbol", "rule", "file", "line", "column", "value", "reason") if c in frame.columns]
     return markdown_table(frame[order] if order else frame, limit=50)
+
+
+@dg.asset_check(
+    asset=raw_ohlcv,
+    name=CHECK_SOURCES_AGREE,
+    description="Closes, volumes, dividends and splits agree with the secondary source within tolerance.",
+)
+def sources_agree(
+    context: dg.AssetCheckExecutionContext, market_data: MarketDataResource, storage: StorageResource
+) -> dg.AssetCheckResult:
+    """Compare the stored raw bars of this run's sessions with a second provider, row by row."""
+    keys = context.op_execution_context.partition_key_range
+    sessions = sessions_between(keys.start, keys.end)
+    primary = storage.store().read_partitions(RAW_TABLE, sessions[0], sessions[-1])
+    secondary = market_data.build_secondary_source()
+    fetched = secondary.fetch(sorted(primary["symbol"].unique()), sessions)
+    disagreements = reconcile(primary, fetched.bars)
+    overlap = primary.merge(fetched.bars[["symbol", "date"]], on=["symbol", "date"]).shape[0]
+    return dg.AssetCheckResult(
+        passed=disagreements.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(disagreements)} disagreement(s) over {overlap} overlapping rows with {secondary.describe()}",
+        metadata={
+            "overlapping_rows": overlap,
+            "disagreements": len(disagreements),
+            "details": dg.MetadataValue.md(markdown_table(disagreements, limit=100)),
+        },
+    )
+
+
+def reconciliation_checks() -> list:
+    """The reconciliation check exists only when a second source is configured."""
+    return [sources_agree] if os.environ.get("ALPHATWIN_SECONDARY_SOURCE") else []

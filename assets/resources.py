@@ -43,13 +43,22 @@ class MarketDataResource(dg.ConfigurableResource):
     polygon_base_url: str | None = None
     polygon_calls_per_minute: int = 5
     yfinance_requests_per_hour: int = 2000
+    secondary_source: str | None = None
+    secondary_source_path: str | None = None
 
     def build_source(self) -> BarSource:
-        kind = self.source.strip().lower()
+        return self._build(self.source, self.source_path)
+
+    def build_secondary_source(self) -> BarSource | None:
+        """The source to reconcile against, when one is configured (ALPHATWIN_SECONDARY_SOURCE)."""
+        return self._build(self.secondary_source, self.secondary_source_path) if self.secondary_source else None
+
+    def _build(self, kind: str, path: str | None) -> BarSource:
+        kind = kind.strip().lower()
         if kind == "synthetic":
             return make_source(kind, seed=self.synthetic_seed, n_symbols=self.synthetic_symbols)
         if kind == "csv":
-            return make_source(kind, path=self.source_path or "")
+            return make_source(kind, path=path or "")
         if kind == "yfinance":
             return make_source(kind, requests_per_hour=self.yfinance_requests_per_hour)
         if kind == "polygon":
@@ -71,5 +80,7 @@ def default_resources() -> dict:
             universe=env_or("ALPHATWIN_UNIVERSE", None),
             polygon_api_key=env_or("POLYGON_API_KEY", None),
             polygon_base_url=env_or("POLYGON_BASE_URL", None),
+            secondary_source=env_or("ALPHATWIN_SECONDARY_SOURCE", None),
+            secondary_source_path=env_or("ALPHATWIN_SECONDARY_SOURCE_PATH", None),
         ),
     }
