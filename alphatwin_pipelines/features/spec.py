@@ -13,7 +13,7 @@ the seed length plus the steps needed for ``q**k <= WARMUP_DECAY``. With ``1e-7`
 computed from ``lookback`` rows differs from the full-history value by less than 1e-7 times
 the seed's error, i.e. < 1e-6 relative even if the seed were off by 10x. A warm-up of
 "3-4 periods" is not enough for that: it leaves ``exp(-6..-8)`` ~ 1e-3 of the seed. The
-price is that ``ema_200`` needs ~1,800 rows, and it alone sets :func:`max_lookback`.
+price is long warm-ups for slow EMAs, which is why the EMA family stops at 50 sessions.
 
 Unit drives point-in-time rescaling (see ``compute``): ``price`` columns are in dollars
 (per share) as of ``t``, ``volume`` columns in shares as of ``t``; ``ratio`` (scale-free) and
@@ -112,9 +112,12 @@ def _base_features() -> list[FeatureSpec]:
               f"rolling VWAP: sum(typical price x volume) / sum(volume) over 20 sessions {asof}", period=20))
     add(_spec("volume_roc_10", ind.volume_roc, 11, "ratio",
               "volume rate of change over 10 sessions, as a fraction (NaN when the base volume is 0)", period=10))
-    averages = (("sma", ind.sma, lambda n: n), ("ema", ind.ema, ema_lookback), ("wma", ind.wma, lambda n: n))
-    for kind, fn, look in averages:
-        for n in (10, 20, 50, 200):
+    # No 200-session EMA: at this warm-up it alone would need ~1,800 sessions of history for
+    # every daily increment; SMA and WMA cover the 200-session horizon exactly.
+    averages = (("sma", ind.sma, lambda n: n, (10, 20, 50, 200)), ("ema", ind.ema, ema_lookback, (10, 20, 50)),
+                ("wma", ind.wma, lambda n: n, (10, 20, 50, 200)))
+    for kind, fn, look, windows in averages:
+        for n in windows:
             add(_spec(f"{kind}_{n}", fn, look(n), "price",
                       f"{kind.upper()} of the close, {n} sessions {asof}", timeperiod=n))
     add(_spec("rsi_14", ind.rsi, wilder_lookback(14), "ratio", "Wilder RSI, 0-100", timeperiod=14))
