@@ -17,6 +17,8 @@ VALIDATED = "validated_ohlcv"
 QUARANTINED = "quarantined_ohlcv"
 FACTORS = "adjustment_factors"
 CLEANED = "cleaned_ohlcv"
+FEATURES = "features"
+SCANNER = "scanner_results"
 
 
 class MissingUpstreamError(RuntimeError):
