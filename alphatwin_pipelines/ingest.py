@@ -86,6 +86,7 @@ def ingest(
     if bars.empty:
         raise IngestError(_nothing_usable_message(source, result, symbols, sessions),
                           retryable=_provider_unreachable(result), rejections=result.rejections)
+    _refuse_empty_sessions_during_outage(result, bars, sessions)
 
     reports = []
     by_session = {d: g for d, g in bars.groupby("date", sort=True)}
@@ -133,6 +134,24 @@ def _fall_back_to_stored(store, table, result: FetchResult, bars, sessions):
         f"for {len(served)} of them ({', '.join(served[:10])}{'…' if len(served) > 10 else ''})"
     )
     return merged, served, [warning]
+
+
+def _refuse_empty_sessions_during_outage(result: FetchResult, bars, sessions) -> None:
+    """A session left empty because the provider was down must not be stored as 'no data'.
+
+    A single-run range cannot materialise only some of its partitions, so the run fails
+    (retryably) before writing anything, rather than recording empty sessions as done.
+    """
+    if not any(r.rule in NETWORK_RULES for r in result.rejections):
+        return
+    empty = sessions[~sessions.isin(bars["date"].unique())]
+    if len(empty):
+        shown = ", ".join(f"{d:%Y-%m-%d}" for d in empty[:5]) + (" …" if len(empty) > 5 else "")
+        raise IngestError(
+            f"the provider was unreachable and {len(empty)} session(s) ({shown}) have no stored data to fall "
+            "back on; nothing was written. Retry when the provider answers.",
+            retryable=True, rejections=result.rejections,
+        )
 
 
 def _log_rejections(store: TableStore, table, rejections, sessions, run_id) -> None:

@@ -71,7 +71,7 @@ def raw_ohlcv(
 
     with measure() as cost:
         try:
-            report = ingest(source, store, symbols, sessions, table=RAW_TABLE, run_id=context.run_id)
+            report = ingest(source, store, symbols, sessions, table=RAW_TABLE, run_id=_run_id(context))
         except IngestError as exc:
             raise dg.Failure(
                 description=str(exc),
@@ -101,11 +101,21 @@ def raw_ohlcv(
     return dg.MaterializeResult(metadata=shared)
 
 
+def _run_id(context: dg.AssetExecutionContext) -> str | None:
+    """The run id for the rejected-inputs log (none when the asset is invoked directly)."""
+    try:
+        return context.run.run_id
+    except dg.DagsterInvalidPropertyError:
+        return None
+
+
 def _run_metadata(report: IngestReport, cost, n_sessions: int) -> dict:
-    failed = report.failures_by_symbol()
+    served = set(report.fallback_symbols)
+    failed = {s: r for s, r in report.failures_by_symbol().items() if s not in served}
     return {
         "source": report.source,
         "symbols_failed": len(failed),
+        "symbols_from_fallback": len(served),
         "symbols_failed_why": dg.MetadataValue.md(_rejections_table(report.rejections)),
         "fallback_symbols": preview(report.fallback_symbols),
         "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in report.warnings) or "_none_"),
