@@ -105,7 +105,7 @@ def _run_id(context: dg.AssetExecutionContext) -> str | None:
     """The run id for the rejected-inputs log (none when the asset is invoked directly)."""
     try:
         return context.run.run_id
-    except dg.DagsterInvalidPropertyError:
+    except dg.DagsterError:  # invoked directly, outside any run
         return None
 
 
