@@ -45,9 +45,12 @@ instance:
 DAGSTER := $(VENV)/bin/dagster
 MATERIALIZE := $(DAGSTER) asset materialize -f definitions.py -d .
 
+# Every session-partitioned asset, in one single-run backfill (upstream first).
+DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features
+
 run: setup
 	$(MATERIALIZE) --select universe
-	$(MATERIALIZE) --select raw_ohlcv --partition-range $(RUN_START)...$(RUN_END)
+	$(MATERIALIZE) --select $(DAILY_ASSETS) --partition-range $(RUN_START)...$(RUN_END)
 	@$(PY) -m alphatwin_pipelines.inventory
 	@echo ""
 	@echo "Done. Next: 'make ui' and open http://127.0.0.1:$(UI_PORT) for lineage, partitions, runs and checks."

@@ -1,0 +1,50 @@
+"""Print what is stored under the data directory: ``python -m alphatwin_pipelines.inventory``.
+
+`make run` ends with this, so a user sees at once what was built and where it lives.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pyarrow.parquet as pq
+
+from alphatwin_pipelines.storage import TableStore
+
+
+def inventory(store: TableStore) -> list[dict]:
+    rows = []
+    if not store.data_dir.exists():
+        return rows
+    for folder in sorted(p for p in store.data_dir.iterdir() if p.is_dir()):
+        files = sorted(f for f in folder.glob("*.parquet") if not f.name.startswith("."))
+        if not files:
+            continue
+        n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        size = sum(f.stat().st_size for f in files)
+        rows.append(dict(table=folder.name, partitions=len(files), first=files[0].stem, last=files[-1].stem,
+                         rows=n_rows, mib=size / 2**20))
+    for path in sorted(store.data_dir.glob("*.parquet")):
+        rows.append(dict(table=path.stem, partitions=1, first="-", last="-",
+                         rows=pq.ParquetFile(path).metadata.num_rows, mib=path.stat().st_size / 2**20))
+    return rows
+
+
+def main(argv=None) -> int:
+    store = TableStore()
+    rows = inventory(store)
+    print(f"\nTables under {store.data_dir}:")
+    if not rows:
+        print("  (none yet)")
+    for r in rows:
+        print(f"  {r['table']:<24} {r['partitions']:>6} partition(s)  {r['first']} .. {r['last']}  "
+              f"{r['rows']:>12,} rows  {r['mib']:8.1f} MiB")
+    log = store.rejected_log_path
+    if log.exists():
+        print(f"  rejected-inputs log: {log} ({sum(1 for _ in open(log)):,} records)")
+    print("\nIn a notebook:  from alphatwin_pipelines import load; load('raw_ohlcv', symbols=['...'], start='2025-01-02')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
