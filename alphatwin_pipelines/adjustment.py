@@ -150,6 +150,8 @@ def adjustment_factors(events: pd.DataFrame, as_of=None) -> pd.DataFrame:
     needs the raw bars again.
     """
     ev = events.loc[:, ["symbol", "date", "dividend_factor", "split_factor"]]
+    # An empty events table read back from storage may carry object columns: type it.
+    ev = ev.astype({"dividend_factor": "float64", "split_factor": "float64"})
     ev = ev.assign(date=pd.to_datetime(ev["date"]).astype("datetime64[ns]"))
     if as_of is not None:
         ev = ev[ev["date"] <= pd.Timestamp(as_of)]

@@ -31,7 +31,7 @@ def parse_universe(spec: str) -> pd.DataFrame:
     spec = (spec or "").strip()
     if not spec:
         raise UniverseError("empty universe: give symbols like 'AAPL,MSFT' or a CSV path")
-    looks_like_path = spec.lower().endswith(".csv") or "/" in spec or Path(spec).exists()
+    looks_like_path = spec.lower().endswith(".csv") or ("," not in spec and ("/" in spec or Path(spec).exists()))
     if looks_like_path:
         return _read_universe_csv(Path(spec))
     symbols = [s.strip().upper() for s in spec.split(",") if s.strip()]

@@ -84,12 +84,23 @@ def _local_errors(rules: list[Rule], frame: pd.DataFrame, ctx: RuleContext, hits
     return rejected
 
 
-def _trusted_history(history, as_of, universe, rules) -> pd.DataFrame | None:
-    """Earlier bars the lookback rules may lean on: typed, and without rows that break row-local rules."""
+def _history_views(history, as_of, universe, rules) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Earlier bars as the lookback rules see them: ``trusted`` (no row-local ERROR) for
+    values, ``present`` (only well-keyed) for which sessions a symbol traded.
+
+    A row quarantined in an earlier run still proves its session existed; judging presence
+    from the trusted rows would report that session as missing in the next run.
+    """
     if history is None or len(history) == 0:
-        return None
+        return None, None
     frame, ctx = _prepare(history, as_of, universe)
-    return frame.loc[~_local_errors(rules, frame, ctx, {}), list(PANEL_COLUMNS)]
+    hits: dict[str, np.ndarray] = {}
+    local = _local_errors(rules, frame, ctx, hits)
+    keyed = np.ones(len(frame), dtype=bool)
+    for rule_id in KEY_RULE_IDS:
+        keyed &= ~hits[rule_id]
+    columns = list(PANEL_COLUMNS)
+    return frame.loc[~local, columns], frame.loc[keyed, columns]
 
 
 def _build_panel(frame: pd.DataFrame, include: np.ndarray, history: pd.DataFrame | None) -> Panel:
@@ -112,11 +123,11 @@ def _evaluate(raw, history, as_of, universe) -> _Evaluation:
     frame, ctx = _prepare(raw, as_of, universe)
     hits: dict[str, np.ndarray] = {}
     rejected = _local_errors(rules, frame, ctx, hits)
-    trusted = _trusted_history(history, as_of, universe, rules)
+    trusted, present = _history_views(history, as_of, universe, rules)
     keyed = np.ones(len(frame), dtype=bool)
     for rule_id in KEY_RULE_IDS:
         keyed &= ~hits[rule_id]
-    ctx = replace(ctx, panel=_build_panel(frame, ~rejected, trusted), presence=_build_panel(frame, keyed, trusted))
+    ctx = replace(ctx, panel=_build_panel(frame, ~rejected, trusted), presence=_build_panel(frame, keyed, present))
     for rule in rules:
         if rule.lookback > 0:
             hits[rule.id] = rule.violations(frame, ctx) & ~rejected

@@ -80,21 +80,29 @@ def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=No
     history = read_lookback(store, RAW, sessions[0], LOOKBACK_SESSIONS)
     result = validate(raw, history if len(history) else None, as_of=as_of)
 
-    validated_by_day = dict(tuple(result.validated.groupby("date", sort=False)))
-    quarantine_day = pd.to_datetime(result.quarantined["partition"]) if len(result.quarantined) else pd.Series([], dtype="datetime64[ns]")
+    # raw_row becomes the row's position in its own raw partition file, so a partition's bytes
+    # never depend on which range it was validated with.
+    first_row = pd.Series(np.arange(len(raw))).groupby(raw["date"].to_numpy()).min()
+    validated = result.validated.assign(raw_row=(result.validated["raw_row"] - first_row.reindex(result.validated["date"]).to_numpy()).astype("int64"))
+    quarantined = result.quarantined
+    if len(quarantined):
+        q_day = pd.to_datetime(quarantined["partition"])
+        quarantined = quarantined.assign(raw_row=(quarantined["raw_row"] - first_row.reindex(q_day).to_numpy()).astype("int64"))
+    validated_by_day = dict(tuple(validated.groupby("date", sort=False)))
+    quarantine_day = pd.to_datetime(quarantined["partition"]) if len(quarantined) else pd.Series([], dtype="datetime64[ns]")
     raw_counts = raw.groupby("date").size()
     reports = []
     with store.batch():
         for session in sessions:
-            good = validated_by_day.get(session, result.validated.iloc[0:0])
-            bad = result.quarantined[(quarantine_day == session).to_numpy()]
+            good = validated_by_day.get(session, validated.iloc[0:0])
+            bad = quarantined[(quarantine_day == session).to_numpy()]
             store.write_partition(VALIDATED, session, frame_to_arrow(good.reset_index(drop=True)))
             store.write_partition(QUARANTINED, session, frame_to_arrow(bad.reset_index(drop=True)))
             reports.append(
                 SessionQuality(session, int(raw_counts.get(session, 0)), len(good), len(bad), int((good["flags"] != "").sum()))
             )
     validated_history = read_lookback(store, VALIDATED, sessions[0], LOOKBACK_SESSIONS)
-    return QualityReport(reports, result.summary, result.failures, result.validated, validated_history)
+    return QualityReport(reports, result.summary, result.failures, validated, validated_history)
 
 
 # -- the evidence behind each check ------------------------------------------------------------
