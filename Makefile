@@ -46,7 +46,7 @@ DAGSTER := $(VENV)/bin/dagster
 MATERIALIZE := $(DAGSTER) asset materialize -f definitions.py -d .
 
 # Every session-partitioned asset, in one single-run backfill (upstream first).
-DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features
+DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features,scanner_results,symbol_context,sector_rotation,top_pairs
 
 run: setup
 	$(MATERIALIZE) --select universe

@@ -7,10 +7,10 @@ import dagster as dg
 # Single-run backfill policies are marked beta; the warning would print on every CLI call.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from assets import cleaning, features, ingestion, quality
+from assets import cleaning, features, ingestion, quality, scanner
 from assets.resources import default_resources
 
-STAGES = [ingestion, quality, cleaning, features]
+STAGES = [ingestion, quality, cleaning, features, scanner]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(STAGES),

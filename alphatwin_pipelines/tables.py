@@ -19,6 +19,9 @@ FACTORS = "adjustment_factors"
 CLEANED = "cleaned_ohlcv"
 FEATURES = "features"
 SCANNER = "scanner_results"
+SYMBOL_CONTEXT = "symbol_context"
+SECTOR_ROTATION = "sector_rotation"
+TOP_PAIRS = "top_pairs"
 
 
 class MissingUpstreamError(RuntimeError):

@@ -7,6 +7,7 @@ market with data under ``./data``.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -71,6 +72,24 @@ class MarketDataResource(dg.ConfigurableResource):
         return make_source(kind)
 
 
+class DaskResource(dg.ConfigurableResource):
+    """Where symbol shards run: a new LocalCluster sized to the machine, or an existing
+    scheduler (``ALPHATWIN_DASK_SCHEDULER``) when one outgrows a single machine."""
+
+    scheduler_address: str | None = None
+    n_workers: int | None = None
+
+    @contextmanager
+    def client(self):
+        from alphatwin_pipelines.scanner.dask_runner import connect
+
+        client = connect(self.scheduler_address) if self.scheduler_address else connect(n_workers=self.n_workers)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
 def default_resources() -> dict:
     return {
         "storage": StorageResource(data_dir=env_or("ALPHATWIN_DATA_DIR", str(REPO_ROOT / "data"))),
@@ -83,4 +102,5 @@ def default_resources() -> dict:
             secondary_source=env_or("ALPHATWIN_SECONDARY_SOURCE", None),
             secondary_source_path=env_or("ALPHATWIN_SECONDARY_SOURCE_PATH", None),
         ),
+        "dask": DaskResource(scheduler_address=env_or("ALPHATWIN_DASK_SCHEDULER", None)),
     }

@@ -1,0 +1,118 @@
+"""Run the scan on a Dask ``distributed`` cluster: symbol shards as tasks, context on the driver.
+
+The driver prepares the bars, cuts them into ~3 × n_workers symbol shards, scatters the
+shards and maps ``scan_shard`` over them. After gathering, it ranks the signals and builds
+the cross-asset context; the per-session part of the context (60-session correlations and
+the N×N top-pairs matrix, the costly bit of a backfill) is mapped over session chunks with
+the returns panel broadcast to every worker. Every task is a pure function of its inputs,
+so the result equals ``scan.scan`` exactly, whatever the shard count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pandas as pd
+
+from alphatwin_pipelines.scanner.scan import ScanResult, assemble, make_shards, prepare, scan, scan_shard
+from alphatwin_pipelines.scanner.signals import ScanConfig
+
+SHARDS_PER_WORKER = 3
+
+
+def local_cluster(n_workers: int | None = None, threads_per_worker: int = 1, memory_limit: str | int = "auto", **kwargs):
+    """A process-based ``distributed.LocalCluster`` sized to the machine (one worker per CPU).
+
+    The dashboard is off unless ``dashboard_address`` is passed and the scheduler's HTTP
+    server takes a free port, so clusters started side by side never fight over port 8787.
+    """
+    from distributed import LocalCluster
+
+    if "dashboard_address" not in kwargs:
+        # no dashboard; the scheduler's small HTTP server (health, metrics) on a free port
+        kwargs["dashboard_address"] = None
+        kwargs["scheduler_kwargs"] = {"dashboard_address": ":0", **kwargs.get("scheduler_kwargs", {})}
+    kwargs.setdefault("silence_logs", logging.ERROR)
+    return LocalCluster(
+        n_workers=n_workers or os.cpu_count() or 1,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        memory_limit=memory_limit,
+        **kwargs,
+    )
+
+
+def connect(address: str | None = None, **cluster_kwargs):
+    """A ``distributed.Client``: to the scheduler at ``address``, else to a new local cluster.
+
+    A client that started its own cluster closes it too when it is closed.
+    """
+    from distributed import Client
+
+    if address:
+        return Client(address)
+
+    class _OwningClient(Client):
+        def close(self, *args, **kwargs):
+            cluster = self.cluster
+            try:
+                return super().close(*args, **kwargs)
+            finally:
+                if cluster is not None:
+                    cluster.close()
+
+    return _OwningClient(local_cluster(**cluster_kwargs))
+
+
+def _direct(client) -> bool | None:
+    """Move data straight between this process and the workers when the cluster is ours.
+
+    Through the scheduler (Dask's default), a LocalCluster's scheduler thread relays every
+    byte inside the driver process: gathering a backfill's ~150 MB of shard results took
+    ~1 s that way against ~0.1 s direct (measured). A remote scheduler keeps the default.
+    """
+    return True if getattr(client, "cluster", None) is not None else None
+
+
+def _n_workers(client) -> int:
+    return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+
+
+def run_scan(
+    cleaned: pd.DataFrame,
+    universe: pd.DataFrame | None,
+    sessions=None,
+    client=None,
+    n_shards: int | None = None,
+    config: ScanConfig | None = None,
+) -> ScanResult:
+    """``scan.scan`` with symbol shards as Dask tasks; ``client=None`` runs in-process.
+
+    ``n_shards`` defaults to 3 × the cluster's workers (1 without a client).
+    """
+    config = config or ScanConfig()
+    if client is None:
+        return scan(cleaned, universe, sessions, config=config, n_shards=n_shards or 1)
+    inputs = prepare(cleaned, universe, sessions)
+    shards = make_shards(inputs.bars, n_shards or SHARDS_PER_WORKER * _n_workers(client))
+    direct = _direct(client)
+    futures = client.scatter(shards, direct=direct)
+    results = client.gather(
+        client.map(scan_shard, futures, sessions=inputs.sessions, context_start=inputs.context_start,
+                   config=config, pure=False),
+        direct=direct,
+    )
+    del futures
+
+    def mapper(fn, returns, sectors, chunks, top_k):
+        # the panel goes to every worker once; each task gets one chunk of sessions
+        if not chunks:
+            return list
+        remote_returns = client.scatter(returns, broadcast=True, direct=direct)
+        remote_sectors = client.scatter(sectors, broadcast=True, direct=direct)
+        n = len(chunks)
+        tasks = client.map(fn, [remote_returns] * n, [remote_sectors] * n, chunks, [top_k] * n, pure=False)
+        return lambda: client.gather(tasks, direct=direct)
+
+    return assemble(inputs, results, config, mapper=mapper)

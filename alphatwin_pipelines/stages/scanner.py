@@ -1,0 +1,44 @@
+"""Scanner stage: cleaned bars in, signals and cross-asset context per session out.
+
+The per-symbol work runs on symbol shards (Dask partitions when a client is given); the
+cross-asset context needs every symbol and is assembled after the shards come back. The bars
+are adjusted as of the last scanned session: every signal is scale-free per symbol (crosses,
+RSI, band position, z-scores, returns, breakouts, volume ratios), so adjusting as of that
+session gives the same signals as adjusting as of each session.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from alphatwin_pipelines.calendar import previous_sessions
+from alphatwin_pipelines.scanner import ScanConfig, ScanResult, run_scan
+from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK
+from alphatwin_pipelines.scanner.signals import MAX_LOOKBACK
+from alphatwin_pipelines.schema import frame_to_arrow
+from alphatwin_pipelines.stages.cleaning import read_adjusted
+from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import CLEANED, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT, TOP_PAIRS, UNIVERSE, require_partitions
+
+#: History read before the first scanned session: the slowest signal plus a warm-up for the
+#: recursive indicators (Wilder ADX/RSI, EMA crosses).
+LOOKBACK_SESSIONS = max(MAX_LOOKBACK, CONTEXT_LOOKBACK) + 60
+
+OUTPUT_TABLES = {SCANNER: "signals", SYMBOL_CONTEXT: "symbol_context", SECTOR_ROTATION: "sector_rotation", TOP_PAIRS: "top_pairs"}
+
+
+def scan_sessions(store: TableStore, sessions: pd.DatetimeIndex, client=None, config: ScanConfig | None = None) -> ScanResult:
+    """Scan ``sessions`` and replace their partitions of the four scanner tables."""
+    require_partitions(store, CLEANED, sessions)
+    before = previous_sessions(sessions[0], LOOKBACK_SESSIONS)
+    bars = read_adjusted(store, start=before[0] if len(before) else sessions[0], end=sessions[-1], as_of=sessions[-1])
+    universe = store.read_table(UNIVERSE)
+    result = run_scan(bars, universe, sessions, client=client, config=config)
+    with store.batch():
+        for table, attribute in OUTPUT_TABLES.items():
+            frame = getattr(result, attribute)
+            by_day = dict(tuple(frame.groupby("date", sort=False))) if len(frame) else {}
+            for session in sessions:
+                day = by_day.get(session, frame.iloc[0:0]).reset_index(drop=True)
+                store.write_partition(table, session, frame_to_arrow(day))
+    return result

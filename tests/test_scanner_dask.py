@@ -1,0 +1,128 @@
+"""The scan on a real process-based Dask LocalCluster equals the in-process scan, for any shard count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from alphatwin_pipelines.scanner import scan  # noqa: E402
+from alphatwin_pipelines.scanner.dask_runner import connect, local_cluster, run_scan  # noqa: E402
+
+FRAMES = ("signals", "symbol_context", "sector_rotation", "top_pairs")
+N_SYMBOLS, N_SESSIONS = 200, 330
+
+
+def _cleaned(n_symbols: int = N_SYMBOLS, n_sessions: int = N_SESSIONS, seed: int = 11):
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2021-01-04", periods=n_sessions).astype("datetime64[ns]")
+    sectors = ["Energy", "Financials", "Health", "Industrials", "Tech"]
+    factor = rng.normal(0, 0.007, n_sessions)
+    frames = []
+    for i in range(n_symbols):
+        close = 40 * np.exp(np.cumsum(factor + rng.normal(0.0002, 0.016, n_sessions)))
+        spread = np.abs(rng.normal(0.005, 0.002, n_sessions))
+        volume = rng.lognormal(13, 0.45, n_sessions).round()
+        frames.append(pd.DataFrame({
+            "symbol": f"S{i:04d}", "date": dates, "open": close, "high": close * (1 + spread),
+            "low": close * (1 - spread), "close": close, "volume": volume.astype(np.int64),
+        }))
+    cleaned = pd.concat(frames, ignore_index=True)
+    cleaned["dividend"], cleaned["split_ratio"], cleaned["source"] = 0.0, 1.0, "test"
+    for col in ("open", "high", "low", "close"):
+        cleaned[f"adj_{col}"] = cleaned[col]
+    cleaned["adj_volume"] = cleaned["volume"].astype(np.float64)
+    cleaned["flags"] = ""
+    symbols = [f"S{i:04d}" for i in range(n_symbols)]
+    universe = pd.DataFrame({"symbol": symbols, "sector": [sectors[i % 5] for i in range(n_symbols)], "name": symbols})
+    return cleaned.astype({"symbol": "string", "source": "string"}), universe.astype("string")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with local_cluster(n_workers=2, threads_per_worker=1) as cluster:
+        assert isinstance(cluster, distributed.LocalCluster)
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster) as client:
+        client.wait_for_workers(2)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _cleaned()
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    cleaned, universe = data
+    return scan(cleaned, universe, sessions=_sessions(cleaned))
+
+
+def _sessions(cleaned):
+    return np.unique(cleaned["date"].to_numpy())[-40:]
+
+
+def _assert_same(a, b):
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True, obj=name)
+    assert a.summary == b.summary
+
+
+def test_cluster_has_two_process_workers(client):
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    assert len(workers) == 2
+    assert all(w["nthreads"] == 1 for w in workers.values())
+    pids = set(client.run(lambda: __import__("os").getpid()).values())
+    assert len(pids) == 2 and __import__("os").getpid() not in pids
+
+
+def test_dask_equals_in_process(client, data, reference):
+    cleaned, universe = data
+    result = run_scan(cleaned, universe, _sessions(cleaned), client=client)
+    assert result.summary["symbols_scanned"] == N_SYMBOLS
+    assert len(result.signals) > 1000 and len(result.top_pairs) == 40 * 25
+    _assert_same(result, reference)
+
+
+@pytest.mark.parametrize("n_shards", [1, 3, 8, 31])
+def test_shard_count_does_not_change_results(client, data, reference, n_shards):
+    cleaned, universe = data
+    _assert_same(run_scan(cleaned, universe, _sessions(cleaned), client=client, n_shards=n_shards), reference)
+
+
+def test_without_client_runs_in_process(data, reference):
+    cleaned, universe = data
+    _assert_same(run_scan(cleaned, universe, _sessions(cleaned), client=None, n_shards=4), reference)
+
+
+def test_connect_to_existing_scheduler(cluster, data):
+    cleaned, universe = data
+    client = connect(cluster.scheduler_address)
+    try:
+        assert client.scheduler.address == cluster.scheduler_address
+        last = run_scan(cleaned, universe, None, client=client)
+    finally:
+        client.close()
+    assert cluster.status.name == "running"  # closing a connected client leaves the cluster up
+    assert (last.signals["date"] == cleaned["date"].max()).all()
+
+
+def test_connect_without_address_starts_and_owns_a_local_cluster(data):
+    cleaned, universe = data
+    client = connect(None, n_workers=1)
+    try:
+        cluster = client.cluster
+        assert isinstance(cluster, distributed.LocalCluster)
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
+        result = run_scan(cleaned, universe, None, client=client)
+        assert result.summary["symbols_scanned"] == N_SYMBOLS
+    finally:
+        client.close()
+    assert cluster.status.name == "closed"
