@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust, corporate_actions
 from alphatwin_pipelines.calendar import sessions_between
-from alphatwin_pipelines.cleaning import FLAG_FFILL
+from alphatwin_pipelines.cleaning import clean
 from alphatwin_pipelines.schema import BAR_COLUMNS, frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FACTORS, VALIDATED, read_lookback, read_range, require_partitions
@@ -69,32 +68,22 @@ class CleanReport:
 
 
 def clean_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, max_ffill: int = 3) -> CleanReport:
-    """Apply the missing-value policy point in time and replace each session's cleaned partition.
+    """Apply the point-in-time missing-value policy and replace each session's cleaned partition.
 
-    At session ``t`` nobody knows whether a missing symbol will be back tomorrow, so the policy
-    is one-sided: a listed symbol missing at ``t`` whose last real bar is at most ``max_ffill``
-    sessions old gets a flat bar at that bar's close (flag ``ffill``, volume 0). Filling only
-    gaps that later close would use the future, and would make a partition depend on which
-    run wrote it. Missing longer than that is reported, not filled. Halts (zero volume, a
-    flat bar at the previous close, no corporate action) are removed and reported.
+    The policy itself (fill a symbol missing at ``t`` only from its last real bar, at most
+    ``max_ffill`` sessions old; report longer gaps; drop halts) lives in
+    ``alphatwin_pipelines.cleaning.clean``, so there is one policy in the code base. Being
+    one-sided, it makes each partition depend only on sessions up to its own, never on
+    which run wrote it. This function adds I/O only: ``GAP_REPORT_SESSIONS`` of validated
+    history, so that last bars and previous closes from before the run are known.
     """
     require_partitions(store, VALIDATED, sessions)
     bars = read_range(store, VALIDATED, sessions)
     history = read_lookback(store, VALIDATED, sessions[0], GAP_REPORT_SESSIONS)
     frame = (pd.concat([history, bars], ignore_index=True) if len(history) else bars).drop(columns=["raw_row"], errors="ignore")
-    frame = frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
-    halt = _halts(frame)
-    real = frame[~halt]
     calendar = sessions_between(frame["date"].min() if len(frame) else sessions[0], sessions[-1])
-    fills, gaps = _one_sided_fills(real, frame[halt], calendar, sessions, max_ffill)
-
-    in_range = real["date"].between(sessions[0], sessions[-1])
-    kept = real[in_range].assign(filled=False)
-    cleaned = pd.concat([kept, fills], ignore_index=True) if len(fills) else kept
-    cleaned = cleaned.sort_values(["symbol", "date"], kind="stable")[list(CLEANED_COLUMNS)]
-    halts = frame[halt & frame["date"].between(sessions[0], sessions[-1])]
-    halt_report = pd.DataFrame({"symbol": halts["symbol"], "gap_start": halts["date"], "gap_end": halts["date"],
-                                "sessions": 1, "reason": "halt"})
+    cleaned, gaps = clean(frame, sessions, calendar=calendar, max_ffill=max_ffill, report_window=GAP_REPORT_SESSIONS)
+    cleaned = cleaned[list(CLEANED_COLUMNS)]
     rows, filled = {}, {}
     by_day = dict(tuple(cleaned.groupby("date", sort=False)))
     with store.batch():
@@ -102,63 +91,7 @@ def clean_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, max_ffill: 
             day = by_day.get(session, cleaned.iloc[0:0]).reset_index(drop=True)
             store.write_partition(CLEANED, session, frame_to_arrow(day))
             rows[session], filled[session] = len(day), int(day["filled"].sum())
-    report = pd.concat([gaps, halt_report], ignore_index=True).sort_values(["symbol", "gap_start"], kind="stable")
-    return CleanReport(sessions, rows, filled, report.reset_index(drop=True))
-
-
-def _halts(frame: pd.DataFrame) -> np.ndarray:
-    previous_close = frame.groupby("symbol", sort=False)["close"].shift()
-    flat = (frame["open"] == frame["high"]) & (frame["high"] == frame["low"]) & (frame["low"] == frame["close"])
-    no_event = (frame["dividend"] == 0) & (frame["split_ratio"] == 1)
-    return ((frame["volume"] == 0) & flat & (frame["close"] == previous_close) & no_event).to_numpy()
-
-
-def _one_sided_fills(real, halted, calendar, sessions, max_ffill):
-    """Flat bars for symbols missing at most ``max_ffill`` sessions, and the longer gaps."""
-    empty_gaps = pd.DataFrame(columns=["symbol", "gap_start", "gap_end", "sessions", "reason"])
-    if real.empty:
-        return real.iloc[0:0].assign(filled=True), empty_gaps
-    close = real.pivot(index="date", columns="symbol", values="close").reindex(calendar)
-    present = close.notna().to_numpy()
-    position = np.arange(len(calendar))[:, None]
-    last_seen = np.maximum.accumulate(np.where(present, position, -1), axis=0)
-    since = np.where(last_seen >= 0, position - last_seen, 0)
-    was_halted = np.zeros_like(present)
-    if len(halted):
-        h = halted.assign(v=True).pivot(index="date", columns="symbol", values="v").reindex(index=calendar, columns=close.columns)
-        was_halted = h.fillna(False).to_numpy(dtype=bool)
-    in_range = calendar.isin(sessions)[:, None]
-    missing = ~present & (last_seen >= 0) & ~was_halted & in_range
-    fill = missing & (since <= max_ffill)
-    long_gap = missing & (since > max_ffill) & (since <= GAP_REPORT_SESSIONS)
-
-    t_idx, s_idx = np.nonzero(fill)
-    last_rows = real.drop_duplicates(["symbol", "date"]).set_index(["symbol", "date"])
-    source_keys = pd.MultiIndex.from_arrays([close.columns[s_idx], calendar[last_seen[t_idx, s_idx]]])
-    fills = last_rows.loc[source_keys].reset_index()
-    last_close = fills["close"].to_numpy()
-    fills = fills.assign(date=calendar[t_idx], open=last_close, high=last_close, low=last_close, volume=0,
-                         dividend=0.0, split_ratio=1.0, flags=FLAG_FFILL, filled=True)
-    report = pd.concat([_runs(close.columns[s_idx], t_idx, calendar, "ffill"),
-                        _runs(close.columns[np.nonzero(long_gap)[1]], np.nonzero(long_gap)[0], calendar, "gap")],
-                       ignore_index=True)
-    return fills, report if len(report) else empty_gaps
-
-
-def _runs(symbols, positions, calendar, reason: str) -> pd.DataFrame:
-    """Consecutive sessions per symbol collapsed into (symbol, gap_start, gap_end, sessions)."""
-    cells = pd.DataFrame({"symbol": np.asarray(symbols, dtype=object), "pos": positions}).sort_values(["symbol", "pos"])
-    if cells.empty:
-        return pd.DataFrame(columns=["symbol", "gap_start", "gap_end", "sessions", "reason"])
-    new_run = (cells["symbol"] != cells["symbol"].shift()) | (cells["pos"].diff() != 1)
-    grouped = cells.groupby(new_run.cumsum().to_numpy())
-    return pd.DataFrame({
-        "symbol": grouped["symbol"].first().to_numpy(),
-        "gap_start": calendar[grouped["pos"].min().to_numpy()],
-        "gap_end": calendar[grouped["pos"].max().to_numpy()],
-        "sessions": grouped.size().to_numpy(),
-        "reason": reason,
-    })
+    return CleanReport(sessions, rows, filled, gaps)
 
 
 def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=None) -> pd.DataFrame:
