@@ -88,16 +88,13 @@ def ingest(
                           retryable=_provider_unreachable(result), rejections=result.rejections)
     _refuse_empty_sessions_during_outage(result, bars, sessions)
 
-    reports = []
-    by_session = {d: g for d, g in bars.groupby("date", sort=True)}
-    with store.batch():
-        for session in sessions:
-            frame = by_session.get(session, empty_bars())
-            path = store.write_partition(table, session, bars_to_arrow(frame))
-            present = set(frame["symbol"].tolist())
-            reports.append(
-                SessionReport(session, path, len(frame), len(present), [s for s in symbols if s not in present])
-            )
+    counts = store.write_sessions(table, bars, sessions, to_arrow=bars_to_arrow)
+    present = bars.groupby("date")["symbol"].agg(set).to_dict()
+    reports = [
+        SessionReport(s, store.partition_path(table, s), counts[s], len(present.get(s, ())),
+                      [sym for sym in symbols if sym not in present.get(s, ())])
+        for s in sessions
+    ]
     return IngestReport(
         source=source.describe(),
         universe_size=len(symbols),

@@ -91,9 +91,12 @@ def bars_to_arrow(frame: pd.DataFrame) -> pa.Table:
     """Canonical frame to an Arrow table with the fixed schema and no pandas metadata.
 
     Dropping the pandas metadata keeps the Parquet bytes independent of pandas' version
-    details, which is what makes re-materialisation byte-identical.
+    details, which is what makes re-materialisation byte-identical. Rows are ordered by
+    (date, symbol).
     """
-    frame = to_canonical(frame)
+    # Session first, then symbol: one file per session holds its rows in symbol order, and a
+    # multi-session frame can be sliced into per-session files without re-sorting.
+    frame = to_canonical(frame).sort_values(["date", "symbol"], kind="stable")
     arrays = [
         pa.array(frame["symbol"].to_numpy(dtype=object), type=pa.string()),
         pa.array(frame["date"].to_numpy(dtype="datetime64[D]"), type=pa.date32()),

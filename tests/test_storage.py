@@ -138,3 +138,21 @@ def test_rejections_log_is_append_only_jsonl(tmp_path):
     log = load("rejected_inputs", data_dir=tmp_path)
     assert list(log["symbol"]) == ["AAA", "BBB"]
     assert list(log["rule"]) == ["no_data", "empty_file"]
+
+
+def test_a_batch_that_raises_replaces_nothing(tmp_path):
+    store = TableStore(tmp_path)
+    old = _bars(seed=1)
+    for day in ("2024-01-02", "2024-01-03"):
+        store.write_partition("raw_ohlcv", day, bars_to_arrow(old[old.date == day]))
+    before = {p.name: _sha(p) for p in (tmp_path / "raw_ohlcv").glob("*.parquet")}
+    new = _bars(seed=2)
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.batch():
+            store.write_sessions("raw_ohlcv", new, pd.DatetimeIndex(["2024-01-02", "2024-01-03"]), to_arrow=bars_to_arrow)
+            raise RuntimeError("boom")
+    assert {p.name: _sha(p) for p in (tmp_path / "raw_ohlcv").glob("*.parquet")} == before
+    assert not list((tmp_path / "raw_ohlcv").glob(".*.tmp"))
+    store.write_sessions("raw_ohlcv", new, pd.DatetimeIndex(["2024-01-02", "2024-01-03"]), to_arrow=bars_to_arrow)
+    out = load("raw_ohlcv", data_dir=tmp_path)
+    pd.testing.assert_frame_equal(out.sort_values(["symbol", "date"]).reset_index(drop=True), new, check_dtype=False)

@@ -16,7 +16,7 @@ import pandas as pd
 from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust, corporate_actions
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.cleaning import clean
-from alphatwin_pipelines.schema import BAR_COLUMNS, frame_to_arrow
+from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FACTORS, VALIDATED, read_lookback, read_range, require_partitions
 
@@ -40,13 +40,10 @@ def build_events(store: TableStore, sessions: pd.DatetimeIndex) -> list[SessionE
     # The previous close of a dividend is the symbol's last bar, which a gap may push back.
     previous = read_lookback(store, VALIDATED, sessions[0], GAP_REPORT_SESSIONS, columns=list(BAR_COLUMNS))
     events = corporate_actions(pd.concat([previous, bars], ignore_index=True) if len(previous) else bars)
+    events = events[events["date"].isin(sessions)][list(EVENT_COLUMNS)]
+    store.write_sessions(FACTORS, events, sessions)
     by_day = dict(tuple(events.groupby("date", sort=False)))
-    out = []
-    with store.batch():
-        for session in sessions:
-            day = by_day.get(session, events.iloc[0:0]).reset_index(drop=True)[list(EVENT_COLUMNS)]
-            store.write_partition(FACTORS, session, frame_to_arrow(day))
-            out.append(SessionEvents(session, day))
+    out = [SessionEvents(s, by_day.get(s, events.iloc[0:0]).reset_index(drop=True)) for s in sessions]
     return out
 
 
@@ -84,13 +81,9 @@ def clean_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, max_ffill: 
     calendar = sessions_between(frame["date"].min() if len(frame) else sessions[0], sessions[-1])
     cleaned, gaps = clean(frame, sessions, calendar=calendar, max_ffill=max_ffill, report_window=GAP_REPORT_SESSIONS)
     cleaned = cleaned[list(CLEANED_COLUMNS)]
-    rows, filled = {}, {}
-    by_day = dict(tuple(cleaned.groupby("date", sort=False)))
-    with store.batch():
-        for session in sessions:
-            day = by_day.get(session, cleaned.iloc[0:0]).reset_index(drop=True)
-            store.write_partition(CLEANED, session, frame_to_arrow(day))
-            rows[session], filled[session] = len(day), int(day["filled"].sum())
+    rows = store.write_sessions(CLEANED, cleaned, sessions)
+    fills = cleaned[cleaned["filled"]].groupby("date").size()
+    filled = {s: int(fills.get(s, 0)) for s in sessions}
     return CleanReport(sessions, rows, filled, gaps)
 
 

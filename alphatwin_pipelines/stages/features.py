@@ -14,7 +14,6 @@ import pandas as pd
 
 from alphatwin_pipelines.calendar import previous_sessions
 from alphatwin_pipelines.features import compute_features, max_lookback
-from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FEATURES, require_partitions
@@ -34,17 +33,12 @@ def feature_sessions(store: TableStore, sessions: pd.DatetimeIndex, block: int =
     require_partitions(store, CLEANED, sessions)
     lookback = max_lookback()
     rows, ready = {}, {}
-    with store.batch():
-        for first in range(0, len(sessions), block):
-            chunk = sessions[first : first + block]
-            before = previous_sessions(chunk[0], lookback)
-            bars = read_adjusted(store, start=before[0] if len(before) else chunk[0], end=chunk[-1], as_of=chunk[-1])
-            features = compute_features(bars, sessions=chunk)
-            for session, day in features.groupby("date", sort=True):
-                store.write_partition(FEATURES, session, frame_to_arrow(day.reset_index(drop=True)))
-                rows[session] = len(day)
-                ready[session] = int(day["sma_200"].notna().sum())
-            for session in chunk.difference(pd.DatetimeIndex(list(rows))):
-                store.write_partition(FEATURES, session, frame_to_arrow(features.iloc[0:0]))
-                rows[session], ready[session] = 0, 0
+    for first in range(0, len(sessions), block):
+        chunk = sessions[first : first + block]
+        before = previous_sessions(chunk[0], lookback)
+        bars = read_adjusted(store, start=before[0] if len(before) else chunk[0], end=chunk[-1], as_of=chunk[-1])
+        features = compute_features(bars, sessions=chunk)
+        rows.update(store.write_sessions(FEATURES, features, chunk))
+        with_history = features[features["sma_200"].notna()].groupby("date").size()
+        ready.update({s: int(with_history.get(s, 0)) for s in chunk})
     return FeatureReport(rows, ready, lookback)

@@ -15,7 +15,7 @@ import pandera.pandas as pa
 
 from alphatwin_pipelines.calendar import all_sessions
 from alphatwin_pipelines.quality import missing_sessions, rule_catalogue, validate
-from alphatwin_pipelines.schema import BAR_COLUMNS, frame_to_arrow
+from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import QUARANTINED, RAW, VALIDATED, read_lookback, read_range, require_partitions
 
@@ -88,19 +88,11 @@ def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=No
     if len(quarantined):
         q_day = pd.to_datetime(quarantined["partition"])
         quarantined = quarantined.assign(raw_row=(quarantined["raw_row"] - first_row.reindex(q_day).to_numpy()).astype("int64"))
-    validated_by_day = dict(tuple(validated.groupby("date", sort=False)))
-    quarantine_day = pd.to_datetime(quarantined["partition"]) if len(quarantined) else pd.Series([], dtype="datetime64[ns]")
+    good = store.write_sessions(VALIDATED, validated, sessions)
+    bad = store.write_sessions(QUARANTINED, quarantined, sessions, key="partition")
     raw_counts = raw.groupby("date").size()
-    reports = []
-    with store.batch():
-        for session in sessions:
-            good = validated_by_day.get(session, validated.iloc[0:0])
-            bad = quarantined[(quarantine_day == session).to_numpy()]
-            store.write_partition(VALIDATED, session, frame_to_arrow(good.reset_index(drop=True)))
-            store.write_partition(QUARANTINED, session, frame_to_arrow(bad.reset_index(drop=True)))
-            reports.append(
-                SessionQuality(session, int(raw_counts.get(session, 0)), len(good), len(bad), int((good["flags"] != "").sum()))
-            )
+    flagged = validated[validated["flags"] != ""].groupby("date").size()
+    reports = [SessionQuality(s, int(raw_counts.get(s, 0)), good[s], bad[s], int(flagged.get(s, 0))) for s in sessions]
     validated_history = read_lookback(store, VALIDATED, sessions[0], LOOKBACK_SESSIONS)
     return QualityReport(reports, result.summary, result.failures, validated, validated_history)
 

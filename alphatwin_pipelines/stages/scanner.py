@@ -15,7 +15,6 @@ from alphatwin_pipelines.calendar import previous_sessions
 from alphatwin_pipelines.scanner import ScanConfig, ScanResult, run_scan
 from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK
 from alphatwin_pipelines.scanner.signals import MAX_LOOKBACK
-from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT, TOP_PAIRS, UNIVERSE, require_partitions
@@ -36,9 +35,5 @@ def scan_sessions(store: TableStore, sessions: pd.DatetimeIndex, client=None, co
     result = run_scan(bars, universe, sessions, client=client, config=config)
     with store.batch():
         for table, attribute in OUTPUT_TABLES.items():
-            frame = getattr(result, attribute)
-            by_day = dict(tuple(frame.groupby("date", sort=False))) if len(frame) else {}
-            for session in sessions:
-                day = by_day.get(session, frame.iloc[0:0]).reset_index(drop=True)
-                store.write_partition(table, session, frame_to_arrow(day))
+            store.write_sessions(table, getattr(result, attribute), sessions)
     return result
