@@ -1,0 +1,198 @@
+"""The strategy families: causal indicator kernels and each family's raw entry/exit rules.
+
+Indicators are TA-Lib functions on contiguous float64 NumPy arrays, one symbol (column) at a
+time, on that symbol's *own* bars: rows where the symbol has no bar (NaN close) are dropped
+before the call and the result is scattered back, so a halt or a late listing never poisons
+a running sum. Every value at row t uses rows <= t only.
+
+Raw rules (before filters, stops and the position state machine):
+
+====================== ======================================================= ================================
+family                 entry at the close of t                                 exit at the close of t
+====================== ======================================================= ================================
+ma_cross               fast MA crosses above slow MA (SMA or EMA, ``ma_type``)  fast MA < slow MA
+rsi_reversion          RSI(period) crosses below ``lower``                      RSI > ``upper``
+bollinger_reversion    close crosses below the lower band (period, n_std)      close >= middle band (SMA)
+ts_momentum            lookback return crosses above ``threshold``             lookback return < -threshold
+donchian_breakout      close > highest high of the previous entry_window bars  close < lowest low of the
+                                                                               previous exit_window bars
+====================== ======================================================= ================================
+
+"Crosses above" at t means ``a[t] > b[t]`` and ``a[p] <= b[p]`` at the symbol's previous bar p.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import talib
+
+from alphatwin_pipelines.strategies.market import MarketArrays
+
+TRADING_DAYS = 252
+
+
+def per_column(fn: Callable[..., np.ndarray], *arrays: np.ndarray, **kwargs) -> np.ndarray:
+    """Apply a 1-D kernel to each column on that column's rows where every input is finite."""
+    T, N = arrays[0].shape
+    out = np.full((T, N), np.nan)
+    cols_major = [np.ascontiguousarray(a.T) for a in arrays]
+    for j in range(N):
+        cols = [a[j] for a in cols_major]
+        valid = np.isfinite(cols[0])
+        for c in cols[1:]:
+            valid &= np.isfinite(c)
+        n = int(valid.sum())
+        if n == T:
+            out[:, j] = fn(*cols, **kwargs)
+        elif n:
+            out[valid, j] = fn(*[np.ascontiguousarray(c[valid]) for c in cols], **kwargs)
+    return out
+
+
+def previous_valid(x: np.ndarray) -> np.ndarray:
+    """For each row, the last finite value strictly before it in the same column (else NaN)."""
+    T = x.shape[0]
+    finite = np.isfinite(x)
+    rows = np.where(finite, np.arange(T)[:, None], -1)
+    last = np.maximum.accumulate(rows, axis=0)
+    prev = np.vstack([np.full((1, x.shape[1]), -1), last[:-1]])
+    out = np.take_along_axis(x, np.maximum(prev, 0), axis=0)
+    return np.where(prev >= 0, out, np.nan)
+
+
+def ffill(x: np.ndarray) -> np.ndarray:
+    """Forward-fill NaNs down each column (leading NaNs stay). The result may be read-only.
+
+    pandas' ``ffill`` is used as a plain array kernel: ~9x faster than an index-accumulate in
+    NumPy on (1260, 5000) arrays, which matters for grid backtests.
+    """
+    if x.ndim == 1:
+        return pd.Series(x, copy=False).ffill().to_numpy()
+    return pd.DataFrame(x, copy=False).ffill().to_numpy()
+
+
+def cross_above(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = a - b
+    with np.errstate(invalid="ignore"):
+        return (d > 0) & (previous_valid(d) <= 0)
+
+
+def cross_below(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = a - b
+    with np.errstate(invalid="ignore"):
+        return (d < 0) & (previous_valid(d) >= 0)
+
+
+def _realised_vol_1d(close: np.ndarray, window: int) -> np.ndarray:
+    lr = np.log(talib.ROCR(close, timeperiod=1))
+    var = talib.VAR(lr, timeperiod=window, nbdev=1.0) * (window / (window - 1))
+    return np.sqrt(np.maximum(var, 0.0) * TRADING_DAYS)
+
+
+def _shifted_max(high: np.ndarray, window: int) -> np.ndarray:
+    out = np.full(high.size, np.nan)
+    out[1:] = talib.MAX(high, timeperiod=window)[:-1]
+    return out
+
+
+def _shifted_min(low: np.ndarray, window: int) -> np.ndarray:
+    out = np.full(low.size, np.nan)
+    out[1:] = talib.MIN(low, timeperiod=window)[:-1]
+    return out
+
+
+def _bbands(close: np.ndarray, window: int, n_std: float) -> np.ndarray:
+    _, _, lower = talib.BBANDS(close, timeperiod=window, nbdevup=n_std, nbdevdn=n_std, matype=0)
+    return lower
+
+
+class Indicators:
+    """Per-market indicator cache: each (indicator, parameters) is computed once per market.
+
+    A grid of 50 parameter sets shares its moving averages, bands and filters this way.
+    """
+
+    def __init__(self, market: MarketArrays):
+        self.market = market
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if key not in self._cache:
+            value = compute()
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+            self._cache[key] = value
+        return self._cache[key]
+
+    def sma(self, window: int) -> np.ndarray:
+        return self.get(("sma", window), lambda: per_column(talib.SMA, self.market.close, timeperiod=window))
+
+    def ema(self, window: int) -> np.ndarray:
+        return self.get(("ema", window), lambda: per_column(talib.EMA, self.market.close, timeperiod=window))
+
+    def ma(self, kind: str, window: int) -> np.ndarray:
+        return self.sma(window) if kind == "sma" else self.ema(window)
+
+    def rsi(self, period: int) -> np.ndarray:
+        return self.get(("rsi", period), lambda: per_column(talib.RSI, self.market.close, timeperiod=period))
+
+    def bb_lower(self, period: int, n_std: float) -> np.ndarray:
+        return self.get(("bb_lower", period, n_std),
+                        lambda: per_column(_bbands, self.market.close, window=period, n_std=n_std))
+
+    def roc(self, lookback: int) -> np.ndarray:
+        return self.get(("roc", lookback), lambda: per_column(talib.ROCP, self.market.close, timeperiod=lookback))
+
+    def prior_high(self, window: int) -> np.ndarray:
+        return self.get(("prior_high", window), lambda: per_column(_shifted_max, self.market.high, window=window))
+
+    def prior_low(self, window: int) -> np.ndarray:
+        return self.get(("prior_low", window), lambda: per_column(_shifted_min, self.market.low, window=window))
+
+    def realised_vol(self, window: int) -> np.ndarray:
+        """Annualised sample std (ddof=1) of ``window`` daily log returns of the symbol's bars."""
+        return self.get(("rv", window), lambda: per_column(_realised_vol_1d, self.market.close, window=window))
+
+
+def ma_cross(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
+    fast, slow = ind.ma(p["ma_type"], p["fast"]), ind.ma(p["ma_type"], p["slow"])
+    with np.errstate(invalid="ignore"):
+        return cross_above(fast, slow), fast < slow
+
+
+def rsi_reversion(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
+    rsi = ind.rsi(p["period"])
+    with np.errstate(invalid="ignore"):
+        return cross_below(rsi, np.full_like(rsi, p["lower"])), rsi > p["upper"]
+
+
+def bollinger_reversion(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
+    close = ind.market.close
+    lower, mid = ind.bb_lower(p["period"], p["n_std"]), ind.sma(p["period"])
+    with np.errstate(invalid="ignore"):
+        return cross_below(close, lower), close >= mid
+
+
+def ts_momentum(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
+    mom = ind.roc(p["lookback"])
+    with np.errstate(invalid="ignore"):
+        return cross_above(mom, np.full_like(mom, p["threshold"])), mom < -p["threshold"]
+
+
+def donchian_breakout(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
+    close = ind.market.close
+    with np.errstate(invalid="ignore"):
+        return close > ind.prior_high(p["entry_window"]), close < ind.prior_low(p["exit_window"])
+
+
+#: family name -> raw rule ``(indicators, params) -> (entries, exits)``.
+FAMILY_RULES: dict[str, Callable] = {
+    "ma_cross": ma_cross,
+    "rsi_reversion": rsi_reversion,
+    "bollinger_reversion": bollinger_reversion,
+    "ts_momentum": ts_momentum,
+    "donchian_breakout": donchian_breakout,
+}

@@ -1,0 +1,181 @@
+"""Filters, sizing, stops and the long-only position state machine.
+
+Everything is causal: a value at row t uses rows <= t only. Cross-sectional regimes (breadth,
+equal-weight index) use every symbol of the market at rows <= t.
+
+Position state machine (the same as vectorbt's ``from_signals`` with ``accumulate=False``):
+a flat column enters at t when ``entries[t] & ~exits[t]`` and its size at t is > 0; a long
+column exits at t when ``exits[t] & ~entries[t]`` or a stop fires at t. Simultaneous entry
+and exit signals cancel. Signals are decided at the close; the fill is the engine's business.
+
+Stops (levels 3, 4, 8, 9) are measured from the *entry fill*: the first finite open after
+the entry row (the engine's default next-open fill). On every close from the fill row on:
+
+* stop_loss:     close <= fill * (1 - stop_loss)
+* take_profit:   close >= fill * (1 + take_profit)
+* trailing_stop: close <= max(fill, highest close since the fill) * (1 - trail_stop)
+* time_stop:     the position has been held for ``max_hold`` closes (the fill row counts 1)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import talib
+from numpy.lib.stride_tricks import sliding_window_view
+
+from alphatwin_pipelines.strategies.families import Indicators, ffill, per_column
+from alphatwin_pipelines.strategies.spec import VOL_RANK_WINDOW
+
+#: A percentile rank needs at least this share of the rank window to be finite.
+MIN_RANK_COVERAGE = 0.5
+
+
+def trend_ok(ind: Indicators, window: int) -> np.ndarray:
+    """close > SMA(window) of the symbol's own bars."""
+    with np.errstate(invalid="ignore"):
+        return ind.market.close > ind.sma(window)
+
+
+def _rank_1d(x: np.ndarray, window: int) -> np.ndarray:
+    out = np.full(x.size, np.nan)
+    if x.size < window:
+        return out
+    win = sliding_window_view(x, window)  # row i covers x[i : i + window], i.e. ends at i + window - 1
+    cur = x[window - 1:, None]
+    finite = np.isfinite(win)
+    count = finite.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        below = (win <= cur).sum(axis=1)
+        rank = below / count
+    ok = np.isfinite(cur[:, 0]) & (count >= MIN_RANK_COVERAGE * window)
+    out[window - 1:] = np.where(ok, rank, np.nan)
+    return out
+
+
+def vol_rank(ind: Indicators, vol_window: int, rank_window: int = VOL_RANK_WINDOW) -> np.ndarray:
+    """Share of the last ``rank_window`` realised-vol values (row t included) at or below today's."""
+    rv = ind.realised_vol(vol_window)
+    return ind.get(("vol_rank", vol_window, rank_window), lambda: per_column(_rank_1d, rv, window=rank_window))
+
+
+def vol_ok(ind: Indicators, vol_window: int, vol_pct: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return vol_rank(ind, vol_window) <= vol_pct
+
+
+def breadth(ind: Indicators, window: int) -> np.ndarray:
+    """(T,) share of symbols with a valid SMA(window) whose close is above it (NaN if none)."""
+    def compute():
+        sma = ind.sma(window)
+        valid = np.isfinite(sma) & np.isfinite(ind.market.close)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            above = (valid & (ind.market.close > sma)).sum(axis=1)
+            n = valid.sum(axis=1)
+            return np.where(n > 0, above / np.maximum(n, 1), np.nan)
+    return ind.get(("breadth", window), compute)
+
+
+def breadth_ok(ind: Indicators, window: int, minimum: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (breadth(ind, window) >= minimum)[:, None]
+
+
+def equal_weight_index(ind: Indicators) -> np.ndarray:
+    """(T,) equal-weight index level: cumulative product of the mean bar-to-bar return."""
+    def compute():
+        rets = per_column(talib.ROCP, ind.market.close, timeperiod=1)
+        finite = np.isfinite(rets)
+        n = finite.sum(axis=1)
+        mean = np.where(n > 0, np.where(finite, rets, 0.0).sum(axis=1) / np.maximum(n, 1), 0.0)
+        return np.cumprod(1.0 + mean)
+    return ind.get(("ew_index",), compute)
+
+
+def index_ok(ind: Indicators, window: int) -> np.ndarray:
+    """(T, 1): the equal-weight index closes above its SMA(window)."""
+    def compute():
+        level = equal_weight_index(ind)
+        sma = talib.SMA(level, timeperiod=window) if level.size >= window else np.full(level.size, np.nan)
+        with np.errstate(invalid="ignore"):
+            return (level > sma)[:, None]
+    return ind.get(("index_ok", window), compute)
+
+
+def vol_target_size(ind: Indicators, target_vol: float, window: int) -> np.ndarray:
+    """min(1, target_vol / realised vol(window)); 0 where the vol is unknown (entry cancelled)."""
+    rv = ind.realised_vol(window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        size = np.minimum(1.0, target_vol / rv)
+    return np.where(np.isfinite(size) & (size > 0), size, 0.0)
+
+
+def resolve(entries: np.ndarray, exits: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The state machine without stops, vectorised: (position state, entry size within each trade).
+
+    ``state[t]`` is True while long after the close of t. Returns ``(state, held_size)`` with
+    ``held_size`` = the size read at the trade's entry row (0 when flat).
+    """
+    with np.errstate(invalid="ignore"):
+        can_enter = entries & (size > 0)
+    on = can_enter & ~exits
+    off = exits & ~entries
+    # An entry that is cancelled by its size is neutral; a flat column then stays flat.
+    decided = np.where(on, 1.0, np.where(off, 0.0, np.nan))
+    state = np.nan_to_num(ffill(decided), nan=0.0) > 0.5
+    prev = np.vstack([np.zeros((1, state.shape[1]), dtype=bool), state[:-1]])
+    starts = state & ~prev
+    held = ffill(np.where(starts, size, np.where(state, np.nan, 0.0)))
+    return state, np.where(state, np.nan_to_num(held, nan=0.0), 0.0)
+
+
+def resolve_with_stops(entries, exits, size, open_, close, *, stop_loss=np.nan, take_profit=np.nan,
+                       trail_stop=np.nan, max_hold=0) -> tuple[np.ndarray, np.ndarray]:
+    """The state machine with close-based stops (module docstring); a loop over rows, vectorised
+    over columns. Returns ``(state, held_size)`` like :func:`resolve`."""
+    T, K = entries.shape
+    state = np.zeros((T, K), dtype=bool)
+    held_size = np.zeros((T, K))
+    long = np.zeros(K, dtype=bool)
+    ref = np.full(K, np.nan)
+    peak = np.full(K, np.nan)
+    age = np.zeros(K, dtype=np.int64)
+    cur_size = np.zeros(K)
+    entry_row = np.full(K, -1, dtype=np.int64)
+    sl, tp, tr = (float(v) for v in (stop_loss, take_profit, trail_stop))
+    with np.errstate(invalid="ignore"):
+        for t in range(T):
+            o, c = open_[t], close[t]
+            fill = long & np.isnan(ref) & np.isfinite(o) & (entry_row < t)
+            ref = np.where(fill, o, ref)
+            peak = np.where(fill, o, peak)
+            known = long & np.isfinite(ref)
+            age = age + (known & np.isfinite(c))
+            peak = np.where(known & (c > peak), c, peak)
+            stop = np.zeros(K, dtype=bool)
+            if sl == sl:
+                stop |= known & (c <= ref * (1.0 - sl))
+            if tp == tp:
+                stop |= known & (c >= ref * (1.0 + tp))
+            if tr == tr:
+                stop |= known & (c <= peak * (1.0 - tr))
+            if max_hold:
+                stop |= known & (age >= max_hold)
+            en, ex, sz = entries[t], exits[t], size[t]
+            leave = long & ((ex & ~en) | stop)
+            enter = ~long & en & ~ex & (sz > 0)
+            long = (long & ~leave) | enter
+            cur_size = np.where(enter, sz, np.where(long, cur_size, 0.0))
+            entry_row = np.where(enter, t, entry_row)
+            reset = enter | leave
+            ref = np.where(reset, np.nan, ref)
+            peak = np.where(reset, np.nan, peak)
+            age = np.where(reset, 0, age)
+            state[t] = long
+            held_size[t] = cur_size
+    return state, held_size
+
+
+def transitions(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit rows of a position state (entries[t]: flat at t-1, long at t)."""
+    prev = np.vstack([np.zeros((1, state.shape[1]), dtype=bool), state[:-1]])
+    return state & ~prev, ~state & prev
