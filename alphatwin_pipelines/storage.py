@@ -50,18 +50,20 @@ def fsync_dir(folder: Path) -> None:
         os.close(dir_fd)
 
 
-def atomic_write_bytes(path: Path, write, *, sync_dir: bool = True) -> None:
-    """Call ``write(tmp_path)`` then move the result onto ``path`` atomically.
-
-    The temporary file lives beside the target (same filesystem, so ``os.replace`` is
-    atomic) and is fsynced before the move. A writer killed mid-way leaves only a hidden
-    ``.tmp`` file, which readers never match and the next write of the same path removes.
-    """
-    path = Path(path)
+def temp_beside(path: Path) -> str:
+    """A fresh hidden temporary file next to ``path`` (same filesystem, so ``os.replace`` is
+    atomic); stale ones a killed writer left behind are removed first. Readers never match it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    return tmp
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, fsync the result, and move it onto ``path`` atomically."""
+    path = Path(path)
+    tmp = temp_beside(path)
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
@@ -71,8 +73,7 @@ def atomic_write_bytes(path: Path, write, *, sync_dir: bool = True) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    if sync_dir:
-        fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _remove_stale_temps(path: Path) -> None:
@@ -83,8 +84,8 @@ def _remove_stale_temps(path: Path) -> None:
             pass
 
 
-def write_parquet(path: Path, table: pa.Table, *, sync_dir: bool = True) -> None:
-    atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_parquet_options(table)), sync_dir=sync_dir)
+def write_parquet(path: Path, table: pa.Table) -> None:
+    atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_parquet_options(table)))
 
 
 class TableStore:
@@ -125,10 +126,7 @@ class TableStore:
         if self._pending is None:
             write_parquet(path, data)
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        tmp = temp_beside(path)
         pq.write_table(data, tmp, **_parquet_options(data))
         self._pending.append((tmp, path))
         return path
