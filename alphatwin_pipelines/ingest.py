@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alphatwin_pipelines.schema import bars_to_arrow, empty_bars, to_canonical
+from alphatwin_pipelines.schema import canonical_to_arrow, empty_bars, to_canonical
 from alphatwin_pipelines.sources.base import NETWORK_RULES, BarSource, FetchResult, Rejection
 from alphatwin_pipelines.storage import TableStore
 
@@ -88,7 +88,7 @@ def ingest(
                           retryable=_provider_unreachable(result), rejections=result.rejections)
     _refuse_empty_sessions_during_outage(result, bars, sessions)
 
-    counts = store.write_sessions(table, bars, sessions, to_arrow=bars_to_arrow)
+    counts = store.write_sessions(table, bars, sessions, to_arrow=canonical_to_arrow)  # bars are canonical already
     present = bars.groupby("date")["symbol"].agg(set).to_dict()
     reports = [
         SessionReport(s, store.partition_path(table, s), counts[s], len(present.get(s, ())),

@@ -92,11 +92,14 @@ def bars_to_arrow(frame: pd.DataFrame) -> pa.Table:
 
     Dropping the pandas metadata keeps the Parquet bytes independent of pandas' version
     details, which is what makes re-materialisation byte-identical. Rows are ordered by
-    (date, symbol).
+    (date, symbol): one file per session holds its rows in symbol order, and a multi-session
+    frame can be sliced into per-session files without re-sorting.
     """
-    # Session first, then symbol: one file per session holds its rows in symbol order, and a
-    # multi-session frame can be sliced into per-session files without re-sorting.
-    frame = to_canonical(frame).sort_values(["date", "symbol"], kind="stable")
+    return canonical_to_arrow(to_canonical(frame).sort_values(["date", "symbol"], kind="stable"))
+
+
+def canonical_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """``bars_to_arrow`` for a frame that is already canonical: rows kept in the order given."""
     arrays = [
         pa.array(frame["symbol"].to_numpy(dtype=object), type=pa.string()),
         pa.array(frame["date"].to_numpy(dtype="datetime64[D]"), type=pa.date32()),

@@ -5,7 +5,6 @@ import os
 import dagster as dg
 import pandas as pd
 
-from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.ingest import RAW_TABLE, IngestError, IngestReport, ingest
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reconcile import reconcile
@@ -141,8 +140,7 @@ def sources_agree(
     context: dg.AssetCheckExecutionContext, market_data: MarketDataResource, storage: StorageResource
 ) -> dg.AssetCheckResult:
     """Compare the stored raw bars of this run's sessions with a second provider, row by row."""
-    keys = context.op_execution_context.partition_key_range
-    sessions = sessions_between(keys.start, keys.end)
+    sessions = sessions_of(context)
     primary = storage.store().read_partitions(RAW_TABLE, sessions[0], sessions[-1])
     secondary = market_data.build_secondary_source()
     fetched = secondary.fetch(sorted(primary["symbol"].unique()), sessions)

@@ -25,7 +25,7 @@ nyse_sessions = dg.TimeWindowPartitionsDefinition(
 )
 
 
-def sessions_of(context: dg.AssetExecutionContext):
-    """The NYSE sessions of the partition key range this run materialises."""
-    keys = context.partition_key_range
+def sessions_of(context):
+    """The NYSE sessions of the partition key range a run (or an asset check in it) covers."""
+    keys = context.op_execution_context.partition_key_range
     return sessions_between(keys.start, keys.end)
