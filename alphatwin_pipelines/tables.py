@@ -22,6 +22,13 @@ SCANNER = "scanner_results"
 SYMBOL_CONTEXT = "symbol_context"
 SECTOR_ROTATION = "sector_rotation"
 TOP_PAIRS = "top_pairs"
+# Whole tables (no session partitions), each replaced atomically by its asset.
+OPTIMISED = "optimised_strategies"
+OPTIMISATION_TRIALS = "optimisation_trials"
+VALIDATION = "validation_reports"
+STRATEGY_RETURNS = "strategy_returns"
+STRATEGY_POSITIONS = "strategy_positions"
+ALLOCATIONS = "portfolio_allocations"
 
 
 class MissingUpstreamError(RuntimeError):
