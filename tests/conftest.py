@@ -37,3 +37,27 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("ALPHATWIN_DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def research_data(tmp_path_factory) -> Path:
+    """40 synthetic symbols × 2023–2024 through ingestion, quality, cleaning, features and the scanner.
+
+    Built once per test process; treat it as read-only and copy it (``research_dir``) to write.
+    """
+    from alphatwin_pipelines.stages.research_fixture import build_research_data
+
+    path = tmp_path_factory.mktemp("research") / "data"
+    build_research_data(path)
+    return path
+
+
+@pytest.fixture
+def research_dir(research_data, tmp_path, monkeypatch) -> Path:
+    """A private, writable copy of ``research_data``, also exported as ALPHATWIN_DATA_DIR."""
+    import shutil
+
+    path = tmp_path / "data"
+    shutil.copytree(research_data, path)
+    monkeypatch.setenv("ALPHATWIN_DATA_DIR", str(path))
+    return path
