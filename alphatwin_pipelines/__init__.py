@@ -43,8 +43,8 @@ def load(
         return store.read_rejections()
     if table == CLEANED:
         return read_adjusted(store, start=start, end=end, symbols=symbols, as_of=as_of)
-    if store.table_dir(table).is_dir():
-        return store.read_partitions(table, start=start, end=end, symbols=symbols)
+    # A whole table wins over a folder of the same name: the folder then holds its immutable
+    # versions (portfolio_allocations/<version>.parquet), not session partitions.
     if store.whole_path(table).exists():
         frame = store.read_table(table, symbols=symbols)
         if "date" in frame.columns and (start is not None or end is not None):
@@ -52,6 +52,8 @@ def load(
             hi = pd.Timestamp(end) if end is not None else frame["date"].max()
             frame = frame[frame["date"].between(lo, hi)].reset_index(drop=True)
         return frame
+    if store.table_dir(table).is_dir():
+        return store.read_partitions(table, start=start, end=end, symbols=symbols)
     known = sorted({p.stem for p in store.data_dir.glob("*")} - {"rejected_inputs"}) if store.data_dir.exists() else []
     raise KeyError(
         f"no table named {table!r} under {store.data_dir}; stored tables: {known or 'none'}. "
