@@ -90,6 +90,84 @@ class DaskResource(dg.ConfigurableResource):
             client.close()
 
 
+class DropFolderResource(dg.ConfigurableResource):
+    """Where people drop CSV bar files for ingestion (``ALPHATWIN_DROP_DIR``, default ``<data_dir>/drop``)."""
+
+    path: str | None = None
+
+    def folder(self, storage: StorageResource) -> Path:
+        return Path(self.path) if self.path else Path(storage.data_dir) / "drop"
+
+
+class FailureWebhookResource(dg.ConfigurableResource):
+    """Where run failures are POSTed (``ALPHATWIN_FAILURE_WEBHOOK``); unset, they are only logged to a file."""
+
+    url: str | None = None
+    timeout_s: float = 10.0
+
+
+class BrokerResource(dg.ConfigurableResource):
+    """Where orders go: ``paper`` (the SQL ledger, ``ALPHATWIN_LEDGER_URL``, default
+    ``sqlite:///<data_dir>/paper_ledger.db``) or ``alpaca`` (Alpaca's paper API; needs
+    ``ALPACA_API_KEY`` and ``ALPACA_SECRET_KEY``, ``ALPACA_BASE_URL`` overrides the endpoint).
+    The audit log always lives in the ledger database."""
+
+    kind: str = "paper"
+    ledger_url: str | None = None
+    initial_cash: float = 100_000.0
+    alpaca_api_key: str | None = None
+    alpaca_secret_key: str | None = None
+    alpaca_base_url: str | None = None
+
+    def build(self, data_dir: str):
+        """(broker, ledger engine) for this run."""
+        from alphatwin_pipelines.execution import PaperBroker, default_ledger_url, open_ledger
+
+        url = self.ledger_url or default_ledger_url(data_dir)
+        kind = self.kind.strip().lower()
+        if kind == "paper":
+            broker = PaperBroker(url, initial_cash=self.initial_cash)
+            return broker, broker.engine
+        if kind == "alpaca":
+            from alphatwin_pipelines.execution.alpaca import AlpacaBroker
+
+            ledger = open_ledger(url, initial_cash=self.initial_cash)
+            return AlpacaBroker.from_keys(self.alpaca_api_key, self.alpaca_secret_key, ledger,
+                                          url=self.alpaca_base_url), ledger
+        raise ValueError(f"unknown broker kind {self.kind!r} (ALPHATWIN_BROKER): use 'paper' or 'alpaca'")
+
+
+class OptunaResource(dg.ConfigurableResource):
+    """Where Optuna studies persist (``ALPHATWIN_OPTUNA_STORAGE``, an RDB URL such as
+    ``postgresql://user:pass@host/db``; default ``sqlite:///<data_dir>/optuna.db``). The URL may
+    hold a password, so it is never logged or written to metadata."""
+
+    storage_url: str | None = None
+
+    def url(self, storage: StorageResource) -> str:
+        from alphatwin_pipelines.optimise.study import default_storage_url
+
+        return self.storage_url or default_storage_url(storage.data_dir)
+
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt"
+
+
+def dbt_resource():
+    """The dbt CLI for the marts project in ``dbt/`` (profile beside it, ``ALPHATWIN_DBT_PROFILES_DIR``
+    to override). The executable is the venv's own, so runs work without an activated venv."""
+    import sys
+
+    from dagster_dbt import DbtCliResource  # pulls in dbt's adapter layer: only when resources are built
+
+    venv_dbt = Path(sys.executable).with_name("dbt")
+    return DbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=env_or("ALPHATWIN_DBT_PROFILES_DIR", str(DBT_PROJECT_DIR)),
+        dbt_executable=str(venv_dbt) if venv_dbt.exists() else "dbt",
+    )
+
+
 def default_resources() -> dict:
     return {
         "storage": StorageResource(data_dir=env_or("ALPHATWIN_DATA_DIR", str(REPO_ROOT / "data"))),
@@ -103,4 +181,15 @@ def default_resources() -> dict:
             secondary_source_path=env_or("ALPHATWIN_SECONDARY_SOURCE_PATH", None),
         ),
         "dask": DaskResource(scheduler_address=env_or("ALPHATWIN_DASK_SCHEDULER", None)),
+        "optuna": OptunaResource(storage_url=env_or("ALPHATWIN_OPTUNA_STORAGE", None)),
+        "broker": BrokerResource(
+            kind=env_or("ALPHATWIN_BROKER", "paper"),
+            ledger_url=env_or("ALPHATWIN_LEDGER_URL", None),
+            alpaca_api_key=env_or("ALPACA_API_KEY", None),
+            alpaca_secret_key=env_or("ALPACA_SECRET_KEY", None),
+            alpaca_base_url=env_or("ALPACA_BASE_URL", None),
+        ),
+        "drop_folder": DropFolderResource(path=env_or("ALPHATWIN_DROP_DIR", None)),
+        "failure_webhook": FailureWebhookResource(url=env_or("ALPHATWIN_FAILURE_WEBHOOK", None)),
+        "dbt": dbt_resource(),
     }

@@ -1,0 +1,1 @@
+"""Sensors and schedules that launch the code location's jobs."""
