@@ -29,6 +29,7 @@ VALIDATION = "validation_reports"
 STRATEGY_RETURNS = "strategy_returns"
 STRATEGY_POSITIONS = "strategy_positions"
 ALLOCATIONS = "portfolio_allocations"
+REBALANCE_SUGGESTIONS = "rebalance_suggestions"
 
 
 class MissingUpstreamError(RuntimeError):

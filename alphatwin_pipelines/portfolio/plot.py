@@ -1,0 +1,51 @@
+"""A one-page picture of an allocation: weights beside risk contributions, and sector totals."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from alphatwin_pipelines.portfolio.allocate import Allocation
+from alphatwin_pipelines.storage import atomic_write_bytes
+
+MAX_BARS = 40
+
+
+def render_allocation(allocation: Allocation) -> bytes:
+    """PNG bytes (matplotlib Agg; no timestamp in the file, so the same allocation gives the same bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = allocation.weights.sort_values(ascending=False).head(MAX_BARS).index
+    weights = allocation.weights[order]
+    share = allocation.risk_contribution[order] / max(allocation.expected_volatility, 1e-12)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), gridspec_kw={"height_ratios": [3, 2]})
+    positions = range(len(order))
+    top.bar([p - 0.2 for p in positions], weights.to_numpy(), width=0.4, label="weight")
+    top.bar([p + 0.2 for p in positions], share.to_numpy(), width=0.4, label="share of risk")
+    top.set_xticks(list(positions), [name[:8] for name in order], rotation=90, fontsize=7)
+    top.set_title(f"{allocation.policy.method} allocation {allocation.version} as of {allocation.as_of:%Y-%m-%d} — "
+                  f"expected vol {allocation.expected_volatility:.1%}, return {allocation.expected_return:.1%}")
+    top.legend()
+    if len(allocation.weights) > MAX_BARS:
+        top.set_xlabel(f"largest {MAX_BARS} of {len(allocation.weights)} strategies")
+    sectors = allocation.symbol_sector_sums().sort_values(ascending=False)
+    bottom.barh(list(sectors.index), sectors.to_numpy())
+    cap = allocation.policy.constraints.sector_cap
+    if cap is not None:
+        bottom.axvline(cap, color="red", linestyle="--", label=f"sector cap {cap}")
+        bottom.legend()
+    bottom.set_xlabel("gross symbol weight per sector")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_allocation_plot(allocation: Allocation, path: Path) -> Path:
+    png = render_allocation(allocation)
+    atomic_write_bytes(Path(path), lambda tmp: Path(tmp).write_bytes(png))
+    return Path(path)
