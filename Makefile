@@ -35,7 +35,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	@touch $@
 
-setup: $(STAMP) instance
+# The code location reads dbt's manifest at load (assets/marts.py): re-parse whenever dbt/ changes.
+DBT_MANIFEST := dbt/target/manifest.json
+DBT_SOURCES := $(shell find dbt/models dbt/tests dbt/macros -type f 2>/dev/null) dbt/dbt_project.yml dbt/profiles.yml
+
+$(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
+	cd dbt && ../$(VENV)/bin/dbt parse --quiet --profiles-dir . --target-path target
+
+setup: $(STAMP) instance $(DBT_MANIFEST)
 
 instance:
 	@mkdir -p $(DAGSTER_HOME) $(ALPHATWIN_DATA_DIR)
@@ -68,4 +75,4 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(DAGSTER_HOME) $(ALPHATWIN_DATA_DIR) .pytest_cache
+	rm -rf $(DAGSTER_HOME) $(ALPHATWIN_DATA_DIR) .pytest_cache dbt/target dbt/logs

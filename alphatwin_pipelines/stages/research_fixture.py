@@ -13,7 +13,7 @@ from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.ingest import RAW_TABLE, ingest
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.sources import make_source
-from alphatwin_pipelines.stages.cleaning import clean_sessions
+from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
 from alphatwin_pipelines.stages.features import feature_sessions
 from alphatwin_pipelines.stages.quality import validate_sessions
 from alphatwin_pipelines.stages.scanner import scan_sessions
@@ -24,7 +24,7 @@ from alphatwin_pipelines.universe import resolve_universe
 
 def build_research_data(data_dir, *, n_symbols: int = 40, start: str = "2023-01-03", end: str = "2024-12-31",
                         seed: int = 7, scan: bool = True) -> TableStore:
-    """Universe, raw, validated, cleaned, features and (optionally) scanner tables in ``data_dir``."""
+    """Universe, raw, validated, adjustment factors, cleaned, features and (optionally) scanner tables in ``data_dir``."""
     store = TableStore(Path(data_dir))
     source = make_source("synthetic", seed=seed, n_symbols=n_symbols)
     universe = resolve_universe(None, source)
@@ -32,6 +32,7 @@ def build_research_data(data_dir, *, n_symbols: int = 40, start: str = "2023-01-
     sessions = sessions_between(start, end)
     ingest(source, store, universe["symbol"].tolist(), sessions, table=RAW_TABLE)
     validate_sessions(store, sessions)
+    build_events(store, sessions)
     clean_sessions(store, sessions)
     feature_sessions(store, sessions)
     if scan:

@@ -1,0 +1,2 @@
+select symbol, sector, name
+from {{ source('tables', 'universe') }}

@@ -1,0 +1,336 @@
+"""The dbt marts (dbt/, assets/marts.py) built by the real dbt CLI into a temporary DuckDB.
+
+The data directory is the shared research fixture (synthetic market through the real stages)
+cut to its last sessions, plus: corporate-action events from the real cleaning stage, bad raw
+rows planted in two sessions and pushed through the real validation stage, and small
+contract-shaped tables for the stages after the scanner (docs/contracts.md). One Dagster run
+builds everything; the marts are then compared with pandas computed from the stored tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from alphatwin_pipelines import load
+from alphatwin_pipelines.schema import bars_to_arrow, frame_to_arrow
+from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
+from alphatwin_pipelines.stages.quality import validate_sessions
+from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import (ALLOCATIONS, OPTIMISED, QUARANTINED, RAW, SCANNER, STRATEGY_RETURNS,
+                                        UNIVERSE, VALIDATED, VALIDATION)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::dagster.BetaWarning"),
+    pytest.mark.filterwarnings("ignore:sqlglotrs is deprecated:DeprecationWarning"),  # imported by dagster-dbt
+    pytest.mark.xdist_group("dbt_marts"),
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DBT_DIR = REPO_ROOT / "dbt"
+DBT = Path(sys.executable).with_name("dbt")
+SESSIONS_KEPT = 120  # enough history for the 2024-08-08 2-for-1 split in the synthetic market
+PARTITIONED = ("raw_ohlcv", "validated_ohlcv", "quarantined_ohlcv", "cleaned_ohlcv", "features", "scanner_results")
+MARTS = ("mart_daily_returns", "mart_quality_summary", "mart_scanner_leaderboard", "mart_strategy_scorecard",
+         "mart_portfolio_sector_exposure")
+IDS = ("00000000000000a1", "00000000000000b2", "00000000000000c3")
+
+
+# -- the manifest the code location reads (`make setup` runs the same `dbt parse`) -------------
+def _ensure_manifest() -> None:
+    manifest = DBT_DIR / "target" / "manifest.json"
+    sources = [p for d in ("models", "tests", "macros") for p in (DBT_DIR / d).rglob("*") if p.is_file()]
+    sources += [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml"]
+    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return
+    env = {k: v for k, v in os.environ.items() if k != "DBT_TARGET_PATH"}
+    proc = subprocess.run([str(DBT), "parse", "--quiet", "--profiles-dir", "."], cwd=DBT_DIR, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+# -- the data directory ------------------------------------------------------------------------
+def _copy_recent(research: Path, dest: Path) -> pd.DatetimeIndex:
+    sessions = TableStore(research).stored_sessions(RAW)[-SESSIONS_KEPT:]
+    keep = {f"{s:%Y-%m-%d}.parquet" for s in sessions}
+    for table in PARTITIONED:
+        (dest / table).mkdir(parents=True)
+        for name in keep:
+            shutil.copy2(research / table / name, dest / table / name)
+    shutil.copy2(research / f"{UNIVERSE}.parquet", dest / f"{UNIVERSE}.parquet")
+    return sessions
+
+
+def _plant_bad_rows(store: TableStore, sessions: pd.DatetimeIndex) -> dict[tuple[str, pd.Timestamp], str]:
+    """Break raw rows in the last two sessions and re-run validation and cleaning on them."""
+    bad_rows = {}
+    for session, edits in zip(sessions[-2:], ([("close", -5.0, "price.non_positive"), ("low", 1e6, "ohlc.low_above_high")],
+                                               [("open", -1.0, "price.non_positive")])):
+        raw = store.read_partitions(RAW, session, session)
+        for row, (column, value, rule) in enumerate(edits):
+            raw.loc[row, column] = value
+            bad_rows[(raw.loc[row, "symbol"], session)] = rule
+        store.write_partition(RAW, session, bars_to_arrow(raw))
+    validate_sessions(store, sessions[-2:])
+    clean_sessions(store, sessions[-2:])
+    return bad_rows
+
+
+def _write_research_tables(store: TableStore, universe: pd.DataFrame) -> None:
+    """Small tables shaped like docs/contracts.md for the stages the other helpers build."""
+    rng = np.random.default_rng(11)
+    optimised = pd.DataFrame({
+        "strategy_id": IDS, "family": ["trend", "mean_reversion", "momentum"], "level": [1, 2, 3],
+        "complexity": [1.0, 2.5, 4.0], "spec_json": "{}", "symbols_json": json.dumps(universe["symbol"][:5].tolist()),
+        "start": pd.Timestamp("2024-01-02"), "end": pd.Timestamp("2024-06-28"), "n_trials": 40,
+        "n_complete": [38, 37, 40], "n_pruned": [2, 3, 0], "seed": 7, "study_name": ["s1", "s2", "s3"],
+        "is_sharpe": [1.4, 1.1, 2.0], "is_sortino": [2.0, 1.5, 3.0], "is_cagr": [0.2, 0.1, 0.3],
+        "is_max_drawdown": [-0.1, -0.2, -0.15], "is_trades": [30.0, 12.0, 50.0],
+        "scanner_partition": "2024-06-28", "record_json": "{}"})
+    reports = optimised[["strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "n_trials",
+                         "is_sharpe"]].assign(
+        oos_sharpe=[0.2, 1.0, np.nan], oos_sortino=[0.3, 1.3, np.nan], oos_cagr=[0.01, 0.1, np.nan],
+        oos_max_drawdown=[-0.3, -0.1, np.nan], dsr=[0.4, 0.97, np.nan], pbo=[0.6, 0.1, np.nan],
+        passed=[False, True, False], reasons=["dsr 0.40 < 0.95", "", "no out-of-sample trades"],
+        report_path="reports/strategy.html", scanner_partition="2024-06-28", record_json="{}")
+    dates = pd.bdate_range("2024-07-01", periods=60)
+    returns = pd.concat([pd.DataFrame({"date": dates, "strategy_id": s, "return": rng.normal(0.0005, 0.01, len(dates))})
+                         for s in IDS[:2]], ignore_index=True)
+    symbols = universe["symbol"][:5].tolist()
+    # The first symbol's allocation sector disagrees with the universe; ZZZZ is in neither.
+    allocation = pd.DataFrame({
+        "allocation_version": "a" * 16, "as_of": pd.Timestamp("2024-12-31"), "method": "hrp",
+        "kind": ["strategy", "strategy", *["symbol"] * 6], "name": [IDS[0], IDS[1], *symbols, "ZZZZ"],
+        "weight": [0.4, 0.6, 0.35, 0.25, 0.2, -0.1, 0.2, 0.1],
+        "sector": [None, None, "Not The Universe's", *universe["sector"][1:5].tolist(), None],
+        "risk_contribution": [0.4, 0.6, *[np.nan] * 6],  # as the allocator writes symbol rows
+        "spec_hashes": json.dumps(list(IDS[:2])), "scanner_partition": "2024-06-28", "cluster": 1})
+    for name, frame in ((OPTIMISED, optimised), (VALIDATION, reports), (STRATEGY_RETURNS, returns), (ALLOCATIONS, allocation)):
+        store.write_table(name, frame_to_arrow(frame))
+
+
+@pytest.fixture(scope="module")
+def planted(research_data, tmp_path_factory) -> tuple[Path, dict]:
+    """The data directory and the bad raw rows planted in it ((symbol, session) -> rule)."""
+    path = tmp_path_factory.mktemp("marts") / "data"
+    sessions = _copy_recent(research_data, path)
+    store = TableStore(path)
+    bad_rows = _plant_bad_rows(store, sessions)
+    build_events(store, sessions)
+    _write_research_tables(store, store.read_table(UNIVERSE))
+    return path, bad_rows
+
+
+@pytest.fixture(scope="module")
+def marts_dir(planted) -> Path:
+    return planted[0]
+
+
+@pytest.fixture(scope="module")
+def built(marts_dir, tmp_path_factory):
+    """One Dagster run of every dbt model, with its dbt artifacts kept out of the repository."""
+    _ensure_manifest()
+    from assets.marts import marts
+    from assets.resources import StorageResource, dbt_resource
+
+    target = tmp_path_factory.mktemp("dbt_target")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBT_TARGET_PATH", str(target))
+        result = dg.materialize([marts], resources={"dbt": dbt_resource(), "storage": StorageResource(data_dir=str(marts_dir))})
+    [run_dir] = target.glob(f"marts-{result.run_id[:7]}-*")
+    return result, json.loads((run_dir / "run_results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def db(built, marts_dir):
+    connection = duckdb.connect(str(marts_dir / "marts.duckdb"), read_only=True)
+    yield connection
+    connection.close()
+
+
+def _mart(db, name: str) -> pd.DataFrame:
+    return db.sql(f"select * from {name}").df()
+
+
+# -- the Dagster run ---------------------------------------------------------------------------
+def test_materialize_builds_every_model_and_reports_every_dbt_test_as_a_check(built):
+    result, run_results = built
+    assert result.success
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert set(MARTS) <= materialized and "stg_cleaned_ohlcv" in materialized
+    manifest = json.loads((DBT_DIR / "target" / "manifest.json").read_text())
+    data_tests = {n["name"] for k, n in manifest["nodes"].items() if k.startswith("test.")}
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == data_tests
+    assert all(e.passed for e in evaluations)
+    # Checks sit on the model they test: the singular conservation test on the sector mart.
+    by_name = {e.check_name: e.asset_key.path[-1] for e in evaluations}
+    assert by_name["assert_sector_exposure_conserves_symbol_weights"] == "mart_portfolio_sector_exposure"
+    units = [r for r in run_results["results"] if r["unique_id"].startswith("unit_test.")]
+    assert len(units) == 5 and {r["status"] for r in units} == {"pass"}
+
+
+# -- the marts against pandas -------------------------------------------------------------------
+def test_daily_returns_are_pct_changes_of_adjusted_closes(db, marts_dir):
+    mart = _mart(db, "mart_daily_returns").astype({"date": "datetime64[ns]", "symbol": "string"})
+    mart = mart[["symbol", "date", "previous_close", "price_factor", "daily_return"]]
+    bars = load("cleaned_ohlcv", data_dir=marts_dir).sort_values(["symbol", "date"])
+    bars["expected"] = bars.groupby("symbol")["adj_close"].pct_change()
+    joined = bars.merge(mart, on=["symbol", "date"], how="outer", validate="one_to_one", indicator=True)
+    assert (joined["_merge"] == "both").all()
+    np.testing.assert_allclose(joined["daily_return"].astype(float), joined["expected"].astype(float), rtol=1e-12, atol=1e-15)
+    # The split day is where adjusting matters: unadjusted closes would show a ~50% drop.
+    split = joined[joined["price_factor"] == 0.5]
+    assert len(split) >= 1
+    raw_change = split["close"] / split["previous_close"] - 1
+    assert (raw_change < -0.4).all() and (split["daily_return"].abs() < 0.2).all()
+
+
+def test_quality_summary_counts_every_rejected_and_flagged_row(db, marts_dir, planted):
+    store = TableStore(marts_dir)
+    quarantined = store.read_partitions(QUARANTINED)
+    validated = store.read_partitions(VALIDATED)
+    rows_in = store.read_partitions(RAW).groupby("date").size()
+
+    quarantined["session"] = pd.to_datetime(quarantined["partition"])
+    validated["session"] = validated["date"]
+
+    def per_rule(frame, column):
+        listed = frame[frame[column].fillna("") != ""]
+        hits = listed.assign(rule_id=listed[column].str.split(",")).explode("rule_id")
+        return hits.groupby(["session", "rule_id"]).agg(affected_rows=("raw_row", "nunique"),
+                                                        affected_symbols=("symbol", "nunique"))
+
+    errors = per_rule(quarantined, "rule_id").assign(action="quarantined")
+    columns = ["session", "raw_row", "symbol", "flags"]
+    warnings = per_rule(pd.concat([validated[columns], quarantined[columns]]), "flags").assign(action="flagged")
+    expected = pd.concat([errors, warnings]).reset_index()
+    expected["rows_in"] = rows_in.reindex(expected["session"]).to_numpy()
+
+    mart = _mart(db, "mart_quality_summary").astype({"session": "datetime64[ns]"})
+    keys = ["session", "rule_id", "action"]
+    merged = expected.merge(mart, on=keys, how="outer", validate="one_to_one", indicator=True, suffixes=("", "_mart"))
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"][keys]
+    for column in ("affected_rows", "affected_symbols", "rows_in"):
+        assert (merged[column] == merged[f"{column}_mart"]).all(), column
+    np.testing.assert_allclose(merged["affected_share"], merged["affected_rows"] / merged["rows_in"])
+
+    for (symbol, session), rule in planted[1].items():
+        row = mart[(mart["session"] == session) & (mart["rule_id"] == rule)]
+        assert len(row) == 1 and row["severity"].item() == "ERROR" and row["affected_rows"].item() >= 1
+        assert symbol in set(quarantined.loc[quarantined["session"] == session, "symbol"])
+
+
+def test_scanner_leaderboard_ranks_symbols_like_pandas(db, marts_dir):
+    hits = TableStore(marts_dir).read_partitions(SCANNER)
+    grouped = hits.groupby("symbol")
+    expected = pd.DataFrame({
+        "hits": grouped.size(),
+        "top10_sessions": hits[hits["rank_overall"] <= 10].groupby("symbol")["date"].nunique(),
+        "mean_score": grouped["score"].mean(),
+        "long_hits": hits[hits["direction"] > 0].groupby("symbol").size(),
+    }).fillna(0).reset_index()
+    expected = expected.sort_values(["top10_sessions", "hits", "mean_score", "symbol"], ascending=[False, False, False, True])
+    mart = _mart(db, "mart_scanner_leaderboard").sort_values("leaderboard_rank")
+    assert mart["symbol"].tolist() == expected["symbol"].tolist()
+    assert mart["leaderboard_rank"].tolist() == list(range(1, len(mart) + 1))
+    assert mart["hits"].tolist() == expected["hits"].astype(int).tolist()
+    assert mart["long_hits"].tolist() == expected["long_hits"].astype(int).tolist()
+    np.testing.assert_allclose(mart["mean_score"], expected["mean_score"], rtol=1e-12)
+
+
+def test_strategy_scorecard_combines_verdicts_streams_and_weights(db, marts_dir):
+    store = TableStore(marts_dir)
+    returns = store.read_table(STRATEGY_RETURNS)
+    mart = _mart(db, "mart_strategy_scorecard").set_index("strategy_id")
+    # Passed first, then deflated Sharpe (NaN last): b2 (passed), a1 (dsr 0.40), c3 (dsr NaN).
+    assert mart.sort_values("scorecard_rank").index.tolist() == [IDS[1], IDS[0], IDS[2]]
+    for strategy, stream in returns.groupby("strategy_id"):
+        r = stream["return"].to_numpy()
+        assert mart.loc[strategy, "oos_days"] == len(r)
+        assert mart.loc[strategy, "oos_total_return"] == pytest.approx(np.prod(1 + r) - 1, rel=1e-12)
+        assert mart.loc[strategy, "realised_sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(252), rel=1e-9)
+    assert mart.loc[IDS[2], "oos_days"] == 0 and pd.isna(mart.loc[IDS[2], "dsr"])  # NaN metrics read as NULL
+    assert mart["portfolio_weight"].to_dict() == {IDS[0]: 0.4, IDS[1]: 0.6, IDS[2]: 0.0}
+    assert mart.loc[IDS[0], "sharpe_decay"] == pytest.approx(1.4 - 0.2)
+
+
+def test_sector_exposure_sums_symbol_weights_by_universe_sector(db, marts_dir):
+    store = TableStore(marts_dir)
+    allocation = store.read_table(ALLOCATIONS)
+    symbols = allocation[allocation["kind"] == "symbol"].merge(
+        store.read_table(UNIVERSE)[["symbol", "sector"]].rename(columns={"symbol": "name", "sector": "universe_sector"}),
+        on="name", how="left")
+    symbols["sector"] = symbols["universe_sector"].fillna(symbols["sector"]).fillna("Unclassified")
+    expected = symbols.groupby("sector").agg(net_weight=("weight", "sum"), gross_weight=("weight", lambda w: w.abs().sum()),
+                                             symbols=("name", "size"))
+    mart = _mart(db, "mart_portfolio_sector_exposure").set_index("sector").sort_index()
+    expected = expected.sort_index()
+    assert mart.index.tolist() == expected.index.tolist()
+    assert "Unclassified" in mart.index and "Not The Universe's" not in mart.index
+    np.testing.assert_allclose(mart["net_weight"], expected["net_weight"], rtol=1e-12)
+    np.testing.assert_allclose(mart["gross_weight"], expected["gross_weight"], rtol=1e-12)
+    assert mart["symbols"].tolist() == expected["symbols"].tolist()
+    assert mart["share_of_gross"].sum() == pytest.approx(1.0)
+
+
+# -- a broken contract stops the build -----------------------------------------------------------
+def test_a_failing_data_test_fails_the_build_and_skips_the_marts_below_it(marts_dir, tmp_path):
+    _ensure_manifest()
+    from assets.resources import dbt_resource
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for table in (UNIVERSE, OPTIMISED, VALIDATION, ALLOCATIONS):
+        shutil.copy2(marts_dir / f"{table}.parquet", data / f"{table}.parquet")
+    store = TableStore(data)
+    allocation = store.read_table(ALLOCATIONS)
+    allocation.loc[allocation.index[-1], "kind"] = "etf"  # not a kind the contract knows
+    store.write_table(ALLOCATIONS, frame_to_arrow(allocation))
+
+    selection = "stg_universe stg_optimised_strategies stg_validation_reports stg_portfolio_allocations mart_portfolio_sector_exposure"
+    invocation = dbt_resource().cli(
+        ["build", "--vars", json.dumps({"data_dir": str(data)}), "--select", selection,
+         "--indirect-selection", "cautious"],  # only tests whose every parent is selected
+        raise_on_error=False, target_path=tmp_path / "target").wait()
+    assert not invocation.is_successful()
+    status = {r["unique_id"].split(".")[2]: r["status"] for r in invocation.get_artifact("run_results.json")["results"]}
+    assert status["accepted_values_stg_portfolio_allocations_kind__strategy__symbol"] == "fail"
+    assert status["mart_portfolio_sector_exposure"] == "skipped"
+    assert status["stg_universe"] == "success"
+
+
+# -- one lineage ---------------------------------------------------------------------------------
+def test_marts_hang_off_the_pipeline_assets_in_one_graph(tmp_path):
+    _ensure_manifest()
+    from assets import cleaning, features, ingestion, quality, scanner
+    from assets.marts import DUCKDB_POOL, MARTS_GROUP, marts
+    from assets.resources import default_resources
+
+    defs = dg.Definitions(assets=[*dg.load_assets_from_modules([ingestion, quality, cleaning, features, scanner]), marts],
+                          resources=default_resources())
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    staging = graph.get(dg.AssetKey(["staging", "stg_cleaned_ohlcv"]))
+    assert dg.AssetKey("cleaned_ohlcv") in staging.parent_keys
+    assert graph.get(dg.AssetKey("cleaned_ohlcv")).partitions_def is not None and staging.partitions_def is None
+    mapping = graph.get_partition_mapping(staging.key, dg.AssetKey("cleaned_ohlcv"))
+    assert isinstance(mapping, dg.AllPartitionMapping)
+    universe = graph.get(dg.AssetKey(["staging", "stg_universe"]))
+    assert dg.AssetKey("universe") in universe.parent_keys
+    assert {graph.get(k).group_name for k in marts.keys} == {MARTS_GROUP}
+    assert marts.op.pool == DUCKDB_POOL
+    # The instance config `make` installs gives that pool one slot: one DuckDB writer at a time.
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.event_log_storage.get_concurrency_info(DUCKDB_POOL).limit == 1
