@@ -220,3 +220,18 @@ def test_the_rows_of_a_session_never_depend_on_later_rows(panel, first, t, max_f
         if row.filled:
             assert row.volume == 0 and row.open == row.high == row.low == row.close == real["close"].iloc[-1]
             assert t - CALENDAR.get_loc(real["date"].iloc[-1]) <= max_ffill
+
+
+def test_adjusted_read_of_some_symbols_works_before_any_corporate_action_is_stored(research_dir):
+    """A fresh data directory has cleaned bars but no adjustment_factors yet: prices read as stored."""
+    import shutil
+
+    from alphatwin_pipelines.stages.cleaning import read_adjusted
+    from alphatwin_pipelines.storage import TableStore
+
+    shutil.rmtree(research_dir / "adjustment_factors")
+    store = TableStore(research_dir)
+    symbols = sorted(store.read_table("universe")["symbol"])[:2]
+    bars = read_adjusted(store, symbols=symbols)
+    assert sorted(bars["symbol"].unique()) == symbols
+    assert np.array_equal(bars["adj_close"].to_numpy(), bars["close"].to_numpy(), equal_nan=True)

@@ -97,6 +97,6 @@ def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=N
     upper = min(pd.Timestamp(end), cutoff) if end is not None else cutoff
     bars = store.read_partitions(CLEANED, start, upper, symbols=symbols)
     events = read_events(store, as_of=cutoff)
-    if symbols:
+    if symbols and len(events):  # with no factors stored yet there is no symbol column to filter
         events = events[events["symbol"].isin([s.upper() for s in symbols])]
     return adjust(bars, factors=events if len(events) else pd.DataFrame(columns=list(EVENT_COLUMNS)), as_of=cutoff)
