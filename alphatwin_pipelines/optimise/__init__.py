@@ -1,0 +1,34 @@
+"""Optuna studies over the strategy library: objective, persistent studies and progress lines.
+
+No Dagster; optuna and vectorbt are imported only when a study or backtest runs. Public API::
+
+    objective = PortfolioObjective(market, "ma_cross", level=3, start="2024-01-02")
+    result = run_study(objective, study_name("ma_cross", 3, key), "sqlite:///data/optuna.db",
+                       n_trials=50, seed=42, progress=ProgressLogger(log, "ma_cross L3", 50))
+    portfolio_metrics(spec, market, start, costs)   # the in-sample metrics of one spec
+"""
+
+from __future__ import annotations
+
+from alphatwin_pipelines.optimise.objective import (
+    NO_TRADE_SHARPE,
+    PortfolioObjective,
+    estimate_sharpe,
+    portfolio_metrics,
+    score,
+)
+from alphatwin_pipelines.optimise.progress import ProgressLogger
+from alphatwin_pipelines.optimise.study import (
+    StudyResult,
+    default_storage_url,
+    make_pruner,
+    open_storage,
+    run_study,
+    study_name,
+    trial_seed,
+)
+
+__all__ = [
+    "NO_TRADE_SHARPE", "PortfolioObjective", "estimate_sharpe", "ProgressLogger", "StudyResult", "default_storage_url",
+    "make_pruner", "open_storage", "portfolio_metrics", "run_study", "score", "study_name", "trial_seed",
+]

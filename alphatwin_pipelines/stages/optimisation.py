@@ -1,0 +1,183 @@
+"""Optimisation stage: one Optuna study per strategy family x complexity level, without Dagster.
+
+Inputs: the last ``scanner_results`` partition (the shortlist: the best-ranked distinct
+symbols, optionally only a sector or an explicit list) and the cleaned bars of those symbols,
+adjusted as of that session. The in-sample window is the last ``train_years`` of cleaned
+sessions up to the scanner session, with up to ``warmup_sessions`` earlier sessions to warm
+indicators up (see :mod:`alphatwin_pipelines.optimise.objective`). Outputs (docs/contracts.md):
+``optimised_strategies`` (best spec per family x level) and ``optimisation_trials`` (every
+trial), both replaced atomically in one batch; the same inputs and studies give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from alphatwin_pipelines.backtest import CostModel
+from alphatwin_pipelines.optimise.objective import PortfolioObjective, portfolio_metrics
+from alphatwin_pipelines.optimise.progress import ProgressLogger
+from alphatwin_pipelines.optimise.study import default_storage_url, TRIAL_SEED_RULE, run_study, study_name
+from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
+from alphatwin_pipelines.schema import frame_to_arrow
+from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.strategies import FAMILIES, MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
+from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
+
+OBJECTIVE = "sharpe of the equal-weight portfolio, costs on, trades opened in the window (v1)"
+OPTIMISED_COLUMNS = [
+    "strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "start", "end", "n_trials",
+    "n_complete", "n_pruned", "seed", "study_name", "is_sharpe", "is_sortino", "is_cagr", "is_max_drawdown",
+    "is_trades", "scanner_partition", "record_json"]
+TRIAL_COLUMNS = ["strategy_id", "family", "level", "trial_number", "state", "params_json", "sharpe"]
+
+
+@dataclass(frozen=True)
+class OptimisationConfig:
+    families: tuple[str, ...] = FAMILIES
+    levels: tuple[int, ...] = tuple(range(MAX_LEVEL + 1))
+    n_trials: int = 8
+    seed: int = 42
+    shortlist_size: int = 25
+    sector: str | None = None  # restrict the shortlist to one sector of the scanner results
+    symbols: tuple[str, ...] | None = None  # ... or to an explicit list of symbols
+    train_years: float = 2.0
+    warmup_sessions: int = 320  # covers the longest lookback (vol_window 60 + the 252-session rank)
+    prune_on_estimate: bool = True
+    costs: CostModel = field(default_factory=CostModel)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        if unknown or not self.families:
+            raise ValueError(f"unknown strategy families {unknown or '(none given)'}; choose from {list(FAMILIES)}")
+        bad = sorted(lv for lv in self.levels if not 0 <= int(lv) <= MAX_LEVEL)
+        if bad or not self.levels:
+            raise ValueError(f"levels must be within 0..{MAX_LEVEL}, got {bad or 'none'}")
+        if self.n_trials < 1 or self.shortlist_size < 1 or self.train_years <= 0:
+            raise ValueError("n_trials and shortlist_size must be >= 1 and train_years > 0")
+
+
+@dataclass
+class Shortlist:
+    symbols: list[str]
+    scanner_partition: pd.Timestamp
+
+
+@dataclass
+class OptimisationReport:
+    strategies: pd.DataFrame
+    trials: pd.DataFrame
+    shortlist: Shortlist
+    start: pd.Timestamp
+    end: pd.Timestamp
+    study_seconds: dict[str, float]
+    trials_run: int
+    seconds: float
+
+    def curve(self) -> pd.DataFrame:
+        """In-sample Sharpe against complexity: family, level, complexity, is_sharpe."""
+        return self.strategies[["family", "level", "complexity", "is_sharpe"]].copy()
+
+
+def select_shortlist(store: TableStore, size: int, sector: str | None = None, symbols=None) -> Shortlist:
+    """The ``size`` best-ranked distinct symbols of the last scanner partition (rank_overall, then symbol)."""
+    stored = store.stored_sessions(SCANNER)
+    if len(stored) == 0:
+        raise FileNotFoundError(f"{SCANNER} has no partitions under {store.data_dir}: materialise the scanner first")
+    session = stored[-1]
+    rows = store.read_partitions(SCANNER, session, session, columns=["symbol", "sector", "rank_overall"])
+    if sector is not None:
+        rows = rows[rows["sector"].astype(str).str.casefold() == sector.strip().casefold()]
+        if rows.empty:
+            known = sorted(store.read_partitions(SCANNER, session, session, columns=["sector"])["sector"].astype(str).unique())
+            raise ValueError(f"no {SCANNER} row of {session:%Y-%m-%d} is in sector {sector!r}; sectors there: {known}")
+    if symbols is not None:
+        wanted = {str(s).strip().upper() for s in symbols}
+        rows = rows[rows["symbol"].astype(str).isin(wanted)]
+        if rows.empty:
+            raise ValueError(f"none of the symbols {sorted(wanted)} has a {SCANNER} row on {session:%Y-%m-%d}: "
+                             "pick symbols the scanner ranked that session or leave the list empty")
+    ranked = rows.assign(symbol=rows["symbol"].astype(str)).sort_values(["rank_overall", "symbol"], kind="stable")
+    picked = ranked.drop_duplicates("symbol")["symbol"].head(int(size))
+    return Shortlist(symbols=sorted(picked), scanner_partition=session)
+
+
+def _window(store: TableStore, end: pd.Timestamp, train_years: float, warmup: int):
+    sessions = store.stored_sessions(CLEANED)
+    sessions = sessions[sessions <= end]
+    inside = sessions[sessions > end - pd.Timedelta(days=round(365.25 * train_years))]
+    if len(inside) < 2:
+        raise ValueError(f"{CLEANED} has fewer than two sessions in the {train_years}-year window ending "
+                         f"{end:%Y-%m-%d}: materialise cleaned bars for that range first")
+    before = sessions[sessions < inside[0]][-warmup:] if warmup > 0 else sessions[:0]
+    warmup_start = before[0] if len(before) else inside[0]
+    return inside[0], warmup_start, sessions[sessions >= warmup_start]
+
+
+def _inputs(store: TableStore, sessions: pd.DatetimeIndex, scanner_partition) -> dict[str, str]:
+    """One digest per input table over the files the study read (the per-file map is too long to store per row)."""
+    span = f"{sessions[0]:%Y-%m-%d}..{sessions[-1]:%Y-%m-%d}"
+    out = {}
+    for table in (CLEANED, FACTORS):
+        paths = [p for p in (store.partition_path(table, s) for s in sessions) if p.exists()]
+        out[f"{table}[{span}]"] = content_hash(paths)
+    out[f"{SCANNER}/{scanner_partition:%Y-%m-%d}"] = content_hash([store.partition_path(SCANNER, scanner_partition)])
+    return out
+
+
+def optimise_strategies(store: TableStore, config: OptimisationConfig | None = None, storage_url: str | None = None,
+                        logger=None) -> OptimisationReport:
+    """Run (or resume) every configured study and replace both output tables."""
+    config = config or OptimisationConfig()
+    t0 = time.perf_counter()
+    shortlist = select_shortlist(store, config.shortlist_size, config.sector, config.symbols)
+    end = shortlist.scanner_partition
+    start, warmup_start, sessions = _window(store, end, config.train_years, config.warmup_sessions)
+    bars = read_window_bars(store, shortlist.symbols, warmup_start, end, as_of=end)
+    market = MarketArrays.from_bars(bars, price="adj")
+    inputs = _inputs(store, sessions, end)
+    costs = asdict(config.costs)
+    basis = {"symbols": list(market.symbols), "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
+             "warmup_start": f"{warmup_start:%Y-%m-%d}", "inputs": inputs, "costs": costs, "seed": config.seed,
+             "prune_on_estimate": config.prune_on_estimate, "objective": OBJECTIVE}
+    key = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+    url = storage_url or default_storage_url(store.data_dir)
+    rows, trial_frames, seconds, ran = [], [], {}, 0
+    indicators = Indicators(market)  # one cache for every study: the levels share their filters
+    plan = [(family, level) for family in config.families for level in sorted({int(lv) for lv in config.levels})]
+    for number, (family, level) in enumerate(plan, start=1):
+        name = study_name(family, level, key)
+        objective = PortfolioObjective(market, family, level, start, config.costs, config.prune_on_estimate,
+                                       indicators)
+        label = f"study {number}/{len(plan)} {family} L{level}"
+        progress = ProgressLogger(logger, label, config.n_trials, lines=2) if logger else None
+        result = run_study(objective, name, url, config.n_trials, config.seed, progress=progress,
+                           user_attrs={k: basis[k] for k in ("symbols", "start", "end", "seed")})
+        seconds[name], ran = result.seconds, ran + result.ran
+        spec = StrategySpec(family, result.best_params, level)
+        metrics = portfolio_metrics(spec, market, start, config.costs, indicators)
+        record = make_record(spec, market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
+                             inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
+                             study_name=name, objective=OBJECTIVE, scanner_partition=f"{end:%Y-%m-%d}",
+                             best_trial=result.best_trial)
+        sid = spec.spec_hash()
+        rows.append({"strategy_id": sid, "family": family, "level": level, "complexity": complexity_score(spec),
+                     "spec_json": spec.to_json(), "symbols_json": json.dumps(list(market.symbols)),
+                     "start": start, "end": end, "n_trials": result.n_trials, "n_complete": result.n_complete,
+                     "n_pruned": result.n_pruned, "seed": config.seed, "study_name": name,
+                     "is_sharpe": metrics["objective"], "is_sortino": metrics["sortino"], "is_cagr": metrics["cagr"],
+                     "is_max_drawdown": metrics["max_drawdown"], "is_trades": metrics["trades"],
+                     "scanner_partition": f"{end:%Y-%m-%d}", "record_json": json.dumps(record, sort_keys=True)})
+        trial_frames.append(result.trials.assign(strategy_id=sid, family=family, level=level)[TRIAL_COLUMNS])
+    strategies = pd.DataFrame(rows, columns=OPTIMISED_COLUMNS).astype(
+        {"level": "int64", "n_trials": "int64", "n_complete": "int64", "n_pruned": "int64", "seed": "int64",
+         "start": "datetime64[ns]", "end": "datetime64[ns]"})
+    trials = pd.concat(trial_frames, ignore_index=True).astype({"level": "int64", "trial_number": "int64"})
+    with store.batch():
+        store.write_table(OPTIMISED, frame_to_arrow(strategies))
+        store.write_table(OPTIMISATION_TRIALS, frame_to_arrow(trials))
+    return OptimisationReport(strategies, trials, shortlist, start, end, seconds, ran, time.perf_counter() - t0)
