@@ -1,0 +1,103 @@
+"""From per-symbol backtest columns to one strategy portfolio, plus the benchmarks it is judged against.
+
+A strategy trades every symbol of its shortlist as an independent account, and its portfolio is
+the equal-weight book rebalanced daily: the day's return is the mean of the symbols' returns
+that session (symbols without a bar are left out; a session with none is flat). This is the
+book the optimisation objective scores (``alphatwin_pipelines.optimise.objective``), so the
+out-of-sample numbers here and the in-sample ones there measure the same thing.
+
+Benchmarks run through the same engine and the same :class:`CostModel`:
+buy-and-hold of the strategy's symbols, equal-weight buy-and-hold of the whole universe, and a
+plain SMA 50/200 crossover on the strategy's symbols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from alphatwin_pipelines.backtest import CostModel, run_backtest, simulate
+from alphatwin_pipelines.strategies import Indicators, MarketArrays, Signals, StrategySpec, generate
+
+SMA_BENCHMARK = StrategySpec("ma_cross", {"fast": 50, "slow": 200, "ma_type": "sma"}, 0)
+BENCHMARK_NAMES = ("buy_and_hold", "equal_weight_universe", "sma_50_200")
+
+
+@dataclass(frozen=True)
+class BookReturns:
+    """Per strategy (column k): the book's daily returns and exposures, plus each symbol's detail."""
+
+    returns: pd.DataFrame  # (T, K) mean of the symbols' daily returns
+    exposure: pd.DataFrame  # (T, K) mean of the symbols' exposures: the book's fraction in the market
+    symbol_exposure: pd.DataFrame  # columns (param_set, symbol): each account's own exposure
+    weights: pd.DataFrame  # columns (param_set, symbol): the book's weight in each symbol
+
+
+def scale_costs(costs: CostModel, factor: float) -> CostModel:
+    """The same cost model with fees, slippage and impact all multiplied by ``factor``."""
+    return CostModel(fees_bps=costs.fees_bps * factor, slippage_bps=costs.slippage_bps * factor,
+                     impact_k_bps=costs.impact_k_bps * factor, adv_window=costs.adv_window,
+                     impact_notional=costs.impact_notional)
+
+
+def equal_weight_book(result) -> BookReturns:
+    """The equal-weight daily-rebalanced book of a backtest's columns, one per parameter set."""
+    cols = result.returns.columns
+    keys = np.asarray(cols.get_level_values(0) if isinstance(cols, pd.MultiIndex) else np.zeros(len(cols), dtype=int))
+    groups = pd.unique(keys)
+    r = result.returns.to_numpy()
+    alive = np.isfinite(r)
+    exposure = np.where(alive, result.exposure.to_numpy(), 0.0)
+    means, exposures, counts = [], [], np.empty((len(r), len(cols)))
+    for g in groups:
+        mine = keys == g
+        n = alive[:, mine].sum(axis=1)
+        counts[:, mine] = np.maximum(n, 1)[:, None]
+        means.append(np.where(n > 0, np.where(alive[:, mine], r[:, mine], 0.0).sum(axis=1) / np.maximum(n, 1), 0.0))
+        exposures.append(exposure[:, mine].sum(axis=1) / np.maximum(n, 1))
+    index = result.returns.index
+    return BookReturns(returns=pd.DataFrame(np.column_stack(means), index=index, columns=groups),
+                       exposure=pd.DataFrame(np.column_stack(exposures), index=index, columns=groups),
+                       symbol_exposure=pd.DataFrame(exposure, index=index, columns=cols),
+                       weights=pd.DataFrame(exposure / counts, index=index, columns=cols))
+
+
+def spec_signals(specs: list[StrategySpec], market: MarketArrays) -> list[Signals]:
+    """Each spec's signals, sharing one indicator cache; generate once, simulate under many costs."""
+    indicators = Indicators(market)
+    return [generate(spec, market, indicators) for spec in specs]
+
+
+def simulate_portfolios(parts: dict, market: MarketArrays, costs: CostModel) -> BookReturns:
+    """Signals ``{key: Signals}`` in one simulation, summed per key (the result's column labels)."""
+    signals = Signals.concat(list(parts.values()), keys=list(parts), names=["param_set", "symbol"])
+    return equal_weight_book(simulate(signals, market, costs))
+
+
+def run_portfolios(specs: list[StrategySpec], market: MarketArrays, costs: CostModel) -> BookReturns:
+    """Every spec on every symbol of ``market`` in one simulation, summed per spec (columns 0..K-1)."""
+    return simulate_portfolios(dict(enumerate(spec_signals(specs, market))), market, costs)
+
+
+def _hold_signals(market: MarketArrays) -> Signals:
+    """Enter each symbol at its first close (fills at the next open) and never exit."""
+    finite = np.isfinite(market.close)
+    first = finite & ~np.vstack([np.zeros((1, finite.shape[1]), dtype=bool), np.logical_or.accumulate(finite)[:-1]])
+    return Signals(first, np.zeros_like(first), 1.0, dates=market.dates, columns=market.columns)
+
+
+def buy_and_hold(market: MarketArrays, costs: CostModel) -> pd.Series:
+    """Every symbol bought at its first bar and held, through the same engine and costs as the strategies."""
+    return equal_weight_book(run_backtest(_hold_signals(market), market, costs)).returns.iloc[:, 0]
+
+
+def benchmark_returns(market: MarketArrays, universe: MarketArrays, costs: CostModel) -> pd.DataFrame:
+    """Daily returns of the three benchmarks on ``market``'s dates (columns ``BENCHMARK_NAMES``)."""
+    out = pd.DataFrame({
+        "buy_and_hold": buy_and_hold(market, costs),
+        "equal_weight_universe": buy_and_hold(universe, costs).reindex(market.dates),
+        "sma_50_200": run_portfolios([SMA_BENCHMARK], market, costs).returns.iloc[:, 0],
+    })
+    return out[list(BENCHMARK_NAMES)]

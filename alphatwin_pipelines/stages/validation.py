@@ -1,0 +1,149 @@
+"""Validation stage: optimised strategies + adjusted bars in; reports, OOS returns and positions out.
+
+Every strategy is validated on the bars of its own symbols (``symbols_json``) over all cleaned
+history, adjusted as of the latest cleaned session. The three tables are written in one batch
+(all or nothing) after the HTML pages, each page replaced atomically; rows are sorted by
+strategy id so the same inputs give the same bytes.
+
+Reproducibility: ``record_json`` is the optimiser's record with a ``validation`` section added
+(settings, spec, symbols, last session), enough for :func:`replay_validation` to recompute the
+out-of-sample metrics from the data directory alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from alphatwin_pipelines.reports.evaluate import (
+    StrategyValidation, ValidationSettings, candidate_specs, oos_metrics, run_walk_forward, validate_strategy,
+)
+from alphatwin_pipelines.reports.html import render_report
+from alphatwin_pipelines.reports.portfolio import benchmark_returns, run_portfolios
+from alphatwin_pipelines.reports.regimes import regime_labels
+from alphatwin_pipelines.schema import frame_to_arrow
+from alphatwin_pipelines.stages.cleaning import read_adjusted
+from alphatwin_pipelines.storage import TableStore, atomic_write_bytes
+from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
+from alphatwin_pipelines.tables import (
+    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION,
+)
+
+REPORTS_DIR = "reports"
+OPTIMISED_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "start", "end",
+                     "n_trials", "is_sharpe", "scanner_partition", "record_json")
+TRIAL_COLUMNS = ("strategy_id", "trial_number", "params_json", "sharpe")
+REPORT_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "n_trials",
+                  "is_sharpe", "oos_sharpe", "oos_sortino", "oos_cagr", "oos_max_drawdown", "dsr", "pbo", "passed",
+                  "reasons", "report_path", "scanner_partition", "record_json")
+
+
+@dataclass
+class ValidationRun:
+    reports: pd.DataFrame
+    returns: pd.DataFrame
+    positions: pd.DataFrame
+    validations: list[StrategyValidation]
+
+
+def _require(frame: pd.DataFrame, columns, table: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{table} lacks contract columns {missing} (docs/contracts.md): re-materialise {table}")
+
+
+def _symbols(row, universe: MarketArrays) -> list[str]:
+    symbols = json.loads(row["symbols_json"])
+    unknown = sorted(set(symbols) - set(universe.symbols))
+    if not symbols or unknown:
+        raise ValueError(f"{OPTIMISED}: strategy {row['strategy_id']} lists symbols with no cleaned bars "
+                         f"({unknown or 'an empty list'}): materialise cleaned_ohlcv for them or re-run the optimisation")
+    return list(symbols)
+
+
+def _record(row, settings: ValidationSettings, symbols: list[str], last_session: pd.Timestamp) -> str:
+    try:
+        record = json.loads(row["record_json"]) if row["record_json"] else {}
+    except (TypeError, ValueError):
+        record = {"upstream_record": str(row["record_json"])}
+    if not isinstance(record, dict):
+        record = {"upstream_record": record}
+    record["validation"] = {"settings": settings.to_dict(), "spec_json": row["spec_json"], "symbols": symbols,
+                            "last_session": f"{last_session:%Y-%m-%d}"}
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def validate_strategies(store: TableStore, settings: ValidationSettings | None = None) -> ValidationRun:
+    """Validate every optimised strategy and replace the three output tables and the HTML pages."""
+    settings = settings or ValidationSettings()
+    optimised = store.read_table(OPTIMISED)
+    trials = store.read_table(OPTIMISATION_TRIALS)
+    _require(optimised, OPTIMISED_COLUMNS, OPTIMISED)
+    _require(trials, TRIAL_COLUMNS, OPTIMISATION_TRIALS)
+    if optimised["strategy_id"].duplicated().any():
+        raise ValueError(f"{OPTIMISED} has duplicate strategy_id rows: re-materialise it")
+    universe = MarketArrays.from_bars(read_adjusted(store), price="adj")
+    last = universe.dates[-1]
+    labels = regime_labels(universe)
+    benchmarks: dict[tuple, pd.DataFrame] = {}
+    rows, streams, holdings, validations = [], [], [], []
+    for row in optimised.sort_values("strategy_id").to_dict("records"):
+        symbols = _symbols(row, universe)
+        market = universe.select(symbols)
+        if tuple(symbols) not in benchmarks:
+            benchmarks[tuple(symbols)] = benchmark_returns(market, universe, settings.costs)
+        mine = trials[trials["strategy_id"] == row["strategy_id"]].sort_values("trial_number")
+        v = validate_strategy(row, mine, market, benchmarks[tuple(symbols)], labels, settings)
+        path = store.data_dir / REPORTS_DIR / f"{v.strategy_id}.html"
+        page = render_report(v, row).encode("utf-8")
+        atomic_write_bytes(path, lambda tmp, page=page: Path(tmp).write_bytes(page))
+        m = v.oos_metrics
+        rows.append({**{k: row[k] for k in ("strategy_id", "family", "complexity", "spec_json", "symbols_json",
+                                          "is_sharpe", "scanner_partition")},
+                     "level": int(row["level"]), "n_trials": int(row["n_trials"]),
+                     "oos_sharpe": m["sharpe"], "oos_sortino": m["sortino"], "oos_cagr": m["cagr"],
+                     "oos_max_drawdown": m["max_drawdown"], "dsr": v.dsr, "pbo": v.pbo, "passed": v.passed,
+                     "reasons": "; ".join(v.failures.values()), "report_path": str(path),
+                     "record_json": _record(row, settings, symbols, last)})
+        streams.append(pd.DataFrame({"date": v.oos_returns.index, "strategy_id": v.strategy_id,
+                                     "return": v.oos_returns.to_numpy(dtype=float)}))
+        holdings.append(v.positions.assign(strategy_id=v.strategy_id, date=last))
+        validations.append(v)
+    reports = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
+    returns = (pd.concat(streams, ignore_index=True) if streams
+               else pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "strategy_id": pd.Series(dtype=str),
+                                  "return": pd.Series(dtype=float)}))
+    positions = (pd.concat(holdings, ignore_index=True)[["strategy_id", "symbol", "date", "weight"]] if holdings
+                 else pd.DataFrame({"strategy_id": pd.Series(dtype=str), "symbol": pd.Series(dtype=str),
+                                    "date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype=float)}))
+    with store.batch():
+        store.write_table(VALIDATION, frame_to_arrow(reports))
+        store.write_table(STRATEGY_RETURNS, frame_to_arrow(returns))
+        store.write_table(STRATEGY_POSITIONS, frame_to_arrow(positions))
+    _remove_stale_pages(store.data_dir / REPORTS_DIR, set(reports["strategy_id"]))
+    return ValidationRun(reports, returns, positions, validations)
+
+
+def _remove_stale_pages(folder: Path, current: set) -> None:
+    """Pages of strategies no longer in the table would read as current results: remove them."""
+    for page in folder.glob("*.html"):
+        if re.fullmatch(r"[0-9a-f]{16,64}", page.stem) and page.stem not in current:
+            page.unlink(missing_ok=True)
+
+
+def replay_validation(record_json: str, data_dir) -> dict:
+    """Recompute a strategy's out-of-sample metrics from its ``record_json`` and the data directory."""
+    spec_record = json.loads(record_json)["validation"]
+    settings = ValidationSettings.from_dict(spec_record["settings"])
+    spec = StrategySpec.from_json(spec_record["spec_json"])
+    last = pd.Timestamp(spec_record["last_session"])
+    bars = read_adjusted(TableStore(data_dir), end=last, as_of=last)
+    market = MarketArrays.from_bars(bars, price="adj").select(spec_record["symbols"])
+    candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed)
+    pf = run_portfolios(candidates, market, settings.costs)
+    result, windows = run_walk_forward(pf, range(len(candidates)), settings.train, settings.test)
+    return oos_metrics(pf, windows, result.oos_returns)

@@ -1,0 +1,92 @@
+"""Validation stage: walk-forward, DSR, PBO, costs, regimes and benchmarks for every optimised strategy.
+
+The three gates are blocking checks on ``validation_reports``. Allocation reads only rows with
+``passed`` true, so a gate blocks downstream only when NO strategy clears it: then nothing could
+be allocated and the run stops here, loudly, instead of producing an empty portfolio. When some
+strategies fail a gate, the check passes and its metadata names the ones that failed and why.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from alphatwin_pipelines.profiling import measure
+from alphatwin_pipelines.reporting import markdown_table
+from alphatwin_pipelines.tables import CLEANED, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION
+from assets.resources import StorageResource
+
+DSR_GATE_CHECK = "dsr_gate"
+PBO_GATE_CHECK = "pbo_gate"
+OOS_SHARPE_GATE_CHECK = "oos_sharpe_gate"
+#: check name -> (gate key in the engine, what the gate asks)
+GATE_CHECKS = {
+    DSR_GATE_CHECK: ("dsr", "Deflated Sharpe Ratio >= min_dsr (default 0.95): the in-sample Sharpe beats the best of N lucky trials"),
+    PBO_GATE_CHECK: ("pbo", "Probability of Backtest Overfitting <= max_pbo (default 0.5), by CSCV over the study's trials"),
+    OOS_SHARPE_GATE_CHECK: ("oos_sharpe", "Walk-forward out-of-sample Sharpe after costs >= min_oos_sharpe (default 0.5)"),
+}
+_BLOCKS = " Fails, and blocks allocation downstream, only when no strategy clears it; otherwise lists the failures."
+
+_DESCRIPTIONS = {
+    VALIDATION: "Per optimised strategy: walk-forward OOS metrics, DSR, PBO, gates with reasons and an HTML report.",
+    STRATEGY_RETURNS: "Each strategy's walk-forward out-of-sample daily returns after costs (the input to allocation).",
+    STRATEGY_POSITIONS: "Each strategy's target weight per symbol after the last session's close.",
+}
+
+
+class ValidationConfig(dg.Config):
+    """Gate thresholds and walk-forward windows (sessions). Defaults: 2 years of bars give 4 test windows."""
+
+    min_dsr: float = 0.95
+    max_pbo: float = 0.5
+    min_oos_sharpe: float = 0.5
+    train_sessions: int = 252
+    test_sessions: int = 63
+    n_candidates: int = 8
+    seed: int = 0
+    pbo_splits: int = 16
+
+
+def _settings(config: ValidationConfig):
+    from alphatwin_pipelines.reports import GateThresholds, ValidationSettings
+
+    return ValidationSettings(train=config.train_sessions, test=config.test_sessions, n_candidates=config.n_candidates,
+                              seed=config.seed, pbo_splits=config.pbo_splits,
+                              thresholds=GateThresholds(config.min_dsr, config.max_pbo, config.min_oos_sharpe))
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(name, deps=[OPTIMISED, CLEANED], group_name="strategies", kinds={"parquet", "html"},
+                        description=text) for name, text in _DESCRIPTIONS.items()],
+    check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=True, description=text + _BLOCKS)
+                 for name, (_, text) in GATE_CHECKS.items()],
+)
+def validation_reports(context: dg.AssetExecutionContext, config: ValidationConfig, storage: StorageResource):
+    from alphatwin_pipelines.stages.validation import REPORTS_DIR, validate_strategies
+
+    store = storage.store()
+    with measure() as cost:
+        try:
+            run = validate_strategies(store, _settings(config))
+        except (FileNotFoundError, ValueError) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    reports = run.reports
+    summary = reports.assign(report=[f"[html](file://{p})" for p in reports["report_path"]])[
+        ["strategy_id", "family", "level", "oos_sharpe", "dsr", "pbo", "passed", "reasons", "report"]]
+    summary = summary.assign(strategy_id=summary["strategy_id"].str[:12]).round({"oos_sharpe": 2, "dsr": 3, "pbo": 3})
+    yield dg.MaterializeResult(asset_key=VALIDATION, metadata={
+        "strategies": len(reports), "passed": int(reports["passed"].sum()),
+        "summary": dg.MetadataValue.md(markdown_table(summary, limit=100)),
+        "reports_dir": dg.MetadataValue.path(str(store.data_dir / REPORTS_DIR)),
+        **{f"report {r.family} L{r.level}": dg.MetadataValue.url(f"file://{r.report_path}")
+           for r in reports[reports["passed"]].itertuples()},
+        **cost.as_metadata()})
+    yield dg.MaterializeResult(asset_key=STRATEGY_RETURNS, metadata={"rows": len(run.returns)})
+    yield dg.MaterializeResult(asset_key=STRATEGY_POSITIONS, metadata={"rows": len(run.positions)})
+    for check, (gate, _) in GATE_CHECKS.items():
+        failing = [v for v in run.validations if gate in v.failures]
+        table = [{"strategy_id": v.strategy_id[:12], "family": v.spec.family, "level": v.spec.level,
+                  "reason": v.failures[gate]} for v in failing]
+        yield dg.AssetCheckResult(
+            check_name=check, asset_key=VALIDATION, passed=len(failing) < len(run.validations),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"failing": len(failing), "clearing": len(run.validations) - len(failing),
+                      "failures": dg.MetadataValue.md(markdown_table(pd.DataFrame(table), limit=100))})
