@@ -55,9 +55,14 @@ MATERIALIZE := $(DAGSTER) asset materialize -f definitions.py -d .
 # Every session-partitioned asset, in one single-run backfill (upstream first).
 DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features,scanner_results,symbol_context,sector_rotation,top_pairs
 
+# Whole-table research stages on the latest scanner session, then the dbt marts over everything.
+RESEARCH_ASSETS := optimised_strategies,validation_reports,strategy_returns,strategy_positions,portfolio_allocations
+
 run: setup
 	$(MATERIALIZE) --select universe
 	$(MATERIALIZE) --select $(DAILY_ASSETS) --partition-range $(RUN_START)...$(RUN_END)
+	$(MATERIALIZE) --select $(RESEARCH_ASSETS)
+	$(MATERIALIZE) --select 'group:marts'
 	@$(PY) -m alphatwin_pipelines.inventory
 	@echo ""
 	@echo "Done. Next: 'make ui' and open http://127.0.0.1:$(UI_PORT) for lineage, partitions, runs and checks."

@@ -7,14 +7,23 @@ import dagster as dg
 # Single-run backfill policies are marked beta; the warning would print on every CLI call.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from assets import cleaning, features, ingestion, quality, scanner
+from assets import cleaning, features, ingestion, marts, portfolio, quality, scanner, strategies, validation
 from assets.resources import default_resources
+from jobs.execution import paper_execution_job
+from jobs.scan import drop_folder_ingest_job, nightly_scan_job, weekly_optimisation_job
+from schedules.drop_folder import drop_folder_sensor
+from schedules.execution import paper_execution_sensor
+from schedules.failures import run_failure_recorder
+from schedules.scan import daily_tables_freshness, freshness_check_job, freshness_schedule, nightly_scan_schedule, weekly_optimisation_schedule
 
-STAGES = [ingestion, quality, cleaning, features, scanner]
+STAGES = [ingestion, quality, cleaning, features, scanner, strategies, validation, portfolio, marts]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(STAGES),
-    asset_checks=[*ingestion.reconciliation_checks()],
+    asset_checks=[*ingestion.reconciliation_checks(), daily_tables_freshness],
+    jobs=[nightly_scan_job, weekly_optimisation_job, drop_folder_ingest_job, freshness_check_job, paper_execution_job],
+    schedules=[nightly_scan_schedule, weekly_optimisation_schedule, freshness_schedule],
+    sensors=[drop_folder_sensor, paper_execution_sensor, run_failure_recorder],
     resources=default_resources(),
     # The graph is a chain and every step is vectorised: running steps in the run's own process
     # saves each step a fresh interpreter and re-import (seconds per step on two cores).

@@ -14,7 +14,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
-HEAVY_MODULES = ("vectorbt", "great_expectations", "optuna")
+# Libraries that only the steps using them should pay for (import time counts on every run step).
+HEAVY_MODULES = ("vectorbt", "numba", "great_expectations", "optuna", "pypfopt", "cvxpy", "alpaca", "matplotlib")
 
 
 @pytest.fixture
