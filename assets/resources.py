@@ -23,6 +23,11 @@ def env_or(name: str, default):
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
+def env_int_or(name: str, default: int):
+    """``EnvVar.int(name)`` when the variable is set, else ``default`` (a plain EnvVar fails an int field)."""
+    return dg.EnvVar.int(name) if os.environ.get(name) else default
+
+
 class StorageResource(dg.ConfigurableResource):
     """Where every table lives (``ALPHATWIN_DATA_DIR``)."""
 
@@ -175,6 +180,7 @@ def default_resources() -> dict:
             source=env_or("ALPHATWIN_SOURCE", "synthetic"),
             source_path=env_or("ALPHATWIN_SOURCE_PATH", None),
             universe=env_or("ALPHATWIN_UNIVERSE", None),
+            synthetic_symbols=env_int_or("ALPHATWIN_SYNTHETIC_SYMBOLS", 1000),
             polygon_api_key=env_or("POLYGON_API_KEY", None),
             polygon_base_url=env_or("POLYGON_BASE_URL", None),
             secondary_source=env_or("ALPHATWIN_SECONDARY_SOURCE", None),
