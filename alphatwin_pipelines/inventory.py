@@ -17,15 +17,18 @@ def inventory(store: TableStore) -> list[dict]:
     if not store.data_dir.exists():
         return rows
     for folder in sorted(p for p in store.data_dir.iterdir() if p.is_dir()):
+        if store.whole_path(folder.name).exists():
+            continue  # a whole table's immutable versions (portfolio_allocations/<version>.parquet)
         files = sorted(f for f in folder.glob("*.parquet") if not f.name.startswith("."))
         if not files:
             continue
         n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         size = sum(f.stat().st_size for f in files)
-        rows.append(dict(table=folder.name, partitions=len(files), first=files[0].stem, last=files[-1].stem,
+        rows.append(dict(table=folder.name, span=f"{len(files):>4} partition(s)  {files[0].stem} .. {files[-1].stem}",
                          rows=n_rows, mib=size / 2**20))
     for path in sorted(store.data_dir.glob("*.parquet")):
-        rows.append(dict(table=path.stem, partitions=1, first="-", last="-",
+        versions = len(list(store.table_dir(path.stem).glob("*.parquet"))) if store.table_dir(path.stem).is_dir() else 0
+        rows.append(dict(table=path.stem, span="whole table" + (f", {versions} immutable version(s)" if versions else ""),
                          rows=pq.ParquetFile(path).metadata.num_rows, mib=path.stat().st_size / 2**20))
     return rows
 
@@ -37,8 +40,7 @@ def main(argv=None) -> int:
     if not rows:
         print("  (none yet)")
     for r in rows:
-        print(f"  {r['table']:<24} {r['partitions']:>6} partition(s)  {r['first']} .. {r['last']}  "
-              f"{r['rows']:>12,} rows  {r['mib']:8.1f} MiB")
+        print(f"  {r['table']:<22} {r['span']:<46} {r['rows']:>10,} rows {r['mib']:8.1f} MiB")
     log = store.rejected_log_path
     if log.exists():
         print(f"  rejected-inputs log: {log} ({sum(1 for _ in open(log)):,} records)")
