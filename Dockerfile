@@ -26,6 +26,8 @@ RUN pip install ".[dagster]" \
 # is loaded from this folder, not from site-packages: copy the rest of the context (.dockerignore
 # keeps tests, docs, data, local state and secrets out).
 COPY . ./
+# The code location reads dbt's manifest when it loads (assets/marts.py): parse the project now.
+RUN cd dbt && dbt parse --quiet --profiles-dir . --target-path target
 
 # The instance is the Postgres one tested in tests/test_postgres_instance.py; its connection comes
 # from DAGSTER_PG_* at run time. The webserver and the daemon load the code location over gRPC.
