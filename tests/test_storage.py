@@ -156,3 +156,35 @@ def test_a_batch_that_raises_replaces_nothing(tmp_path):
     store.write_sessions("raw_ohlcv", new, pd.DatetimeIndex(["2024-01-02", "2024-01-03"]), to_arrow=bars_to_arrow)
     out = load("raw_ohlcv", data_dir=tmp_path)
     pd.testing.assert_frame_equal(out.sort_values(["symbol", "date"]).reset_index(drop=True), new, check_dtype=False)
+
+
+def test_a_batch_writes_the_same_bytes_as_single_writes_and_clears_stale_temporaries(tmp_path):
+    days = [f"2024-01-{d:02d}" for d in range(2, 12)]
+    bars = _bars(n_symbols=50, dates=days, seed=4)
+    single, batched = TableStore(tmp_path / "single"), TableStore(tmp_path / "batched")
+    for day in days:
+        single.write_partition("raw_ohlcv", day, bars_to_arrow(bars[bars.date == day]))
+    folder = batched.table_dir("raw_ohlcv")
+    folder.mkdir(parents=True)
+    stale = [folder / ".2024-01-05.parquet.abc123.tmp", folder / ".2024-01-09.parquet.x_9.tmp"]
+    unrelated = folder / ".notes.txt"
+    for path in (*stale, unrelated):
+        path.write_bytes(b"left by a killed writer")
+    batched.write_sessions("raw_ohlcv", bars, pd.DatetimeIndex(days), to_arrow=bars_to_arrow)
+    assert {p.name: _sha(p) for p in folder.glob("*.parquet")} == {
+        p.name: _sha(p) for p in single.table_dir("raw_ohlcv").glob("*.parquet")}
+    assert not list(folder.glob(".*.tmp")) and unrelated.exists()
+
+
+def test_a_failing_write_inside_a_batch_replaces_nothing(tmp_path):
+    store = TableStore(tmp_path)
+    good = bars_to_arrow(_bars())
+    store.write_partition("raw_ohlcv", "2024-01-02", good)
+    before = _sha(store.partition_path("raw_ohlcv", "2024-01-02"))
+    with pytest.raises(Exception):
+        with store.batch():
+            store.write_partition("raw_ohlcv", "2024-01-02", good.slice(0, 2))
+            store.write_partition("raw_ohlcv", "2024-01-03", "not a table")  # fails after the first write began
+    assert _sha(store.partition_path("raw_ohlcv", "2024-01-02")) == before
+    assert not store.partition_path("raw_ohlcv", "2024-01-03").exists()
+    assert not list(store.table_dir("raw_ohlcv").glob(".*.tmp"))
