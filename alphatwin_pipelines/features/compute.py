@@ -48,6 +48,8 @@ computation (as if the session were missing) and get NaN features. Inputs are ne
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -132,6 +134,17 @@ def _run_indicators(arrays: dict[str, np.ndarray], starts, ends, specs: list[Fea
                 out[spec.name][a:b] = res if spec.output is None else res[spec.output]
 
 
+class FeatureBlock(NamedTuple):
+    """``compute_block``'s output as arrays: row ``k`` is symbol ``names[codes[k]]`` on day
+    ``days[k]`` (days since the epoch), sorted by (symbol, day); ``values[:, j]`` is
+    ``FEATURES[j]`` (a Fortran-ordered view, each column contiguous)."""
+
+    names: np.ndarray
+    codes: np.ndarray
+    days: np.ndarray
+    values: np.ndarray
+
+
 def compute_features(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     """Features for every row of ``cleaned`` (or only rows dated in ``sessions``).
 
@@ -139,11 +152,26 @@ def compute_features(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = 
     ``FEATURES``, in that order, sorted by (symbol, date) with a fresh RangeIndex. With
     ``sessions`` given, earlier rows still serve as lookback; later rows are ignored.
     """
+    names, codes, days, values = compute_block(cleaned, sessions)
+    frame = pd.DataFrame(np.asfortranarray(values), columns=[spec.name for spec in FEATURES], copy=False)
+    frame.insert(0, "date", pd.to_datetime(days.astype("datetime64[D]")).astype("datetime64[ns]"))
+    frame.insert(0, "symbol", pd.array(names[codes], dtype="string"))
+    return frame
+
+
+def compute_block(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = None) -> FeatureBlock:
+    """``compute_features`` without building a frame: one feature matrix, no second copy of it.
+
+    The matrix is allocated once; rows kept only as lookback are dropped by moving the
+    output rows up within it, column by column, so peak memory is one matrix plus one column.
+    """
     missing = [c for c in REQUIRED_COLUMNS if c not in cleaned.columns]
     if missing:
         raise ValueError(f"compute_features needs columns {missing}; cleaned_ohlcv provides {list(REQUIRED_COLUMNS)}")
     symbols = cleaned["symbol"].to_numpy(dtype=object)
-    codes, _ = pd.factorize(symbols, sort=True)
+    codes, names = pd.factorize(symbols, sort=True)
+    if (codes < 0).any():
+        raise ValueError("compute_features got rows without a symbol; drop or fix them in cleaned_ohlcv first")
     days = _days(cleaned["date"]) if len(cleaned) else np.empty(0, dtype=np.int64)
     order = _order(codes, days, symbols)
     wanted = None
@@ -165,6 +193,7 @@ def compute_features(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = 
         valid &= np.isfinite(c)
     valid &= (adj["close"] > 0) & (adj["low"] > 0)
     vidx = np.flatnonzero(valid)
+    sel_idx = np.flatnonzero(np.isin(days, wanted)) if wanted is not None else np.arange(days.size)
 
     # Compact arrays: valid rows only, one contiguous run per symbol.
     arrays = {k: np.ascontiguousarray(v[vidx]) for k, v in adj.items()}
@@ -173,11 +202,11 @@ def compute_features(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = 
     starts, ends = _segments(vcodes)
     seg_id = np.cumsum(np.r_[True, vcodes[1:] != vcodes[:-1]]) - 1 if vidx.size else vcodes
 
-    # One column-major block for every feature: each column is a contiguous array, and the
-    # output frame wraps the block without copying it. Every column is written in full below.
+    # One column-major block for every feature: each column is a contiguous array. It has room
+    # for the output rows too (more than the valid rows when unusable rows are requested).
     position = {spec.name: j for j, spec in enumerate(FEATURES)}
-    cblock = np.empty((vidx.size, len(FEATURES)), order="F")
-    values = {spec.name: cblock[:, position[spec.name]] for spec in FEATURES}
+    cblock = np.empty((max(vidx.size, sel_idx.size), len(FEATURES)), order="F")
+    values = {spec.name: cblock[: vidx.size, position[spec.name]] for spec in FEATURES}
     base = [spec for spec in FEATURES if spec.of is None]
     _run_indicators(arrays, starts, ends, base, values)
 
@@ -196,18 +225,16 @@ def compute_features(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = 
         if spec.of is not None and spec.function is nrm.ts_zscore:
             values[spec.name][:] = nrm.ts_zscore(values[spec.of], starts, ends, spec.kwargs["window"])
 
-    # Output rows: valid or not, restricted to the requested sessions.
-    if wanted is None and vidx.size == days.size:
-        sel_idx, block = vidx, cblock
-    else:
-        sel_idx = np.flatnonzero(np.isin(days, wanted)) if wanted is not None else np.arange(days.size)
+    # Output rows: valid or not, restricted to the requested sessions, moved up in place.
+    if not (sel_idx.size == vidx.size == days.size):
         where_valid = np.full(days.size, -1, dtype=np.int64)
         where_valid[vidx] = np.arange(vidx.size)
         src = where_valid[sel_idx]
         has, src = src >= 0, np.maximum(src, 0)
-        block = np.empty((sel_idx.size, len(FEATURES)), order="F")
         for j in range(len(FEATURES)):
-            block[:, j] = np.where(has, cblock[src, j], np.nan) if cblock.shape[0] else np.nan
+            column = cblock[:, j]
+            column[: sel_idx.size] = np.where(has, column[src], np.nan) if vidx.size else np.nan
+    block = cblock[: sel_idx.size]
 
     out_days = days[sel_idx]
     cross = [spec for spec in FEATURES if spec.function in _CS]
@@ -222,8 +249,4 @@ def compute_features(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = 
                 block[:, position[spec.name]] = res
     elif cross:
         block[:, [position[spec.name] for spec in cross]] = np.nan
-
-    frame = pd.DataFrame(block, columns=[spec.name for spec in FEATURES], copy=False)
-    frame.insert(0, "date", pd.to_datetime(out_days.astype("datetime64[D]")).astype("datetime64[ns]"))
-    frame.insert(0, "symbol", pd.array(symbols[order[sel_idx]], dtype="string"))
-    return frame
+    return FeatureBlock(np.asarray(names, dtype=object), codes[sel_idx], out_days, block)
