@@ -25,10 +25,10 @@ from alphatwin_pipelines.schema import frame_to_arrow  # noqa: E402
 from alphatwin_pipelines.scanner.dask_runner import connect  # noqa: E402
 from alphatwin_pipelines.sources.synthetic import SyntheticSource  # noqa: E402
 from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions  # noqa: E402
-from alphatwin_pipelines.stages.features import feature_sessions  # noqa: E402
+from alphatwin_pipelines.stages.features import ROW_BUDGET, feature_sessions  # noqa: E402
 from alphatwin_pipelines.stages.quality import validate_sessions  # noqa: E402
 from alphatwin_pipelines.stages.scanner import scan_sessions  # noqa: E402
-from alphatwin_pipelines.storage import TableStore  # noqa: E402
+from alphatwin_pipelines.storage import WRITE_THREADS, TableStore  # noqa: E402
 
 
 def build(store: TableStore, source: SyntheticSource, sessions) -> None:
@@ -41,9 +41,12 @@ def build(store: TableStore, source: SyntheticSource, sessions) -> None:
 
 
 def timed(label: str, fn):
+    """Wall time, this process's CPU time (the Dask workers' is not included) and peak RSS."""
+    cpu = time.process_time()
     with measure() as cost:
         out = fn()
-    print(f"  {label:<34} {cost.duration_s:7.2f} s   peak RSS {cost.peak_rss_mb:6.0f} MiB")
+    cpu = time.process_time() - cpu
+    print(f"  {label:<34} {cost.duration_s:7.2f} s   cpu {cpu:6.2f} s   peak RSS {cost.peak_rss_mb:6.0f} MiB")
     return out, cost
 
 
@@ -57,6 +60,8 @@ def main() -> None:
     next_session = sessions_between(sessions[-1] + __import__("pandas").Timedelta(days=1), "2099-01-01")[:1]
     source = SyntheticSource(n_symbols=args.symbols)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"features: one pass per block of <= {ROW_BUDGET:,} bar rows (lookback included); "
+          f"writes on {WRITE_THREADS} threads")
     with tempfile.TemporaryDirectory() as tmp:
         store = TableStore(tmp)
         t0 = time.perf_counter()
@@ -78,6 +83,7 @@ def main() -> None:
             _, f1 = timed("features", lambda: feature_sessions(store, next_session))
             _, s1 = timed("scan (2 Dask workers)", lambda: scan_sessions(store, next_session, client=client))
             print(f"  {'features + scan':<34} {f1.duration_s + s1.duration_s:7.2f} s   (target <= 5 s)")
+            print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

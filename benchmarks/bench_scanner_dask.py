@@ -1,18 +1,21 @@
 """Scanner on Dask: 1000 symbols × 1260 sessions, last session vs full backfill, 1 vs 2 workers.
 
-    .venv/bin/python benchmarks/bench_scanner_dask.py [--symbols 1000] [--sessions 1260] [--repeats 2]
+    .venv/bin/python benchmarks/bench_scanner_dask.py [--symbols 1000] [--sessions 1260] [--repeats 3]
 
 Bars are seeded geometric random walks with a market and a sector factor (adj_* = raw).
-Each configuration runs on a fresh process-based LocalCluster (threads_per_worker=1) whose
-workers are warmed up first (imports, one tiny scan), so start-up is not timed. Wall time is
-the best of ``--repeats`` runs; peak RSS is sampled every 100 ms over the driver and all its
-child processes (nannies and workers) together, and for the driver alone. Figures are
-printed, nothing is asserted: read them against the machine's load (printed too).
+Both clusters (process-based LocalClusters, threads_per_worker=1) are started and warmed
+first (imports, a tiny scan, then one untimed scan of the benchmark's own data), so neither
+start-up nor first-use costs are timed. The configurations then run in interleaved rounds on
+the same data and each figure is the median of ``--repeats`` rounds. Peak RSS is sampled every
+100 ms over the driver and all its child processes (nannies and workers) together, and for the
+driver alone. Figures are printed, nothing is asserted: read them against the machine's load
+(printed too).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -100,36 +103,29 @@ class TreeRSS:
         self._sample()
 
 
-def timed(fn, repeats: int, client=None):
-    """Best wall time of ``repeats`` runs, with the driver's CPU seconds and the workers'
-    summed task-compute seconds of that best run (from the scheduler's task stream)."""
-    best, result, cpu, task_s = float("inf"), None, 0.0, 0.0
-    with TreeRSS() as rss:
-        for _ in range(repeats):
-            stream = None
-            if client is not None:
-                from distributed import get_task_stream
+def _cpu_seconds() -> float:
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
 
-                stream = get_task_stream(client)
-                stream.__enter__()
-            c0, t0 = time.process_time(), time.perf_counter()
-            result = fn()
-            wall, driver_cpu = time.perf_counter() - t0, time.process_time() - c0
-            busy = 0.0
-            if stream is not None:
-                stream.__exit__(None, None, None)
-                busy = sum(ss["stop"] - ss["start"] for task in stream.data for ss in task["startstops"]
-                           if ss["action"] == "compute")
-            if wall < best:
-                best, cpu, task_s = wall, driver_cpu, busy
-    return best, rss, result, cpu, task_s
+
+def _workers_cpu(client) -> float:
+    return sum(client.run(_cpu_seconds).values()) if client is not None else 0.0
+
+
+def run_once(fn, client=None):
+    """One run: wall seconds, driver CPU seconds, the workers' CPU seconds (summed over the
+    worker processes, so time a busy machine takes away from them is not counted) and the result."""
+    c0, w0, t0 = _cpu_seconds(), _workers_cpu(client), time.perf_counter()
+    result = fn()
+    wall = time.perf_counter() - t0
+    return wall, _cpu_seconds() - c0, _workers_cpu(client) - w0, result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=1260)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
 
@@ -140,40 +136,49 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     scenarios = {"last session": None, f"all {args.sessions} sessions": "all"}
     warm = make_cleaned(30, 300, seed=1)
-    rows, results = [], {}
-    for label, sessions in scenarios.items():
-        wall, rss, res, cpu, busy = timed(lambda: scan(cleaned, universe, sessions), args.repeats)
-        rows.append(("in-process", 0, label, wall, rss, len(res.signals), cpu, busy))
-        results[(0, label)] = res
-    for n in args.workers:
-        t0 = time.perf_counter()
-        with local_cluster(n_workers=n, threads_per_worker=1) as cluster:
-            from distributed import Client
+    runners = {0: lambda sessions: scan(cleaned, universe, sessions)}
+    clients = {}
+    with contextlib.ExitStack() as stack:
+        from distributed import Client
 
-            with Client(cluster) as client:
-                client.wait_for_workers(n)
-                run_scan(*warm, "all", client=client)  # imports and first-task costs, untimed
-                print(f"cluster with {n} worker(s) up and warm in {time.perf_counter() - t0:.1f}s")
+        for n in args.workers:
+            t0 = time.perf_counter()
+            cluster = stack.enter_context(local_cluster(n_workers=n, threads_per_worker=1))
+            client = clients[n] = stack.enter_context(Client(cluster))
+            client.wait_for_workers(n)
+            run_scan(*warm, "all", client=client)  # imports and first-task costs, untimed
+            run_scan(cleaned, universe, None, client=client)  # the benchmark's data once, untimed
+            runners[n] = lambda sessions, client=client: run_scan(cleaned, universe, sessions, client=client)
+            print(f"cluster with {n} worker(s) up and warm in {time.perf_counter() - t0:.1f}s")
+        # Every configuration runs once per round, rounds interleaved, so a change in the
+        # machine's load hits all of them alike; each figure is the median over the rounds.
+        runs = {(n, label): [] for label in scenarios for n in runners}
+        signals, same = {}, True
+        with TreeRSS() as rss:
+            for _ in range(args.repeats):
                 for label, sessions in scenarios.items():
-                    wall, rss, res, cpu, busy = timed(lambda: run_scan(cleaned, universe, sessions, client=client),
-                                                      args.repeats, client)
-                    rows.append(("dask", n, label, wall, rss, len(res.signals), cpu, busy))
-                    results[(n, label)] = res
-    print(f"\n{'runner':<11}{'workers':>8}  {'scan':<20}{'wall s':>8}{'speed-up':>10}{'driver cpu s':>14}"
-          f"{'task s':>8}{'peak RSS MiB (all / driver)':>30}{'signals':>11}")
-    for runner, n, label, wall, rss, n_signals, cpu, busy in rows:
-        base = next((r[3] for r in rows if r[0] == "dask" and r[1] == min(args.workers) and r[2] == label), None)
-        speed = f"{base / wall:.2f}×" if runner == "dask" and base else ""
-        tasks = f"{busy:.2f}" if runner == "dask" else "-"
-        print(f"{runner:<11}{n or '-':>8}  {label:<20}{wall:>8.2f}{speed:>10}{cpu:>14.2f}{tasks:>8}"
-              f"{rss.peak_total:>20.0f} / {rss.peak_driver:>6.0f}{n_signals:>11,}")
-    print("task s = summed compute time of all Dask tasks (worker-seconds); driver cpu s = CPU time "
-          "of the driver process, including ranking and assembling the frames")
-    same = all(
-        all(getattr(results[k], f).equals(getattr(results[(0, label)], f))
-            for f in ("signals", "symbol_context", "sector_rotation", "top_pairs"))
-        for k in results for label in scenarios if k[1] == label
-    )
+                    reference = None
+                    for n, runner in runners.items():  # the in-process runner first
+                        wall, cpu, worker_cpu, res = run_once(lambda: runner(sessions), clients.get(n))
+                        runs[(n, label)].append((wall, cpu, worker_cpu))
+                        signals[(n, label)] = len(res.signals)
+                        reference = res if reference is None else reference
+                        same = same and all(getattr(res, f).equals(getattr(reference, f)) for f in
+                                            ("signals", "symbol_context", "sector_rotation", "top_pairs"))
+                        del res
+    median = {key: tuple(float(np.median([r[i] for r in values])) for i in range(3)) for key, values in runs.items()}
+    print(f"\n{'runner':<11}{'workers':>8}  {'scan':<20}{'wall s (median)':>16}{'speed-up':>10}"
+          f"{'driver cpu s':>14}{'worker cpu s':>14}{'signals':>11}   walls")
+    for (n, label), (wall, cpu, worker_cpu) in median.items():
+        base = median.get((min(args.workers), label))
+        speed = f"{base[0] / wall:.2f}×" if n and base else ""
+        walls = " ".join(f"{r[0]:.2f}" for r in runs[(n, label)])
+        print(f"{'dask' if n else 'in-process':<11}{n or '-':>8}  {label:<20}{wall:>16.2f}{speed:>10}{cpu:>14.2f}"
+              f"{(f'{worker_cpu:.2f}' if n else '-'):>14}{signals[(n, label)]:>11,}   {walls}")
+    print("driver cpu s = CPU time of the driver (preparing, ranking, assembling the frames); worker cpu s = "
+          "CPU time of all worker processes together. Medians over the rounds; walls = every round.")
+    print(f"peak RSS over the timed runs (driver and workers together / driver alone): "
+          f"{rss.peak_total:.0f} / {rss.peak_driver:.0f} MiB")
     print(f"\nresults identical across runners and worker counts: {same}")
     print(f"load average at end: {os.getloadavg()[0]:.2f} (other work on the machine skews the figures)")
 
