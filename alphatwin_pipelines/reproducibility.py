@@ -100,18 +100,10 @@ def make_record(spec, symbols, start, end, seeds, inputs, costs, **extra) -> dic
 
 
 def read_window_bars(store: TableStore, symbols, start, end, as_of) -> pd.DataFrame:
-    """Adjusted cleaned bars of ``symbols`` in [start, end], adjusted as of ``as_of``.
-
-    (``read_adjusted(symbols=...)`` fails when no adjustment-factor partition exists yet, so
-    the symbol filter is applied here in that case.)
-    """
+    """Adjusted cleaned bars of ``symbols`` in [start, end], adjusted as of ``as_of``."""
     from alphatwin_pipelines.stages.cleaning import read_adjusted
-    from alphatwin_pipelines.tables import FACTORS
 
-    wanted = sorted(str(s) for s in symbols)
-    has_events = len(store.stored_sessions(FACTORS)) > 0
-    bars = read_adjusted(store, start=start, end=end, symbols=wanted if has_events else None, as_of=as_of)
-    return bars if has_events else bars[bars["symbol"].astype(str).isin(wanted)].reset_index(drop=True)
+    return read_adjusted(store, start=start, end=end, symbols=sorted(str(s) for s in symbols), as_of=as_of)
 
 
 def replay_metrics(record: dict | str, data_dir) -> dict:

@@ -147,9 +147,10 @@ def execute_allocation(data_dir, broker: Broker, ledger, version: str, *, limits
     orders, dust = generate_orders(allocation, account, closes, session, min_notional=min_notional,
                                    source=str(allocation_path(data_dir, version)))
     symbols = sorted({o.symbol for o in orders} | set(account.positions))
-    adjusted = read_adjusted(store, start=history_start, end=session, as_of=session)
-    adjusted = adjusted[adjusted["symbol"].isin(symbols)]
-    returns = adjusted.pivot(index="date", columns="symbol", values="adj_close").pct_change(fill_method=None)
+    returns = pd.DataFrame()
+    if symbols:  # nothing to trade or hold: no history to read
+        adjusted = read_adjusted(store, start=history_start, end=session, symbols=symbols, as_of=session)
+        returns = adjusted.pivot(index="date", columns="symbol", values="adj_close").pct_change(fill_method=None)
     decision = check_orders(orders, account, closes, limits, daily_return=daily_return, returns=returns)
     with ledger.begin() as conn:
         for order, reason in decision.rejected:
