@@ -21,23 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alphatwin_pipelines.calendar import sessions_between  # noqa: E402
 from alphatwin_pipelines.ingest import ingest  # noqa: E402
 from alphatwin_pipelines.profiling import measure  # noqa: E402
-from alphatwin_pipelines.schema import frame_to_arrow  # noqa: E402
 from alphatwin_pipelines.scanner.dask_runner import connect  # noqa: E402
 from alphatwin_pipelines.sources.synthetic import SyntheticSource  # noqa: E402
 from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions  # noqa: E402
 from alphatwin_pipelines.stages.features import ROW_BUDGET, feature_sessions  # noqa: E402
 from alphatwin_pipelines.stages.quality import validate_sessions  # noqa: E402
+from alphatwin_pipelines.stages.research_fixture import build_cleaned  # noqa: E402
 from alphatwin_pipelines.stages.scanner import scan_sessions  # noqa: E402
 from alphatwin_pipelines.storage import WRITE_THREADS, TableStore  # noqa: E402
-
-
-def build(store: TableStore, source: SyntheticSource, sessions) -> None:
-    universe = source.universe()
-    store.write_table("universe", frame_to_arrow(universe))
-    ingest(source, store, universe["symbol"].tolist(), sessions)
-    validate_sessions(store, sessions)
-    build_events(store, sessions)
-    clean_sessions(store, sessions)
 
 
 def timed(label: str, fn):
@@ -65,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = TableStore(tmp)
         t0 = time.perf_counter()
-        build(store, source, sessions.union(next_session)[:-1])
+        build_cleaned(store, source, sessions)
         print(f"setup (raw, validated, cleaned for {len(sessions)} sessions): {time.perf_counter() - t0:.1f} s")
         with connect(n_workers=2) as client:
             print(f"backfill: {args.symbols} symbols x {len(sessions)} sessions")

@@ -13,12 +13,10 @@ import pytest
 
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.features import compute_features, max_lookback
-from alphatwin_pipelines.ingest import ingest
-from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.sources.synthetic import SyntheticSource
-from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions, read_adjusted
+from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.stages.features import feature_sessions
-from alphatwin_pipelines.stages.quality import validate_sessions
+from alphatwin_pipelines.stages.research_fixture import build_cleaned
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import FACTORS, FEATURES
 
@@ -29,13 +27,7 @@ SYMBOLS = 25
 @pytest.fixture(scope="module")
 def cleaned_store(tmp_path_factory) -> TableStore:
     store = TableStore(tmp_path_factory.mktemp("features_stage"))
-    source = SyntheticSource(n_symbols=SYMBOLS)
-    universe = source.universe()
-    store.write_table("universe", frame_to_arrow(universe))
-    ingest(source, store, universe["symbol"].tolist(), SESSIONS)
-    validate_sessions(store, SESSIONS)
-    build_events(store, SESSIONS)
-    clean_sessions(store, SESSIONS)
+    build_cleaned(store, SyntheticSource(n_symbols=SYMBOLS), SESSIONS)
     return store
 
 

@@ -22,18 +22,22 @@ from alphatwin_pipelines.tables import UNIVERSE
 from alphatwin_pipelines.universe import resolve_universe
 
 
-def build_research_data(data_dir, *, n_symbols: int = 40, start: str = "2023-01-03", end: str = "2024-12-31",
-                        seed: int = 7, scan: bool = True) -> TableStore:
-    """Universe, raw, validated, adjustment factors, cleaned, features and (optionally) scanner tables in ``data_dir``."""
-    store = TableStore(Path(data_dir))
-    source = make_source("synthetic", seed=seed, n_symbols=n_symbols)
+def build_cleaned(store: TableStore, source, sessions) -> None:
+    """Universe, raw, validated, adjustment factors and cleaned bars of ``source`` for ``sessions``."""
     universe = resolve_universe(None, source)
     store.write_table(UNIVERSE, frame_to_arrow(universe))
-    sessions = sessions_between(start, end)
     ingest(source, store, universe["symbol"].tolist(), sessions, table=RAW_TABLE)
     validate_sessions(store, sessions)
     build_events(store, sessions)
     clean_sessions(store, sessions)
+
+
+def build_research_data(data_dir, *, n_symbols: int = 40, start: str = "2023-01-03", end: str = "2024-12-31",
+                        seed: int = 7, scan: bool = True) -> TableStore:
+    """:func:`build_cleaned`, then features and (optionally) scanner tables in ``data_dir``."""
+    store = TableStore(Path(data_dir))
+    sessions = sessions_between(start, end)
+    build_cleaned(store, make_source("synthetic", seed=seed, n_symbols=n_symbols), sessions)
     feature_sessions(store, sessions)
     if scan:
         scan_sessions(store, sessions)
