@@ -87,15 +87,24 @@ def clean_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, max_ffill: 
     return CleanReport(sessions, rows, filled, gaps)
 
 
-def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=None) -> pd.DataFrame:
+#: The cleaned columns ``adjust`` reads to add the adjusted ones.
+ADJUSTMENT_INPUTS = ("symbol", "date", "open", "high", "low", "close", "volume")
+
+
+def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=None, columns=None) -> pd.DataFrame:
     """Cleaned bars with ``adj_open/high/low/close`` and ``adj_volume``, backward-adjusted as of
-    ``as_of`` (default: the latest cleaned session), using only events known by then."""
+    ``as_of`` (default: the latest cleaned session), using only events known by then.
+
+    ``columns`` limits the cleaned columns read to these plus ``ADJUSTMENT_INPUTS``: leaving
+    out the text columns (source, flags) cuts a five-year read by a third.
+    """
     stored = store.stored_sessions(CLEANED)
     if len(stored) == 0:
         raise FileNotFoundError(f"{CLEANED} has no partitions under {store.data_dir}: materialise it first")
     cutoff = pd.Timestamp(as_of) if as_of is not None else stored[-1]
     upper = min(pd.Timestamp(end), cutoff) if end is not None else cutoff
-    bars = store.read_partitions(CLEANED, start, upper, symbols=symbols)
+    wanted = None if columns is None else list(dict.fromkeys([*ADJUSTMENT_INPUTS, *columns]))
+    bars = store.read_partitions(CLEANED, start, upper, symbols=symbols, columns=wanted)
     events = read_events(store, as_of=cutoff)
     if symbols and len(events):  # with no factors stored yet there is no symbol column to filter
         events = events[events["symbol"].isin([s.upper() for s in symbols])]

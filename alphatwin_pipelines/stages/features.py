@@ -46,8 +46,9 @@ def feature_sessions(store: TableStore, sessions: pd.DatetimeIndex, row_budget: 
     """Compute and replace the feature partitions of ``sessions``."""
     require_partitions(store, CLEANED, sessions)
     lookback = max_lookback()
-    bars = read_adjusted(store, start=_window_start(sessions[0], lookback), end=sessions[-1], as_of=sessions[-1])
-    bars = bars[list(REQUIRED_COLUMNS)]  # the text columns would only hold memory during the compute
+    bars = read_adjusted(store, start=_window_start(sessions[0], lookback), end=sessions[-1], as_of=sessions[-1],
+                         columns=[c for c in REQUIRED_COLUMNS if not c.startswith("adj_")])
+    bars = bars[list(REQUIRED_COLUMNS)]
     days = bars["date"].to_numpy(dtype="datetime64[ns]")
     rows, ready = {}, {}
     with store.batch():

@@ -30,7 +30,8 @@ def scan_sessions(store: TableStore, sessions: pd.DatetimeIndex, client=None, co
     """Scan ``sessions`` and replace their partitions of the four scanner tables."""
     require_partitions(store, CLEANED, sessions)
     before = previous_sessions(sessions[0], LOOKBACK_SESSIONS)
-    bars = read_adjusted(store, start=before[0] if len(before) else sessions[0], end=sessions[-1], as_of=sessions[-1])
+    bars = read_adjusted(store, start=before[0] if len(before) else sessions[0], end=sessions[-1], as_of=sessions[-1],
+                         columns=())
     universe = store.read_table(UNIVERSE)
     result = run_scan(bars, universe, sessions, client=client, config=config)
     with store.batch():
