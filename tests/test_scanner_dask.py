@@ -9,6 +9,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from alphatwin_pipelines.scanner import scan  # noqa: E402
+from alphatwin_pipelines.scanner import dask_runner  # noqa: E402
 from alphatwin_pipelines.scanner.dask_runner import connect, local_cluster, run_scan  # noqa: E402
 
 FRAMES = ("signals", "symbol_context", "sector_rotation", "top_pairs")
@@ -95,6 +96,14 @@ def test_dask_equals_in_process(client, data, reference):
 def test_shard_count_does_not_change_results(client, data, reference, n_shards):
     cleaned, universe = data
     _assert_same(run_scan(cleaned, universe, _sessions(cleaned), client=client, n_shards=n_shards), reference)
+
+
+@pytest.mark.parametrize("groups_per_worker", [1, 7, 100])
+def test_session_groups_ranked_on_workers_do_not_change_results(client, data, reference, groups_per_worker, monkeypatch):
+    """1 group, uneven groups, and more groups (200) than sessions (40): the same frames."""
+    monkeypatch.setattr(dask_runner, "RANK_GROUPS_PER_WORKER", groups_per_worker)
+    cleaned, universe = data
+    _assert_same(run_scan(cleaned, universe, _sessions(cleaned), client=client, n_shards=5), reference)
 
 
 def test_without_client_runs_in_process(data, reference):

@@ -1,24 +1,30 @@
-"""Run the scan on a Dask ``distributed`` cluster: symbol shards as tasks, context on the driver.
+"""Run the scan on a Dask ``distributed`` cluster: symbol shards, then session groups, as tasks.
 
 The driver prepares the bars, cuts them into ~3 × n_workers symbol shards, scatters the
-shards and maps ``scan_shard`` over them. After gathering, it ranks the signals and builds
-the cross-asset context; the per-session part of the context (60-session correlations and
-the N×N top-pairs matrix, the costly bit of a backfill) is mapped over session chunks with
-the returns panel broadcast to every worker. Every task is a pure function of its inputs,
-so the result equals ``scan.scan`` exactly, whatever the shard count.
+shards and maps ``scan_shard`` over them. The shards' hits stay on the workers: they are cut
+by session group and each group is ranked there (``ranking``); only the returns panels and
+the ranked groups come back. The per-session part of the cross-asset context (60-session
+correlations and the N×N top-pairs matrix, the costly bit of a backfill) is mapped over
+session chunks with the returns panel broadcast to every worker. Every task is a pure
+function of its inputs, so the result equals ``scan.scan`` exactly, whatever the shard count.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from operator import getitem
 
 import pandas as pd
 
-from alphatwin_pipelines.scanner.scan import ScanResult, assemble, make_shards, prepare, scan, scan_shard
+from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group, session_groups, split_by_session
+from alphatwin_pipelines.scanner.scan import (ScanResult, ShardResult, assemble, make_shards, prepare, scan, scan_shard,
+                                              symbol_names)
 from alphatwin_pipelines.scanner.signals import ScanConfig
 
 SHARDS_PER_WORKER = 3
+#: Session groups ranked per worker: a few per worker keep both busy to the end.
+RANK_GROUPS_PER_WORKER = 2
 
 
 def local_cluster(n_workers: int | None = None, threads_per_worker: int = 1, memory_limit: str | int = "auto", **kwargs):
@@ -95,15 +101,19 @@ def run_scan(
     if client is None:
         return scan(cleaned, universe, sessions, config=config, n_shards=n_shards or 1)
     inputs = prepare(cleaned, universe, sessions)
-    shards = make_shards(inputs.bars, n_shards or SHARDS_PER_WORKER * _n_workers(client))
+    n_workers = _n_workers(client)
+    shards = make_shards(inputs.bars, n_shards or SHARDS_PER_WORKER * n_workers)
     direct = _direct(client)
-    futures = client.scatter(shards, direct=direct)
-    results = client.gather(
-        client.map(scan_shard, futures, sessions=inputs.sessions, context_start=inputs.context_start,
-                   config=config, pure=False),
-        direct=direct,
-    )
-    del futures
+    results = client.map(scan_shard, client.scatter(shards, direct=direct), sessions=inputs.sessions,
+                         context_start=inputs.context_start, config=config, pure=False)
+    # Ranking compares hits of one session only: each shard's hits are cut by session group
+    # and every group is ranked on a worker, so only ranked hits come back to this process.
+    groups = session_groups(inputs.sessions, RANK_GROUPS_PER_WORKER * n_workers)
+    pieces = client.map(_split_hits, results, groups=groups, pure=False)
+    ranked = [client.submit(rank_group, [client.submit(getitem, p, g, pure=False) for p in pieces], sessions, pure=False)
+              for g, sessions in enumerate(groups)]
+    returns = client.gather(client.map(_returns_of, results, pure=False), direct=direct)
+    del results, pieces
 
     def mapper(fn, returns, sectors, chunks, top_k):
         # the panel goes to every worker once; each task gets one chunk of sessions
@@ -115,4 +125,13 @@ def run_scan(
         tasks = client.map(fn, [remote_returns] * n, [remote_sectors] * n, chunks, [top_k] * n, pure=False)
         return lambda: client.gather(tasks, direct=direct)
 
-    return assemble(inputs, results, config, mapper=mapper)
+    rank = lambda: name_ranked(client.gather(ranked, direct=direct), symbol_names(inputs), inputs.sectors)  # noqa: E731
+    return assemble(inputs, returns, rank, config, mapper=mapper)
+
+
+def _split_hits(result: ShardResult, groups) -> list[RawHits]:
+    return split_by_session(RawHits(result.signals, result.evidence), groups)
+
+
+def _returns_of(result: ShardResult) -> pd.DataFrame:
+    return result.returns

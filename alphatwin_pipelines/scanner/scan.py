@@ -9,41 +9,22 @@ runner or on the shard count.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, arrow_strings, merge_returns, start_context
-from alphatwin_pipelines.scanner.signals import FAMILIES, SIGNAL_FAMILY, SIGNAL_NAMES, ScanConfig, symbol_signals
+from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, merge_returns, start_context
+from alphatwin_pipelines.scanner.packed import PackedStrings
+from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group
+from alphatwin_pipelines.scanner.signals import FAMILIES, ScanConfig, symbol_signals
 
 BAR_INPUT_COLUMNS = ("symbol", "date", "adj_high", "adj_low", "adj_close", "adj_volume")
 SIGNAL_COLUMNS = ["date", "symbol", "sector", "family", "signal", "direction", "score",
                   "rank_family", "rank_overall", "evidence"]
 TOP_N = 20
-
-
-class PackedStrings(NamedTuple):
-    """Strings as Arrow's offsets + bytes in two NumPy arrays.
-
-    Dask ships NumPy arrays as raw out-of-band frames, several times faster than a pickled
-    string column; the evidence of a backfill is ~100 MB.
-    """
-
-    offsets: np.ndarray  # int64, n + 1
-    data: np.ndarray  # uint8, UTF-8 bytes
-
-    @classmethod
-    def pack(cls, strings: list[str]) -> PackedStrings:
-        array = pa.array(strings, type=pa.large_string())
-        _, offsets, data = array.buffers()
-        return cls(np.frombuffer(offsets, dtype=np.int64)[: len(array) + 1].copy(),
-                   np.frombuffer(data, dtype=np.uint8).copy() if data is not None else np.empty(0, np.uint8))
-
-    def to_arrow(self) -> pa.LargeStringArray:
-        return pa.LargeStringArray.from_buffers(len(self.offsets) - 1, pa.py_buffer(self.offsets), pa.py_buffer(self.data))
 
 
 class ShardResult(NamedTuple):
@@ -191,54 +172,6 @@ def scan_shard(
     return ShardResult(signals, PackedStrings.pack(evidence), panel)
 
 
-def _take_strings(packs: list[PackedStrings], order: np.ndarray) -> pd.arrays.ArrowStringArray:
-    """The concatenated strings of ``packs``, in ``order`` (one combined Arrow array takes fast)."""
-    arrow = pa.chunked_array([p.to_arrow() for p in packs], type=pa.large_string()).combine_chunks()
-    return pd.array(arrow.take(pa.array(order, type=pa.int64())), dtype="string")
-
-
-def _rank_within(keys: np.ndarray, presorted: bool = False) -> np.ndarray:
-    """1-based position of each row among the rows with the same key, in the current order."""
-    order = np.arange(keys.size) if presorted else np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    group_start = np.repeat(starts, np.diff(np.r_[starts, keys.size]))
-    ranks = np.empty(keys.size, dtype=np.int64)
-    ranks[order] = np.arange(keys.size) - group_start + 1
-    return ranks
-
-
-def rank_signals(
-    signals: pd.DataFrame, evidence: list[PackedStrings], names: np.ndarray, sectors: pd.Series, sessions: np.ndarray
-) -> pd.DataFrame:
-    """Name, rank (1 = strongest by score; ties by symbol then signal) and order the raw hits.
-
-    ``evidence`` holds the rows' evidence strings, in the order of ``signals``.
-
-    Output order: date, then rank_overall.
-    """
-    codes = signals["symbol_code"].to_numpy().astype(np.int64)
-    ids = signals["signal_id"].to_numpy().astype(np.int64)
-    day = np.searchsorted(sessions, signals["date"].to_numpy(dtype="datetime64[ns]"))
-    order = np.lexsort((codes * len(SIGNAL_NAMES) + ids, -signals["score"].to_numpy(), day))
-    codes, ids, day = codes[order], ids[order], day[order]
-    families = np.asarray([FAMILIES.index(f) for f in SIGNAL_FAMILY], dtype=np.int64)[ids]
-    sector_codes, sector_names = pd.factorize(sectors.reindex(names).fillna("Unknown"))
-    frame = pd.DataFrame({
-        "date": sessions[day],
-        "symbol": arrow_strings(codes, names),
-        "sector": arrow_strings(sector_codes[codes], sector_names),
-        "family": arrow_strings(families, FAMILIES),
-        "signal": arrow_strings(ids, SIGNAL_NAMES),
-        "direction": signals["direction"].to_numpy()[order].astype(np.int8),
-        "score": signals["score"].to_numpy()[order].astype(np.float64),
-        "rank_family": _rank_within(day * len(FAMILIES) + families),
-        "rank_overall": _rank_within(day, presorted=True),
-        "evidence": _take_strings(evidence, order),
-    })
-    return frame
-
-
 def summarize(inputs: ScanInput, signals: pd.DataFrame, result: ScanResult) -> dict:
     present = inputs.bars.loc[inputs.bars["date"].isin(inputs.sessions), "symbol"]
     top = result.top(TOP_N)
@@ -258,24 +191,25 @@ def summarize(inputs: ScanInput, signals: pd.DataFrame, result: ScanResult) -> d
     }
 
 
-def assemble(inputs: ScanInput, shards: list[ShardResult], config: ScanConfig | None = None, mapper=None) -> ScanResult:
-    """Gathered shard results -> ranked signals, cross-asset context and summary.
+def assemble(inputs: ScanInput, returns: list[pd.DataFrame], rank: Callable[[], pd.DataFrame],
+             config: ScanConfig | None = None, mapper=None) -> ScanResult:
+    """Shard returns panels and a ranking -> ranked signals, cross-asset context and summary.
 
-    ``mapper`` (see ``cross_asset.start_context``) runs the per-session context elsewhere.
+    ``rank()`` gives the ranked signals frame; it runs while a ``mapper`` (see
+    ``cross_asset.start_context``) computes the per-session context elsewhere.
     """
     config = config or ScanConfig()
-    returns = merge_returns([s.returns for s in shards])
-    finish_context = start_context(returns, inputs.sectors, inputs.sessions, config.top_k_pairs,
+    finish_context = start_context(merge_returns(returns), inputs.sectors, inputs.sessions, config.top_k_pairs,
                                    config.session_chunk, mapper=mapper)
-    # ranking runs here while a mapper's context tasks run elsewhere
-    raw = [s for s in shards if len(s.signals)] or shards[:1]
-    names = np.asarray(inputs.bars["symbol"].cat.categories, dtype=object)
-    signals = rank_signals(pd.concat([s.signals for s in raw], ignore_index=True), [s.evidence for s in raw],
-                           names, inputs.sectors, inputs.sessions)
+    signals = rank()
     context = finish_context()
     result = ScanResult(signals, context["symbol_context"], context["sector_rotation"], context["top_pairs"])
     result.summary = summarize(inputs, signals, result)
     return result
+
+
+def symbol_names(inputs: ScanInput) -> np.ndarray:
+    return np.asarray(inputs.bars["symbol"].cat.categories, dtype=object)
 
 
 def scan(
@@ -289,4 +223,6 @@ def scan(
     config = config or ScanConfig()
     inputs = prepare(cleaned, universe, sessions)
     results = [scan_shard(s, inputs.sessions, inputs.context_start, config) for s in make_shards(inputs.bars, n_shards)]
-    return assemble(inputs, results, config)
+    hits = [RawHits(r.signals, r.evidence) for r in results]
+    rank = lambda: name_ranked([rank_group(hits, inputs.sessions)], symbol_names(inputs), inputs.sectors)  # noqa: E731
+    return assemble(inputs, [r.returns for r in results], rank, config)
