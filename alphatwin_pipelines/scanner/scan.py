@@ -19,7 +19,7 @@ import pandas as pd
 from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, merge_returns, start_context
 from alphatwin_pipelines.scanner.packed import PackedStrings
 from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group
-from alphatwin_pipelines.scanner.signals import FAMILIES, ScanConfig, symbol_signals
+from alphatwin_pipelines.scanner.signals import FAMILIES, Evidence, ScanConfig, format_shard_evidence, symbol_signals
 
 BAR_INPUT_COLUMNS = ("symbol", "date", "adj_high", "adj_low", "adj_close", "adj_volume")
 SIGNAL_COLUMNS = ["date", "symbol", "sector", "family", "signal", "direction", "score",
@@ -144,7 +144,7 @@ def scan_shard(
     ends = np.r_[starts[1:], n].astype(np.int64)
     selected = np.isin(dates, np.asarray(sessions, dtype="datetime64[ns]"))
     parts: dict[str, list] = {k: [] for k in ("rows", "ids", "dirs", "scores")}
-    evidence: list[str] = []
+    evidence: list[dict[int, Evidence]] = []
     returns = np.full(n, np.nan)
     for a, b in zip(starts.tolist(), ends.tolist()):
         returns[a + 1 : b] = close[a + 1 : b] / close[a : b - 1] - 1.0
@@ -153,7 +153,7 @@ def scan_shard(
         hits = symbol_signals(high[a:b], low[a:b], close[a:b], volume[a:b], selected[a:b], config)
         for key, arr in zip(parts, (hits.rows + a, hits.signal_ids, hits.directions, hits.scores)):
             parts[key].append(arr)
-        evidence.extend(hits.evidence)
+        evidence.append(hits.evidence)
     cat = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
     rows = cat["rows"].astype(np.int64)
     signals = pd.DataFrame({
@@ -169,7 +169,8 @@ def scan_shard(
     matrix = np.full((day.size, sym.size), np.nan)
     matrix[day_pos, sym_pos] = returns[keep]
     panel = pd.DataFrame(matrix, index=pd.DatetimeIndex(day, name="date"), columns=pd.Index(names[sym], dtype=object))
-    return ShardResult(signals, PackedStrings.pack(evidence), panel)
+    evidence_text = format_shard_evidence(evidence, signals["signal_id"].to_numpy())
+    return ShardResult(signals, PackedStrings.from_arrow(evidence_text), panel)
 
 
 def summarize(inputs: ScanInput, signals: pd.DataFrame, result: ScanResult) -> dict:

@@ -14,8 +14,11 @@ rescale the adjusted history; evidence values are in adjusted units.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -65,6 +68,18 @@ class ScanConfig:
     session_chunk: int = 32  # sessions per cross-asset task
 
 
+class Evidence(NamedTuple):
+    """The numbers behind one signal's rows; ``format_evidence`` turns them into JSON later.
+
+    Formatting per symbol cost more than computing the indicators, so a shard formats each
+    signal's rows of all its symbols in one vectorised batch.
+    """
+
+    keys: tuple[str, ...]
+    integer: tuple[bool, ...]  # per key: written as an integer (counts such as sessions_since_cross)
+    values: np.ndarray  # float64, keys × rows, so blocks concatenate into one contiguous row per key
+
+
 @dataclass
 class SymbolHits:
     """The signals one symbol fired on the selected rows (parallel arrays)."""
@@ -73,27 +88,62 @@ class SymbolHits:
     signal_ids: np.ndarray  # index into SIGNAL_NAMES
     directions: np.ndarray
     scores: np.ndarray
-    evidence: list[str]
+    evidence: dict[int, Evidence]  # signal id -> its rows' evidence; each signal is one block of rows
 
 
-def _column_strings(col: np.ndarray) -> list[str]:
-    col = np.asarray(col)
-    if col.dtype.kind in "iu":
-        return list(map(str, col.tolist()))
-    rounded = np.round(col.astype(np.float64), 4)
-    out = list(map(repr, rounded.tolist()))
-    for i in np.flatnonzero(~np.isfinite(rounded)).tolist():
-        out[i] = "null"
-    return out
+def _number_text(values: np.ndarray, integer: bool) -> pa.Array:
+    if integer:
+        return pa.array(values.astype(np.int64)).cast(pa.large_string())
+    with np.errstate(over="ignore", invalid="ignore"):
+        # NumPy's rounding, not pc.round: these are the values evidence always held, and
+        # pc.round raises where x * 1e4 overflows instead of giving inf (-> null)
+        rounded = np.round(values, 4)
+    finite = np.isfinite(rounded)
+    text = pa.array(rounded, mask=~finite).cast(pa.large_string())
+    whole = finite & (rounded == np.trunc(rounded))
+    if whole.any():  # Arrow writes 101.0 as "101" and -0.0 as "-0", which JSON reads as integers
+        suffix = pc.and_(pa.array(whole), pc.invert(pc.match_substring(text, "e")))
+        text = pc.if_else(suffix, pc.binary_join_element_wise(text, pa.scalar(".0", pa.large_string()),
+                                                              pa.scalar("", pa.large_string())), text)
+    return text.fill_null("null")
 
 
-def format_evidence(keys: list[str], columns: list[np.ndarray]) -> list[str]:
-    """Compact JSON objects, one per row: ``{"rsi_14":24.1234,"close":101.2}``.
+def format_evidence(keys: tuple[str, ...], integer: tuple[bool, ...], values: np.ndarray) -> pa.LargeStringArray:
+    """Compact JSON objects, one per column of ``values``: ``{"rsi_14":24.1234,"close":101.2}``.
 
-    Floats are rounded to 4 decimals (non-finite -> null), integer arrays written as integers.
+    Floats are rounded to 4 decimals (non-finite -> null), ``integer`` keys written as integers.
+    Arrow writes the shortest text that parses back to the same double, so JSON readers get
+    exactly the rounded values; whole floats keep a ".0" so that they still read as floats.
     """
-    template = "{" + ",".join(f'"{k}":%s' for k in keys) + "}"
-    return [template % row for row in zip(*(_column_strings(c) for c in columns))]
+    pieces: list = []
+    for i, (key, is_int) in enumerate(zip(keys, integer)):
+        pieces += [("{" if i == 0 else ",") + f'"{key}":', _number_text(values[i], is_int)]
+    pieces += ["}", ""]  # the last one is the separator
+    # large_string throughout: a shard's evidence can pass 2 GB; a plain str literal would be typed string
+    return pc.binary_join_element_wise(*(pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in pieces))
+
+
+def format_shard_evidence(evidence: list[dict[int, Evidence]], signal_ids: np.ndarray) -> pa.LargeStringArray:
+    """The evidence of many symbols' hits, formatted in one batch per signal (18 Arrow calls per shard).
+
+    ``evidence`` holds each symbol's ``SymbolHits.evidence`` and ``signal_ids`` the ids of their
+    rows concatenated in the same order. A symbol emits each signal as one block, so a signal's
+    blocks joined in symbol order are its rows in frame order: a stable sort by signal id, whose
+    inverse puts the batches back in frame order.
+    """
+    blocks: dict[int, list[Evidence]] = {}
+    for symbol in evidence:
+        for sid, block in symbol.items():
+            blocks.setdefault(sid, []).append(block)
+    batches = [format_evidence(b[0].keys, b[0].integer, np.concatenate([x.values for x in b], axis=1))
+               for _, b in sorted(blocks.items())]
+    grouped = pa.concat_arrays(batches) if batches else pa.array([], type=pa.large_string())
+    order = np.argsort(signal_ids, kind="stable")
+    if len(grouped) != order.size:
+        raise ValueError(f"{len(grouped)} evidence rows for {order.size} signal ids")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return grouped.take(pa.array(inverse))
 
 
 def _shift(a: np.ndarray, k: int) -> np.ndarray:
@@ -145,7 +195,8 @@ def symbol_signals(
     """
     h, lo, c, v = (np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close, volume))
     n = len(c)
-    hits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
+    hits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    evidence: dict[int, Evidence] = {}
     ids = {name: i for i, name in enumerate(SIGNAL_NAMES)}
 
     def emit(name, cond, score, direction, keys, cols):
@@ -153,8 +204,9 @@ def symbol_signals(
         if rows.size == 0:
             return
         d = np.full(rows.size, direction, dtype=np.int8) if np.isscalar(direction) else direction[rows]
-        ev = format_evidence(keys, [col[rows] for col in cols])
-        hits.append((ids[name], rows, d.astype(np.int8), score[rows], ev))
+        hits.append((ids[name], rows, d.astype(np.int8), score[rows]))
+        evidence[ids[name]] = Evidence(tuple(keys), tuple(col.dtype.kind in "iu" for col in cols),
+                                       np.array([col[rows] for col in cols], dtype=np.float64))
 
     with np.errstate(divide="ignore", invalid="ignore"):
         atr = talib.ATR(h, lo, c, 14)
@@ -236,11 +288,11 @@ def symbol_signals(
 
     if not hits:
         empty = np.empty(0)
-        return SymbolHits(empty.astype(np.int64), empty.astype(np.int16), empty.astype(np.int8), empty, [])
+        return SymbolHits(empty.astype(np.int64), empty.astype(np.int16), empty.astype(np.int8), empty, {})
     return SymbolHits(
         rows=np.concatenate([h_[1] for h_ in hits]),
         signal_ids=np.concatenate([np.full(h_[1].size, h_[0], dtype=np.int16) for h_ in hits]),
         directions=np.concatenate([h_[2] for h_ in hits]),
         scores=np.concatenate([h_[3] for h_ in hits]).astype(np.float64),
-        evidence=[e for h_ in hits for e in h_[4]],
+        evidence=evidence,
     )

@@ -1,0 +1,57 @@
+"""Scanner parts on hand-made inputs: evidence text rules and the top-pairs filter."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from alphatwin_pipelines.scanner.cross_asset import _Scratch, _top_pairs
+from alphatwin_pipelines.scanner.packed import PackedStrings
+from alphatwin_pipelines.scanner.signals import Evidence, format_shard_evidence
+
+
+def test_evidence_format_rules_and_row_order():
+    """4 decimals, null for NaN/inf, integer keys as integers, whole floats still floats, key
+    order, and rows put back in the frame's order."""
+    keys = ("rsi_14", "sessions_since_cross", "close")
+    values = np.array([[24.12344, 24.12346, -4e-5], [0, 3, 12], [np.nan, np.inf, 1e7]])  # keys × rows
+    first = Evidence(keys, (False, True, False), values)
+    other, later = (Evidence(("close",), (False,), np.array([v])) for v in ([101.2, -np.inf], [1e20 / 3]))
+    # symbol 1 fires signal 6 on three rows, then signal 0 on two; symbol 2 fires signal 0 on one
+    text = format_shard_evidence([{6: first, 0: other}, {0: later}], np.array([6, 6, 6, 0, 0, 0]))
+    strings = PackedStrings.from_arrow(text).to_arrow().to_pylist()
+    assert strings[:3] == ['{"rsi_14":24.1234,"sessions_since_cross":0,"close":null}',
+                           '{"rsi_14":24.1235,"sessions_since_cross":3,"close":null}',
+                           '{"rsi_14":-0.0,"sessions_since_cross":12,"close":10000000.0}']
+    parsed = [json.loads(s) for s in strings]
+    assert np.signbit(parsed[2]["rsi_14"]) and type(parsed[2]["close"]) is float
+    assert type(parsed[2]["sessions_since_cross"]) is int
+    assert parsed[3:] == [{"close": 101.2}, {"close": None}, {"close": np.round(1e20 / 3, 4)}]
+
+
+@pytest.mark.parametrize("k", [1, 25, 400])
+def test_top_pairs_equal_a_brute_force_ranking_of_every_pair(k):
+    """The float32 filter never drops a true top pair, even among near-ties it cannot tell apart."""
+    rng = np.random.default_rng(5)
+    window = rng.normal(size=(60, 120)) + rng.normal(size=(60, 1)) * 0.8  # one common factor
+    window[:, 40:60] = window[:, [7]] + rng.normal(0, 1e-9, (60, 20))  # 20 near-identical columns: 190 near-ties
+    window[:, 100] = np.nan  # incomplete windows and a constant column are left out
+    window[:, 101] = 3.0
+    centred = window - window.mean(axis=0)
+    sumsq = (centred * centred).sum(axis=0)
+    i, j, corr = _top_pairs(centred, sumsq, k, _Scratch())
+
+    usable = [c for c in range(120) if c not in (100, 101)]
+    pairs = [(float(np.corrcoef(window[:, a], window[:, b])[0, 1]), a, b)
+             for n, a in enumerate(usable) for b in usable[n + 1 :]]
+    pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
+    expected = pairs[:k]
+    assert len(corr) == k and (i < j).all()
+    np.testing.assert_allclose(corr, [c for c, _, _ in expected], rtol=0, atol=1e-12)
+    # the same pairs; within a near-tie (|diff| < 1e-12) the order may follow the last bits
+    assert {frozenset(p) for p in zip(i.tolist(), j.tolist())} == {frozenset((a, b)) for _, a, b in expected} or \
+        min(c for c, _, _ in expected) - pairs[k][0] < 1e-12
+
+
