@@ -159,11 +159,13 @@ def compute_features(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = 
     return frame
 
 
-def compute_block(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = None) -> FeatureBlock:
+def compute_block(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = None,
+                  normalise: bool = True) -> FeatureBlock:
     """``compute_features`` without building a frame: one feature matrix, no second copy of it.
 
     The matrix is allocated once; rows kept only as lookback are dropped by moving the
     output rows up within it, column by column, so peak memory is one matrix plus one column.
+    With ``normalise=False`` the cross-sectional columns are left for ``normalise_sessions``.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in cleaned.columns]
     if missing:
@@ -237,16 +239,30 @@ def compute_block(cleaned: pd.DataFrame, sessions: pd.DatetimeIndex | None = Non
     block = cblock[: sel_idx.size]
 
     out_days = days[sel_idx]
-    cross = [spec for spec in FEATURES if spec.function in _CS]
-    if sel_idx.size and cross:
-        groups = nrm.sessions_of(out_days)
-        by_base: dict[str, list[FeatureSpec]] = {}
-        for spec in cross:
-            by_base.setdefault(spec.of, []).append(spec)
-        for name, members in by_base.items():
-            results = nrm.cross_sectional(block[:, position[name]], groups, [m.function for m in members])
-            for spec, res in zip(members, results):
-                block[:, position[spec.name]] = res
-    elif cross:
-        block[:, [position[spec.name] for spec in cross]] = np.nan
+    if normalise:
+        normalise_sessions(block, out_days)
     return FeatureBlock(np.asarray(names, dtype=object), codes[sel_idx], out_days, block)
+
+
+def normalise_sessions(block: np.ndarray, days: np.ndarray) -> None:
+    """Fill the cross-sectional columns of ``block`` (rows dated ``days``) in place.
+
+    Each session is scaled on its own rows, so any set of whole sessions can be normalised
+    apart (the feature stage does it a few sessions at a time, while earlier ones are written).
+    Rows keep their relative order within a session, so sums run in the same order either way.
+    """
+    position = {spec.name: j for j, spec in enumerate(FEATURES)}
+    cross = [spec for spec in FEATURES if spec.function in _CS]
+    if not cross:
+        return
+    if not days.size:
+        block[:, [position[spec.name] for spec in cross]] = np.nan
+        return
+    groups = nrm.sessions_of(days)
+    by_base: dict[str, list[FeatureSpec]] = {}
+    for spec in cross:
+        by_base.setdefault(spec.of, []).append(spec)
+    for name, members in by_base.items():
+        results = nrm.cross_sectional(block[:, position[name]], groups, [m.function for m in members])
+        for spec, res in zip(members, results):
+            block[:, position[spec.name]] = res

@@ -6,7 +6,8 @@ volume features to each row's own date, so every value at ``t`` is what a trader
 compute at ``t``. The features are computed in as few blocks as memory allows (a block holds
 at most ``ROW_BUDGET`` rows, lookback included; each later block recomputes its own lookback
 from the bars in memory), and written straight from the feature matrix to Arrow, a few
-sessions at a time, on the store's writer threads.
+sessions at a time, on the store's writer threads. The cross-sectional scalings are filled in
+those few sessions at a time too, so the writer threads encode while the main thread scales.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow as pa
 
 from alphatwin_pipelines.calendar import previous_sessions
 from alphatwin_pipelines.features import FEATURES, max_lookback
-from alphatwin_pipelines.features.compute import REQUIRED_COLUMNS, FeatureBlock, compute_block
+from alphatwin_pipelines.features.compute import REQUIRED_COLUMNS, FeatureBlock, compute_block, normalise_sessions
 from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FEATURES as FEATURE_TABLE, require_partitions
@@ -54,7 +55,7 @@ def feature_sessions(store: TableStore, sessions: pd.DatetimeIndex, row_budget: 
     with store.batch():
         for chunk, start in _blocks(days, sessions, lookback, row_budget):
             in_window = (days >= np.datetime64(start, "ns")) & (days <= np.datetime64(chunk[-1], "ns"))
-            block = compute_block(bars if in_window.all() else bars[in_window], sessions=chunk)
+            block = compute_block(bars if in_window.all() else bars[in_window], sessions=chunk, normalise=False)
             _write(store, block, chunk, rows, ready)
     return FeatureReport(rows, ready, lookback)
 
@@ -80,7 +81,11 @@ def _blocks(days: np.ndarray, sessions: pd.DatetimeIndex, lookback: int, budget:
 
 
 def _write(store: TableStore, block: FeatureBlock, chunk: pd.DatetimeIndex, rows: dict, ready: dict) -> None:
-    """One file per session of ``chunk``: its rows in symbol order (``block`` is in (symbol, day) order)."""
+    """One file per session of ``chunk``: its rows in symbol order (``block`` is in (symbol, day) order).
+
+    ``WRITE_SESSIONS`` sessions at a time are gathered, normalised across symbols and handed
+    to the writer threads, which encode them while the next sessions are normalised.
+    """
     names, codes, days, values = block
     order = np.argsort(days, kind="stable")
     by_day, chunk_days = days[order], chunk.to_numpy(dtype="datetime64[D]").astype(np.int64)
@@ -90,10 +95,14 @@ def _write(store: TableStore, block: FeatureBlock, chunk: pd.DatetimeIndex, rows
         b = min(a + WRITE_SESSIONS, len(chunk))
         lo, hi = bounds[0][a], bounds[1][b - 1]
         take = order[lo:hi]
+        sessions = np.empty((take.size, values.shape[1]), order="F")
+        for j in range(values.shape[1]):  # column by column: a row gather across columns is far slower
+            np.take(values[:, j], take, out=sessions[:, j])
+        normalise_sessions(sessions, days[take])
         table = pa.Table.from_arrays([
             pa.array(names[codes[take]], type=pa.large_string()),
             pa.array(days[take].astype("datetime64[D]").astype("datetime64[ns]"), type=pa.timestamp("ns")),
-            *(pa.array(values[:, j].take(take), from_pandas=True) for j in range(values.shape[1])),
+            *(pa.array(sessions[:, j], from_pandas=True) for j in range(sessions.shape[1])),
         ], schema=SCHEMA)
         for k in range(a, b):
             first, end = bounds[0][k], bounds[1][k]
