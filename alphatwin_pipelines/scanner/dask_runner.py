@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from operator import getitem
 
+import numpy as np
 import pandas as pd
 
 from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group, session_groups, split_by_session
@@ -92,14 +94,17 @@ def run_scan(
     client=None,
     n_shards: int | None = None,
     config: ScanConfig | None = None,
+    on_ranked: Callable[[pd.DataFrame, np.ndarray], None] | None = None,
 ) -> ScanResult:
     """``scan.scan`` with symbol shards as Dask tasks; ``client=None`` runs in-process.
 
-    ``n_shards`` defaults to 3 × the cluster's workers (1 without a client).
+    ``n_shards`` defaults to 3 × the cluster's workers (1 without a client). ``on_ranked``
+    gets each session group's ranked signals in session order, while the workers still
+    compute the cross-asset context.
     """
     config = config or ScanConfig()
     if client is None:
-        return scan(cleaned, universe, sessions, config=config, n_shards=n_shards or 1)
+        return scan(cleaned, universe, sessions, config=config, n_shards=n_shards or 1, on_ranked=on_ranked)
     inputs = prepare(cleaned, universe, sessions)
     n_workers = _n_workers(client)
     shards = make_shards(inputs.bars, n_shards or SHARDS_PER_WORKER * n_workers)
@@ -125,7 +130,14 @@ def run_scan(
         tasks = client.map(fn, [remote_returns] * n, [remote_sectors] * n, chunks, [top_k] * n, pure=False)
         return lambda: client.gather(tasks, direct=direct)
 
-    rank = lambda: name_ranked(client.gather(ranked, direct=direct), symbol_names(inputs), inputs.sectors)  # noqa: E731
+    def rank() -> pd.DataFrame:
+        frames = []
+        for future, sessions in zip(ranked, groups):
+            frames.append(name_ranked(client.gather([future], direct=direct), symbol_names(inputs), inputs.sectors))
+            if on_ranked is not None:
+                on_ranked(frames[-1], sessions)
+        return pd.concat(frames, ignore_index=True)
+
     return assemble(inputs, returns, rank, config, mapper=mapper)
 
 

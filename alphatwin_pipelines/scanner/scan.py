@@ -219,11 +219,22 @@ def scan(
     sessions=None,
     config: ScanConfig | None = None,
     n_shards: int = 1,
+    on_ranked: Callable[[pd.DataFrame, np.ndarray], None] | None = None,
 ) -> ScanResult:
-    """Scan the universe in-process as of ``sessions`` (None = last session, "all", a date or dates)."""
+    """Scan the universe in-process as of ``sessions`` (None = last session, "all", a date or dates).
+
+    ``on_ranked(frame, sessions)`` receives the ranked signals of ``sessions`` as soon as they
+    are ready (here all at once; on Dask group by group), e.g. to start writing them.
+    """
     config = config or ScanConfig()
     inputs = prepare(cleaned, universe, sessions)
     results = [scan_shard(s, inputs.sessions, inputs.context_start, config) for s in make_shards(inputs.bars, n_shards)]
     hits = [RawHits(r.signals, r.evidence) for r in results]
-    rank = lambda: name_ranked([rank_group(hits, inputs.sessions)], symbol_names(inputs), inputs.sectors)  # noqa: E731
+
+    def rank() -> pd.DataFrame:
+        frame = name_ranked([rank_group(hits, inputs.sessions)], symbol_names(inputs), inputs.sectors)
+        if on_ranked is not None:
+            on_ranked(frame, inputs.sessions)
+        return frame
+
     return assemble(inputs, [r.returns for r in results], rank, config)

@@ -33,8 +33,10 @@ def scan_sessions(store: TableStore, sessions: pd.DatetimeIndex, client=None, co
     bars = read_adjusted(store, start=before[0] if len(before) else sessions[0], end=sessions[-1], as_of=sessions[-1],
                          columns=())
     universe = store.read_table(UNIVERSE)
-    result = run_scan(bars, universe, sessions, client=client, config=config)
-    with store.batch():
-        for table, attribute in OUTPUT_TABLES.items():
-            store.write_sessions(table, getattr(result, attribute), sessions)
+    with store.batch():  # one unit: if anything fails, no partition is replaced
+        # signals are written group by group while the workers still compute the context
+        on_ranked = lambda frame, group: store.write_sessions(SCANNER, frame, group)  # noqa: E731
+        result = run_scan(bars, universe, sessions, client=client, config=config, on_ranked=on_ranked)
+        store.write_tables_by_session({table: getattr(result, attribute) for table, attribute in OUTPUT_TABLES.items()
+                                       if table != SCANNER}, sessions)
     return result
