@@ -15,7 +15,7 @@ on how sessions are chunked across workers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -288,39 +288,29 @@ def sector_rotation(returns: pd.DataFrame, sectors: pd.Series, sessions: np.ndar
     return out.sort_values(["date", "rank", "sector"], kind="stable", na_position="last").reset_index(drop=True)
 
 
-def start_context(
-    returns: pd.DataFrame,
-    sectors: pd.Series,
-    sessions: np.ndarray,
-    top_k: int = 25,
-    session_chunk: int = 32,
-    mapper: Callable | None = None,
-) -> Callable[[], dict[str, pd.DataFrame]]:
-    """Start the per-session work and return a function that finishes and returns the frames.
-
-    ``mapper(fn, returns, sectors, chunks, top_k)`` may submit ``fn(returns, sectors, chunk,
-    top_k)`` for each session chunk elsewhere (e.g. to a cluster); it returns a zero-argument
-    callable giving the results in chunk order, so the caller can work while they run.
-    """
+def session_chunks(sessions: np.ndarray, session_chunk: int = 32) -> list[np.ndarray]:
+    """Sorted ``sessions`` in runs of ``session_chunk``: the unit of work of ``session_context``."""
     sessions = np.sort(np.asarray(sessions, dtype="datetime64[ns]"))
-    chunks = [sessions[i : i + session_chunk] for i in range(0, sessions.size, max(1, session_chunk))]
-    if mapper is None:
-        def pending():
-            with _single_threaded_blas():
-                return [session_context(returns, sectors, chunk, top_k) for chunk in chunks]
-    else:
-        pending = mapper(session_context, returns, sectors, chunks, top_k)
+    return [sessions[i : i + session_chunk] for i in range(0, sessions.size, max(1, session_chunk))]
 
-    def finish() -> dict[str, pd.DataFrame]:
-        results = pending() or [_empty_frames()]
-        # chunks are in session order and each is ordered within, so concatenation keeps the order
-        return {
-            "symbol_context": pd.concat([r[0] for r in results], ignore_index=True),
-            "sector_rotation": sector_rotation(returns, sectors, sessions),
-            "top_pairs": pd.concat([r[1] for r in results], ignore_index=True),
-        }
 
-    return finish
+def context_frames(chunks: list[tuple[pd.DataFrame, pd.DataFrame]], rotation: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``session_context`` results in chunk (session) order, plus ``sector_rotation``, as the three tables."""
+    chunks = chunks or [_empty_frames()]
+    # chunks are in session order and each is ordered within, so concatenation keeps the order
+    return {
+        "symbol_context": pd.concat([c[0] for c in chunks], ignore_index=True),
+        "sector_rotation": rotation,
+        "top_pairs": pd.concat([c[1] for c in chunks], ignore_index=True),
+    }
+
+
+def cross_asset_context(returns: pd.DataFrame, sectors: pd.Series, sessions: np.ndarray, top_k: int = 25,
+                        session_chunk: int = 32) -> dict[str, pd.DataFrame]:
+    """The three context tables in-process (``dask_runner`` maps the same chunks on a cluster)."""
+    with _single_threaded_blas():
+        chunks = [session_context(returns, sectors, chunk, top_k) for chunk in session_chunks(sessions, session_chunk)]
+    return context_frames(chunks, sector_rotation(returns, sectors, sessions))
 
 
 def _single_threaded_blas():

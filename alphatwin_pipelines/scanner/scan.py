@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, merge_returns, start_context
+from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, cross_asset_context, merge_returns
 from alphatwin_pipelines.scanner.packed import PackedStrings
 from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group
 from alphatwin_pipelines.scanner.signals import FAMILIES, Evidence, ScanConfig, format_shard_evidence, symbol_signals
@@ -192,19 +192,13 @@ def summarize(inputs: ScanInput, signals: pd.DataFrame, result: ScanResult) -> d
     }
 
 
-def assemble(inputs: ScanInput, returns: list[pd.DataFrame], rank: Callable[[], pd.DataFrame],
-             config: ScanConfig | None = None, mapper=None) -> ScanResult:
-    """Shard returns panels and a ranking -> ranked signals, cross-asset context and summary.
-
-    ``rank()`` gives the ranked signals frame; it runs while a ``mapper`` (see
-    ``cross_asset.start_context``) computes the per-session context elsewhere.
-    """
-    config = config or ScanConfig()
-    finish_context = start_context(merge_returns(returns), inputs.sectors, inputs.sessions, config.top_k_pairs,
-                                   config.session_chunk, mapper=mapper)
+def assemble(inputs: ScanInput, rank: Callable[[], pd.DataFrame], context: Callable[[], dict]) -> ScanResult:
+    """Ranked signals (``rank()``) and the cross-asset context tables (``context()``) ->
+    ``ScanResult`` with its summary. ``rank`` runs first: on a cluster, the context is still
+    being computed on the workers meanwhile."""
     signals = rank()
-    context = finish_context()
-    result = ScanResult(signals, context["symbol_context"], context["sector_rotation"], context["top_pairs"])
+    tables = context()
+    result = ScanResult(signals, tables["symbol_context"], tables["sector_rotation"], tables["top_pairs"])
     result.summary = summarize(inputs, signals, result)
     return result
 
@@ -237,4 +231,6 @@ def scan(
             on_ranked(frame, inputs.sessions)
         return frame
 
-    return assemble(inputs, [r.returns for r in results], rank, config)
+    context = lambda: cross_asset_context(merge_returns([r.returns for r in results]), inputs.sectors,  # noqa: E731
+                                          inputs.sessions, config.top_k_pairs, config.session_chunk)
+    return assemble(inputs, rank, context)
