@@ -235,3 +235,18 @@ def test_adjusted_read_of_some_symbols_works_before_any_corporate_action_is_stor
     bars = read_adjusted(store, symbols=symbols)
     assert sorted(bars["symbol"].unique()) == symbols
     assert np.array_equal(bars["adj_close"].to_numpy(), bars["close"].to_numpy(), equal_nan=True)
+
+
+def test_an_adjusted_window_equals_the_same_rows_of_a_full_adjusted_read(research_dir):
+    """A window reads only the events from its start on; its prices equal the full read's, bit for bit."""
+    from alphatwin_pipelines.stages.cleaning import read_adjusted, read_events
+    from alphatwin_pipelines.storage import TableStore
+
+    store = TableStore(research_dir)
+    full = read_adjusted(store)
+    events = read_events(store)
+    start = pd.Timestamp(events["date"].sort_values().iloc[len(events) // 2])  # events before and after it
+    window = read_adjusted(store, start=start)
+    expected = full[full["date"] >= start].reset_index(drop=True)
+    pd.testing.assert_frame_equal(window.reset_index(drop=True), expected, check_exact=True)
+    assert (events["date"] < start).any() and not np.array_equal(full["adj_close"], full["close"], equal_nan=True)

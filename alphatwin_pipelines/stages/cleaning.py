@@ -47,9 +47,9 @@ def build_events(store: TableStore, sessions: pd.DatetimeIndex) -> list[SessionE
     return out
 
 
-def read_events(store: TableStore, as_of=None) -> pd.DataFrame:
-    """Every stored corporate-action event dated on or before ``as_of`` (default: all)."""
-    return store.read_partitions(FACTORS, end=as_of)
+def read_events(store: TableStore, as_of=None, start=None) -> pd.DataFrame:
+    """Every stored corporate-action event dated in [``start``, ``as_of``] (default: all)."""
+    return store.read_partitions(FACTORS, start=start, end=as_of)
 
 
 #: How far back a missing symbol is still reported as a gap (beyond: it stopped trading).
@@ -105,7 +105,9 @@ def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=N
     upper = min(pd.Timestamp(end), cutoff) if end is not None else cutoff
     wanted = None if columns is None else list(dict.fromkeys([*ADJUSTMENT_INPUTS, *columns]))
     bars = store.read_partitions(CLEANED, start, upper, symbols=symbols, columns=wanted)
-    events = read_events(store, as_of=cutoff)
+    # A bar is adjusted by the events after it only, so bars from ``start`` need no older event:
+    # a nightly run reads its lookback's events, not the whole history's.
+    events = read_events(store, as_of=cutoff, start=start)
     if symbols and len(events):  # with no factors stored yet there is no symbol column to filter
         events = events[events["symbol"].isin([s.upper() for s in symbols])]
     return adjust(bars, factors=events if len(events) else pd.DataFrame(columns=list(EVENT_COLUMNS)), as_of=cutoff)
