@@ -23,11 +23,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alphatwin_pipelines.file_cache import FileCache
 from alphatwin_pipelines.schema import arrow_to_frame
 
 DATA_DIR_ENV = "ALPHATWIN_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
 REJECTED_INPUTS_LOG = "rejected_inputs.jsonl"
+#: Decoded files shared by the stages that run in this process (see ``file_cache``).
+FILE_CACHE = FileCache()
 
 # Fixed writer settings: the same table always serialises to the same bytes. Dictionary
 # encoding pays off only for strings (symbols, sources, flags); on floats it costs time for
@@ -253,14 +256,21 @@ class TableStore:
         end=None,
         symbols: Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
+        cached: bool = False,
     ) -> pd.DataFrame:
-        """Concatenate the stored sessions in [start, end], optionally for some symbols."""
+        """Concatenate the stored sessions in [start, end], optionally for some symbols.
+
+        ``cached`` keeps the decoded files in this process's ``FILE_CACHE`` for the next
+        reader of the same files (used for the bars every stage reads, see ``file_cache``).
+        """
         sessions = self.stored_sessions(table)
         if start is not None:
             sessions = sessions[sessions >= pd.Timestamp(start)]
         if end is not None:
             sessions = sessions[sessions <= pd.Timestamp(end)]
         paths = [self.partition_path(table, s) for s in sessions]
+        if cached and paths and not symbols:
+            return arrow_to_frame(FILE_CACHE.read(paths, columns))
         return self._read_files(paths, symbols, columns)
 
     # -- whole tables ------------------------------------------------------------------------

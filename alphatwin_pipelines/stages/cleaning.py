@@ -49,7 +49,7 @@ def build_events(store: TableStore, sessions: pd.DatetimeIndex) -> list[SessionE
 
 def read_events(store: TableStore, as_of=None, start=None) -> pd.DataFrame:
     """Every stored corporate-action event dated in [``start``, ``as_of``] (default: all)."""
-    return store.read_partitions(FACTORS, start=start, end=as_of)
+    return store.read_partitions(FACTORS, start=start, end=as_of, cached=True)
 
 
 #: How far back a missing symbol is still reported as a gap (beyond: it stopped trading).
@@ -104,7 +104,7 @@ def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=N
     cutoff = pd.Timestamp(as_of) if as_of is not None else stored[-1]
     upper = min(pd.Timestamp(end), cutoff) if end is not None else cutoff
     wanted = None if columns is None else list(dict.fromkeys([*ADJUSTMENT_INPUTS, *columns]))
-    bars = store.read_partitions(CLEANED, start, upper, symbols=symbols, columns=wanted)
+    bars = store.read_partitions(CLEANED, start, upper, symbols=symbols, columns=wanted, cached=True)
     # A bar is adjusted by the events after it only, so bars from ``start`` need no older event:
     # a nightly run reads its lookback's events, not the whole history's.
     events = read_events(store, as_of=cutoff, start=start)
