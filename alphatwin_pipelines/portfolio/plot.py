@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from alphatwin_pipelines.portfolio.allocate import Allocation
-from alphatwin_pipelines.storage import atomic_write_bytes
+from alphatwin_pipelines.atomic import atomic_write_bytes
 
 MAX_BARS = 40
 

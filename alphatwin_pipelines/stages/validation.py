@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alphatwin_pipelines.atomic import atomic_write_bytes
 from alphatwin_pipelines.reports.evaluate import (
     StrategyValidation, ValidationSettings, candidate_specs, oos_metrics, run_walk_forward, validate_strategy,
 )
@@ -27,7 +28,7 @@ from alphatwin_pipelines.reports.portfolio import benchmark_returns, run_portfol
 from alphatwin_pipelines.reports.regimes import regime_labels
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.stages.cleaning import read_adjusted
-from alphatwin_pipelines.storage import TableStore, atomic_write_bytes
+from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
 from alphatwin_pipelines.tables import (
     OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION,
