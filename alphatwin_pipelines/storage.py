@@ -61,6 +61,17 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
 
 
+def _holds(path: Path, payload: pa.Buffer) -> bool:
+    """Whether ``path`` exists with exactly these bytes."""
+    try:
+        if os.stat(path).st_size != payload.size:
+            return False
+        with open(path, "rb") as fh:
+            return pa.py_buffer(fh.read()).equals(payload)
+    except FileNotFoundError:
+        return False
+
+
 def write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_parquet_options(table.schema)))
 
@@ -102,9 +113,10 @@ class TableStore:
         else:
             self._pool.shutdown(wait=True)
             os.sync()
-            for tmp, final in self._pending:
+            replaced = [(tmp, final) for tmp, final in self._pending if tmp is not None]  # None: unchanged
+            for tmp, final in replaced:
                 os.replace(tmp, final)
-            for folder in sorted({final.parent for _, final in self._pending}):
+            for folder in sorted({final.parent for _, final in replaced}):
                 fsync_dir(folder)
         finally:
             self._pending, self._pool, self._stale = None, None, {}
@@ -129,9 +141,21 @@ class TableStore:
     @staticmethod
     def _write_temp(slot: list, data: pa.Table, stale) -> None:
         """On a writer thread: creating a file costs as much as encoding a small one on some
-        filesystems (0.03-1 ms here), so it overlaps the producer's work too."""
+        filesystems (0.03-1 ms here), so it overlaps the producer's work too.
+
+        A file whose stored bytes are already exactly the new ones is left alone (no temporary,
+        no rename): re-running a backfill on unchanged inputs then creates and frees no file.
+        """
+        sink = pa.BufferOutputStream()
+        pq.write_table(data, sink, **_parquet_options(data.schema))
+        payload = sink.getvalue()
+        if _holds(slot[1], payload):
+            for old in stale:
+                old.unlink(missing_ok=True)
+            return
         slot[0] = _new_temp(slot[1], stale)  # before writing: a failed batch removes it
-        pq.write_table(data, slot[0], **_parquet_options(data.schema))
+        with open(slot[0], "wb") as fh:
+            fh.write(memoryview(payload))
 
     def write_sessions(self, table: str, frame: pd.DataFrame, sessions, *, key: str = "date", to_arrow=None) -> dict:
         """Replace the partition of every session in ``sessions`` with ``frame``'s rows of that session.

@@ -188,3 +188,22 @@ def test_a_failing_write_inside_a_batch_replaces_nothing(tmp_path):
     assert _sha(store.partition_path("raw_ohlcv", "2024-01-02")) == before
     assert not store.partition_path("raw_ohlcv", "2024-01-03").exists()
     assert not list(store.table_dir("raw_ohlcv").glob(".*.tmp"))
+
+
+def test_a_batch_leaves_files_that_already_hold_the_new_bytes_untouched(tmp_path):
+    days = [f"2024-01-{d:02d}" for d in range(2, 6)]
+    bars = _bars(n_symbols=20, dates=days, seed=8)
+    store = TableStore(tmp_path)
+    store.write_sessions("raw_ohlcv", bars, pd.DatetimeIndex(days), to_arrow=bars_to_arrow)
+    paths = {day: store.partition_path("raw_ohlcv", day) for day in days}
+    inodes = {day: p.stat().st_ino for day, p in paths.items()}
+    stale = paths[days[0]].parent / f".{paths[days[0]].name}.killed.tmp"
+    stale.write_bytes(b"left by a killed writer")
+    changed = bars.copy()
+    changed.loc[changed["date"] == days[2], "close"] += 1.0
+    store.write_sessions("raw_ohlcv", changed, pd.DatetimeIndex(days), to_arrow=bars_to_arrow)
+    assert {d: paths[d].stat().st_ino == inodes[d] for d in days} == {d: d != days[2] for d in days}
+    reread = TableStore(tmp_path / "fresh")
+    reread.write_sessions("raw_ohlcv", changed, pd.DatetimeIndex(days), to_arrow=bars_to_arrow)
+    assert {d: _sha(paths[d]) for d in days} == {d: _sha(reread.partition_path("raw_ohlcv", d)) for d in days}
+    assert not stale.exists() and not list(paths[days[0]].parent.glob(".*.tmp"))
