@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from alphatwin_pipelines.scanner import cross_asset
 from alphatwin_pipelines.scanner.cross_asset import _Scratch, _top_pairs
 from alphatwin_pipelines.scanner.packed import PackedStrings
 from alphatwin_pipelines.scanner.signals import Evidence, format_shard_evidence
@@ -31,9 +32,12 @@ def test_evidence_format_rules_and_row_order():
     assert parsed[3:] == [{"close": 101.2}, {"close": None}, {"close": np.round(1e20 / 3, 4)}]
 
 
+@pytest.mark.parametrize("block", [16, 128])
 @pytest.mark.parametrize("k", [1, 25, 400])
-def test_top_pairs_equal_a_brute_force_ranking_of_every_pair(k):
-    """The float32 filter never drops a true top pair, even among near-ties it cannot tell apart."""
+def test_top_pairs_equal_a_brute_force_ranking_of_every_pair(k, block, monkeypatch):
+    """The float32 filter never drops a true top pair, even among near-ties it cannot tell apart,
+    whether the matrix is filtered in one block or in eight."""
+    monkeypatch.setattr(cross_asset, "_PAIR_BLOCK", block)
     rng = np.random.default_rng(5)
     window = rng.normal(size=(60, 120)) + rng.normal(size=(60, 1)) * 0.8  # one common factor
     window[:, 40:60] = window[:, [7]] + rng.normal(0, 1e-9, (60, 20))  # 20 near-identical columns: 190 near-ties
