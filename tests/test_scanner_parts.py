@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from alphatwin_pipelines.scanner import cross_asset
-from alphatwin_pipelines.scanner.cross_asset import _Scratch, _top_pairs
+from alphatwin_pipelines.scanner import pairs as pair_module
+from alphatwin_pipelines.scanner.pairs import Scratch, top_pairs
 from alphatwin_pipelines.scanner.packed import PackedStrings
 from alphatwin_pipelines.scanner.signals import Evidence, format_shard_evidence
 
@@ -37,7 +37,7 @@ def test_evidence_format_rules_and_row_order():
 def test_top_pairs_equal_a_brute_force_ranking_of_every_pair(k, block, monkeypatch):
     """The float32 filter never drops a true top pair, even among near-ties it cannot tell apart,
     whether the matrix is filtered in one block or in eight."""
-    monkeypatch.setattr(cross_asset, "_PAIR_BLOCK", block)
+    monkeypatch.setattr(pair_module, "_PAIR_BLOCK", block)
     rng = np.random.default_rng(5)
     window = rng.normal(size=(60, 120)) + rng.normal(size=(60, 1)) * 0.8  # one common factor
     window[:, 40:60] = window[:, [7]] + rng.normal(0, 1e-9, (60, 20))  # 20 near-identical columns: 190 near-ties
@@ -45,7 +45,7 @@ def test_top_pairs_equal_a_brute_force_ranking_of_every_pair(k, block, monkeypat
     window[:, 101] = 3.0
     centred = window - window.mean(axis=0)
     sumsq = (centred * centred).sum(axis=0)
-    i, j, corr = _top_pairs(centred, sumsq, k, _Scratch())
+    i, j, corr = top_pairs(centred, sumsq, k, Scratch())
 
     usable = [c for c in range(120) if c not in (100, 101)]
     pairs = [(float(np.corrcoef(window[:, a], window[:, b])[0, 1]), a, b)
