@@ -10,6 +10,7 @@ import pytest
 import talib
 
 from alphatwin_pipelines.scanner import FAMILIES, SIGNAL_COLUMNS, SIGNALS, ScanConfig, scan
+from alphatwin_pipelines.scanner.scan import top_signals
 
 #: Weekdays stand in for NYSE sessions: the scanner only needs ordered dates per symbol.
 SESSIONS = pd.bdate_range("2022-01-03", periods=420).astype("datetime64[ns]")
@@ -281,10 +282,25 @@ def test_summary_and_top(full_scan, market):
     assert summary["symbols_scanned"] == market[1]["symbol"].nunique()
     assert summary["sessions"] == 120
     assert sum(summary["hits_per_family"].values()) == summary["hits"] == len(full_scan.signals)
+    signals = full_scan.signals
+    assert summary["hits_per_family"] == {f: int((signals["family"] == f).sum()) for f in FAMILIES}
+    assert summary["hits_per_signal"] == signals["signal"].value_counts().sort_index().to_dict()
     top = full_scan.top()
     assert len(top) == 20 and (top["date"] == SESSIONS[-1]).all()
     assert [d["symbol"] for d in summary["top_20"]] == top["symbol"].tolist()
     json.dumps(summary)  # plain JSON-able metadata
+
+
+@pytest.mark.parametrize("day", [None, -60, -120, 0])
+def test_top_is_the_n_lowest_overall_ranks_of_the_session(full_scan, day):
+    """Against pandas' own filter + nsmallest, on the scan's frame (one slice per session)
+    and on shuffled rows (the general path)."""
+    date = None if day is None else SESSIONS[day]  # SESSIONS[0] was not scanned: no rows
+    for signals in (full_scan.signals, full_scan.signals.sample(frac=1.0, random_state=7)):
+        wanted = signals["date"].max() if date is None else date
+        expected = signals[signals["date"] == wanted].nsmallest(20, "rank_overall").reset_index(drop=True)
+        assert len(expected) == (0 if day == 0 else 20)
+        pd.testing.assert_frame_equal(top_signals(signals, 20, date), expected)
 
 
 def test_universe_filters_and_bad_input(market):
