@@ -1,13 +1,15 @@
-"""Scanner parts on hand-made inputs: evidence text rules and the top-pairs filter."""
+"""Scanner parts on hand-made inputs: evidence text rules, the top-pairs filter, merged returns."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from alphatwin_pipelines.scanner import pairs as pair_module
+from alphatwin_pipelines.scanner.cross_asset import ReturnsPanel, merge_returns
 from alphatwin_pipelines.scanner.pairs import Scratch, top_pairs
 from alphatwin_pipelines.scanner.packed import PackedStrings
 from alphatwin_pipelines.scanner.signals import Evidence, format_shard_evidence
@@ -62,3 +64,22 @@ def test_top_pairs_equal_a_brute_force_ranking_of_every_pair(k, block, monkeypat
         assert chosen == {frozenset((a, b)) for _, a, b in expected}
 
 
+
+
+def test_merged_returns_equal_an_outer_join_sorted_by_symbol():
+    """Shards with their own dates and symbols out of order: the union of dates, NaN where a
+    symbol has no return, columns sorted, as pandas' outer concat gives."""
+    rng = np.random.default_rng(3)
+    days = pd.bdate_range("2024-01-01", periods=12).to_numpy(dtype="datetime64[ns]")
+    shards = [(days[2:], ["MSFT", "AAPL"]), (days[:9], ["ZION"]), (days[::2], ["BAC", "KO", "A"]), (days[:0], [])]
+    panels = [ReturnsPanel(d, np.asarray(s, dtype=object), rng.normal(size=(d.size, len(s)))) for d, s in shards]
+    merged = merge_returns(panels)
+    frames = [pd.DataFrame(p.values, index=p.dates, columns=p.symbols) for p in panels if p.symbols.size]
+    expected = pd.concat(frames, axis=1, join="outer", sort=True)
+    expected = expected[sorted(expected.columns)]
+    np.testing.assert_array_equal(merged.dates, expected.index.to_numpy())
+    assert merged.symbols.tolist() == ["A", "AAPL", "BAC", "KO", "MSFT", "ZION"]
+    np.testing.assert_array_equal(merged.values, expected.to_numpy())
+    assert merged.values.flags.c_contiguous
+    empty = merge_returns([panels[-1]])
+    assert empty.values.shape == (0, 0) and empty.symbols.size == 0

@@ -18,8 +18,8 @@ from operator import getitem
 import numpy as np
 import pandas as pd
 
-from alphatwin_pipelines.scanner.cross_asset import (context_frames, merge_returns, sector_rotation, session_chunks,
-                                                     session_context)
+from alphatwin_pipelines.scanner.cross_asset import (ReturnsPanel, context_frames, merge_returns, sector_rotation,
+                                                     session_chunks, session_context)
 from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group, session_groups, split_by_session
 from alphatwin_pipelines.scanner.scan import (ScanResult, ShardResult, assemble, make_shards, prepare, scan, scan_shard,
                                               symbol_names)
@@ -150,5 +150,5 @@ def _split_hits(result: ShardResult, groups) -> list[RawHits]:
     return split_by_session(RawHits(result.signals, result.evidence), groups)
 
 
-def _returns_of(result: ShardResult) -> pd.DataFrame:
+def _returns_of(result: ShardResult) -> ReturnsPanel:
     return result.returns

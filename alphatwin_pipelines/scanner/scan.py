@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, cross_asset_context, merge_returns
+from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, ReturnsPanel, cross_asset_context, merge_returns
 from alphatwin_pipelines.scanner.packed import PackedStrings
 from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group
 from alphatwin_pipelines.scanner.signals import (FAMILIES, SIGNALS, Evidence, ScanConfig, format_shard_evidence,
@@ -31,7 +31,7 @@ TOP_N = 20
 class ShardResult(NamedTuple):
     signals: pd.DataFrame  # symbol_code, date, signal_id, direction, score (unranked)
     evidence: PackedStrings  # one JSON object per signals row
-    returns: pd.DataFrame  # sessions × shard symbols, simple daily returns from context_start
+    returns: ReturnsPanel  # sessions × shard symbols, simple daily returns from context_start
 
 
 @dataclass
@@ -182,7 +182,7 @@ def scan_shard(
     sym, sym_pos = np.unique(codes[keep], return_inverse=True)
     matrix = np.full((day.size, sym.size), np.nan)
     matrix[day_pos, sym_pos] = returns[keep]
-    panel = pd.DataFrame(matrix, index=pd.DatetimeIndex(day, name="date"), columns=pd.Index(names[sym], dtype=object))
+    panel = ReturnsPanel(day, names[sym], matrix)
     evidence_text = format_shard_evidence(evidence, signals["signal_id"].to_numpy())
     return ShardResult(signals, PackedStrings.from_arrow(evidence_text), panel)
 
