@@ -117,8 +117,9 @@ def run_scan(
     n_workers = _n_workers(client)
     direct = _direct(client)
     # one shard at a time: the first shard's task runs while the next ones are sent
-    results = [client.submit(scan_shard, client.scatter(shard, direct=direct), inputs.sessions, inputs.context_start,
-                             config, pure=False)
+    # hash=False: a random key, not a hash of ~10 MB of bars per shard
+    results = [client.submit(scan_shard, client.scatter(shard, direct=direct, hash=False), inputs.sessions,
+                             inputs.context_start, config, pure=False)
                for shard in make_shards(inputs.bars, n_shards or SHARDS_PER_WORKER * n_workers)]
     # Ranking compares hits of one session only: each shard's hits are cut by session group
     # and every group is ranked on a worker, so only ranked hits come back to this process.
@@ -128,7 +129,7 @@ def run_scan(
               for g, sessions in enumerate(groups)]
     # The context needs every symbol's returns: they are merged on a worker and never come here.
     returns = client.submit(merge_returns, [client.submit(_returns_of, r, pure=False) for r in results], pure=False)
-    sectors = client.scatter(inputs.sectors, broadcast=True, direct=direct)
+    sectors = client.scatter(inputs.sectors, broadcast=True, direct=direct, hash=False)
     chunks = session_chunks(inputs.sessions, config.session_chunk)
     context = client.map(session_context, [returns] * len(chunks), [sectors] * len(chunks), chunks,
                          [config.top_k_pairs] * len(chunks), pure=False)
@@ -143,7 +144,13 @@ def run_scan(
                 on_ranked(frames[-1], sessions)
         return pd.concat(frames, ignore_index=True)
 
-    return assemble(inputs, rank, lambda: context_frames(*client.gather([context, rotation], direct=direct)))
+    def context_tables() -> dict[str, pd.DataFrame]:
+        # chunk by chunk in session order, each fetched as soon as it is done: gathering all
+        # at once moved ~60 MB after the last task ended (0.1-0.15 s of a 5 s scan, measured)
+        chunks = [client.gather(future, direct=direct) for future in context]
+        return context_frames(chunks, client.gather(rotation, direct=direct))
+
+    return assemble(inputs, rank, context_tables)
 
 
 def _split_hits(result: ShardResult, groups) -> list[RawHits]:
