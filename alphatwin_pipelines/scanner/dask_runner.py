@@ -10,6 +10,7 @@ context rows come back. Every task is a pure function of its inputs, so the resu
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -31,6 +32,13 @@ RANK_GROUPS_PER_WORKER = 2
 #: Dask config for local workers: the statistical profiler samples every thread's stack every
 #: 10 ms, holding the GIL; the context tasks ran 3.5 s with it and 2.9-3.2 s without (measured).
 WORKER_CONFIG = {"distributed": {"worker": {"profile": {"enabled": False}}}}
+#: glibc malloc settings for local worker processes. Dask's own MALLOC_TRIM_THRESHOLD_=64 KiB
+#: also turns off glibc's adaptive mmap threshold, so every array over 128 KiB is mapped,
+#: unmapped when freed and faulted in again page by page: a 5-year scan took ~530 k page
+#: faults and ~2 s of kernel time in the workers. Arrays up to 32 MiB from the heap, and up to
+#: 256 MiB of free heap kept, cut that to ~25 k faults and ~0.5 s, for ~130 MiB more resident
+#: memory per worker (measured).
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
 
 
 def local_cluster(n_workers: int | None = None, threads_per_worker: int = 1, memory_limit: str | int = "auto", **kwargs):
@@ -38,6 +46,7 @@ def local_cluster(n_workers: int | None = None, threads_per_worker: int = 1, mem
 
     The dashboard is off unless ``dashboard_address`` is passed and the scheduler's HTTP
     server takes a free port, so clusters started side by side never fight over port 8787.
+    Workers start with ``WORKER_MALLOC`` in their environment.
     """
     import dask.config
     from distributed import LocalCluster
@@ -55,8 +64,29 @@ def local_cluster(n_workers: int | None = None, threads_per_worker: int = 1, mem
         threads_per_worker=threads_per_worker,
         processes=True,
         memory_limit=memory_limit,
+        worker_class=_tuned_nanny(),
         **kwargs,
     )
+
+
+@functools.cache
+def _tuned_nanny():
+    from distributed import Nanny
+
+    class TunedMallocNanny(Nanny):
+        """A Nanny that starts its worker process with ``WORKER_MALLOC`` set.
+
+        glibc reads these variables once, at process start, so they must be in the
+        environment the Nanny spawns with (Dask's ``pre-spawn-environ``). Set here rather than
+        through that config key, which an earlier Nanny's own value left in ``os.environ``
+        would silently override."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.pre_spawn_env.update(WORKER_MALLOC)
+            self.env.update(WORKER_MALLOC)  # what the worker then sees in os.environ
+
+    return TunedMallocNanny
 
 
 def connect(address: str | None = None, **cluster_kwargs):
