@@ -104,6 +104,16 @@ def test_workers_reuse_freed_memory_instead_of_faulting_it_in_again(client):
         assert faults < 200 * 256 // 20, faults
 
 
+def test_scheduler_and_workers_tick_at_the_local_cluster_rates(client):
+    """Measured on the servers themselves: each started with LOCAL_CLUSTER_CONFIG in force."""
+    def rates(dask_worker=None, dask_scheduler=None):
+        server = dask_worker or dask_scheduler
+        return server._tick_interval, server.periodic_callbacks["monitor"].callback_time
+
+    for tick, monitor in [*client.run(rates).values(), client.run_on_scheduler(rates)]:
+        assert (tick, monitor) == (0.5, 1000)
+
+
 def test_dask_equals_in_process(client, data, reference):
     cleaned, universe = data
     result = run_scan(cleaned, universe, _sessions(cleaned), client=client)
