@@ -3,8 +3,9 @@
 Ranks compare signals of the same session only, so the sessions can be cut into groups and
 each group ranked on its own (on a Dask worker, say): ``split_by_session`` cuts a shard's raw
 hits by session group, ``rank_group`` orders and ranks one group's hits from every shard, and
-``name_ranked`` turns the ranked groups, in session order, into the signals frame. The
-result is the same frame whatever the number of groups or shards.
+``name_ranked`` turns a ranked group into its signals frame (``ranked_signals`` does both).
+Concatenated in session order, the groups' frames are the same whatever the number of groups
+or shards.
 """
 
 from __future__ import annotations
@@ -86,12 +87,11 @@ def rank_group(pieces: list[RawHits], sessions: np.ndarray) -> RankedHits:
     return RankedHits(numbers, PackedStrings.from_arrow(evidence.take(pa.array(order, type=pa.int64()))))
 
 
-def name_ranked(groups: list[RankedHits], names: np.ndarray, sectors: pd.Series) -> pd.DataFrame:
-    """The signals frame (``scan.SIGNAL_COLUMNS``) from ranked groups in session order."""
-    numbers = pd.concat([g.numbers for g in groups], ignore_index=True)
+def name_ranked(ranked: RankedHits, names: np.ndarray, sectors: pd.Series) -> pd.DataFrame:
+    """The signals frame (``scan.SIGNAL_COLUMNS``) of one ranked group."""
+    numbers = ranked.numbers
     codes, ids = numbers["symbol_code"].to_numpy(), numbers["signal_id"].to_numpy()
     sector_codes, sector_names = pd.factorize(sectors.reindex(names).fillna("Unknown"))
-    evidence = pa.chunked_array([g.evidence.to_arrow() for g in groups], type=pa.large_string())
     return pd.DataFrame({
         "date": numbers["date"].to_numpy(dtype="datetime64[ns]"),
         "symbol": arrow_strings(codes, names),
@@ -102,5 +102,10 @@ def name_ranked(groups: list[RankedHits], names: np.ndarray, sectors: pd.Series)
         "score": numbers["score"].to_numpy(),
         "rank_family": numbers["rank_family"].to_numpy(),
         "rank_overall": numbers["rank_overall"].to_numpy(),
-        "evidence": pd.array(evidence, dtype="string"),
+        "evidence": pd.array(ranked.evidence.to_arrow(), dtype="string"),
     })
+
+
+def ranked_signals(pieces: list[RawHits], sessions: np.ndarray, names: np.ndarray, sectors: pd.Series) -> pd.DataFrame:
+    """One session group's finished signals frame: ranked, then named."""
+    return name_ranked(rank_group(pieces, sessions), names, sectors)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK, ReturnsPanel, cross_asset_context, merge_returns
 from alphatwin_pipelines.scanner.packed import PackedStrings
-from alphatwin_pipelines.scanner.ranking import RawHits, name_ranked, rank_group
+from alphatwin_pipelines.scanner.ranking import RawHits, ranked_signals
 from alphatwin_pipelines.scanner.signals import (FAMILIES, SIGNALS, Evidence, ScanConfig, format_shard_evidence,
                                                  symbol_signals)
 
@@ -260,7 +260,7 @@ def scan(
     hits = [RawHits(r.signals, r.evidence) for r in results]
 
     def rank() -> pd.DataFrame:
-        frame = name_ranked([rank_group(hits, inputs.sessions)], symbol_names(inputs), inputs.sectors)
+        frame = ranked_signals(hits, inputs.sessions, symbol_names(inputs), inputs.sectors)
         if on_ranked is not None:
             on_ranked(frame, inputs.sessions)
         return frame
