@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from alphatwin_pipelines.scanner import pairs as pair_module
@@ -83,3 +84,30 @@ def test_merged_returns_equal_an_outer_join_sorted_by_symbol():
     assert merged.values.flags.c_contiguous
     empty = merge_returns([panels[-1]])
     assert empty.values.shape == (0, 0) and empty.symbols.size == 0
+
+
+def test_packed_frame_round_trips_through_dask_serialization_without_copying_strings():
+    from distributed.protocol.serialize import deserialize, serialize
+
+    from alphatwin_pipelines.scanner.packed import PackedFrame
+
+    frame = pd.DataFrame({
+        "date": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-01-03"]).as_unit("ns"),
+        "symbol": pd.array(["AAPL", "MSFT", "ÆØÅ"], dtype="string"),
+        "with_null": pd.array(["x", None, "z"], dtype="string"),
+        "rank": np.array([1, 2, 3], dtype=np.int64),
+        "score": [0.5, np.nan, -0.0],
+        "flag": [True, False, True],
+        "nullable": pd.array([1, None, 3], dtype="Int64"),
+    })
+    packed = PackedFrame.from_frame(frame)
+    arrow_data = pa.array(frame["symbol"].array).buffers()[2]
+    assert packed.values[1].data.__array_interface__["data"][0] == arrow_data.address  # a view, not a copy
+    header, frames = serialize(packed)
+    back = deserialize(header, frames).to_frame()
+    pd.testing.assert_frame_equal(back, frame)
+    assert np.signbit(back["score"].iloc[2])
+    empty = frame.iloc[:0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(PackedFrame.from_frame(empty).to_frame(), empty)
+    with pytest.raises(ValueError, match="reset the frame's index"):
+        PackedFrame.from_frame(frame.iloc[1:])

@@ -5,8 +5,9 @@ The driver prepares the bars and sends them out as ~3 × n_workers symbol shards
 session group and every group is ranked and named there (``ranking``); the shards' returns
 are merged on a worker, and the cross-asset context (60-session correlations and the N×N
 top-pairs matrix, the costly bit of a backfill) is mapped over session chunks. Only finished
-signal frames and context rows come back: the driver shares the machine's cores. Every task is a pure function of its inputs, so the result equals
-``scan.scan`` exactly, whatever the shard count."""
+signal frames and context rows come back, as ``PackedFrame``s: the driver shares the machine's
+cores. Every task is a pure function of its inputs, so the result equals ``scan.scan``
+exactly, whatever the shard count."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from alphatwin_pipelines.scanner.cross_asset import (ReturnsPanel, context_frames, merge_returns, sector_rotation,
                                                      session_chunks, session_context)
+from alphatwin_pipelines.scanner.packed import PackedFrame
 from alphatwin_pipelines.scanner.ranking import RawHits, ranked_signals, session_groups, split_by_session
 from alphatwin_pipelines.scanner.scan import (ScanResult, ShardResult, assemble, make_shards, prepare, scan, scan_shard,
                                               symbol_names)
@@ -167,13 +169,13 @@ def run_scan(
     names = client.scatter(symbol_names(inputs), broadcast=True, direct=direct, hash=False)
     # named here, not on the driver: decoding 1.2 M rows × 4 name columns cost the driver ~0.2 s
     # of a backfill, taken from the workers' cores
-    ranked = [client.submit(ranked_signals, [client.submit(getitem, p, g, pure=False) for p in pieces], sessions,
-                            names, sectors, pure=False)
+    ranked = [client.submit(_packed_ranked_signals, [client.submit(getitem, p, g, pure=False) for p in pieces],
+                            sessions, names, sectors, pure=False)
               for g, sessions in enumerate(groups)]
     # The context needs every symbol's returns: they are merged on a worker and never come here.
     returns = client.submit(merge_returns, [client.submit(_returns_of, r, pure=False) for r in results], pure=False)
     chunks = session_chunks(inputs.sessions, config.session_chunk)
-    context = client.map(session_context, [returns] * len(chunks), [sectors] * len(chunks), chunks,
+    context = client.map(_packed_session_context, [returns] * len(chunks), [sectors] * len(chunks), chunks,
                          [config.top_k_pairs] * len(chunks), pure=False)
     rotation = client.submit(sector_rotation, returns, sectors, inputs.sessions, pure=False)
     del results, pieces
@@ -181,7 +183,7 @@ def run_scan(
     def rank() -> pd.DataFrame:
         frames = []
         for future, sessions in zip(ranked, groups):
-            frames.append(client.gather(future, direct=direct))
+            frames.append(client.gather(future, direct=direct).to_frame())
             if on_ranked is not None:
                 on_ranked(frames[-1], sessions)
         return pd.concat(frames, ignore_index=True)
@@ -190,8 +192,8 @@ def run_scan(
         # a few chunks at a time in session order, each batch fetched as soon as it is done:
         # gathering all at once moved ~60 MB after the last task ended (0.1-0.15 s of a 5 s
         # scan), and one round trip per chunk cost the driver's event loop for 40 of them
-        chunks = [chunk for first in range(0, len(context), CONTEXT_GATHER_BATCH)
-                  for chunk in client.gather(context[first : first + CONTEXT_GATHER_BATCH], direct=direct)]
+        chunks = [(symbols.to_frame(), pairs.to_frame()) for first in range(0, len(context), CONTEXT_GATHER_BATCH)
+                  for symbols, pairs in client.gather(context[first : first + CONTEXT_GATHER_BATCH], direct=direct)]
         return context_frames(chunks, client.gather(rotation, direct=direct))
 
     return assemble(inputs, rank, context_tables)
@@ -199,6 +201,15 @@ def run_scan(
 
 def _split_hits(result: ShardResult, groups) -> list[RawHits]:
     return split_by_session(RawHits(result.signals, result.evidence), groups)
+
+
+def _packed_ranked_signals(pieces: list[RawHits], sessions, names, sectors) -> PackedFrame:
+    return PackedFrame.from_frame(ranked_signals(pieces, sessions, names, sectors))
+
+
+def _packed_session_context(returns: ReturnsPanel, sectors, sessions, top_k: int) -> tuple[PackedFrame, PackedFrame]:
+    symbols, pairs = session_context(returns, sectors, sessions, top_k)
+    return PackedFrame.from_frame(symbols), PackedFrame.from_frame(pairs)
 
 
 def _returns_of(result: ShardResult) -> ReturnsPanel:

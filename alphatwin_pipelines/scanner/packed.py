@@ -1,10 +1,11 @@
-"""Strings as two NumPy arrays, the form in which evidence travels between Dask processes."""
+"""Strings and frames as NumPy arrays, the form in which results travel between Dask processes."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 
@@ -36,3 +37,38 @@ class PackedStrings(NamedTuple):
 
     def to_arrow(self) -> pa.LargeStringArray:
         return pa.LargeStringArray.from_buffers(len(self.offsets) - 1, pa.py_buffer(self.offsets), pa.py_buffer(self.data))
+
+
+class PackedFrame(NamedTuple):
+    """A DataFrame with a default index as one array per column: Arrow-backed string
+    columns without nulls as ``PackedStrings``, NumPy columns as they are, others as their
+    pandas arrays.
+
+    Pandas pickles an Arrow-backed column by first copying all its chunks into a new array
+    (pandas GH 42600), and Dask pickles a frame's blocks in the worker's offload thread:
+    ~0.1 s of each worker's CPU per backfill went to those copies (measured). NumPy arrays
+    are sent out of band, uncopied, and the frame is rebuilt on arrival without copies."""
+
+    columns: tuple[str, ...]
+    dtypes: tuple
+    values: tuple
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> PackedFrame:
+        if not frame.index.equals(pd.RangeIndex(len(frame))):
+            raise ValueError("PackedFrame keeps no index: reset the frame's index first")
+        values = []
+        for position in range(frame.shape[1]):
+            column = frame.iloc[:, position]
+            if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow" and not column.hasnans:
+                values.append(PackedStrings.from_arrow(pa.array(column.array)))
+            elif isinstance(column.dtype, np.dtype):
+                values.append(column.to_numpy())
+            else:
+                values.append(column.array)
+        return cls(tuple(frame.columns), tuple(frame.dtypes), tuple(values))
+
+    def to_frame(self) -> pd.DataFrame:
+        columns = {name: pd.array(value.to_arrow(), dtype=dtype) if isinstance(value, PackedStrings) else value
+                   for name, dtype, value in zip(self.columns, self.dtypes, self.values)}
+        return pd.DataFrame(columns, columns=list(self.columns), copy=False)
