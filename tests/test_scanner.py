@@ -204,12 +204,15 @@ def test_no_look_ahead(market):
         a, b = a[a["date"] <= cut].reset_index(drop=True), b[b["date"] <= cut].reset_index(drop=True)
         assert len(a)
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
-    # and a scan of just that session, on bars that end there, agrees too
+    # and a scan of just that session, on bars that end there or that go on, agrees too
     alone = scan(cleaned[cleaned["date"] <= cut], uni, sessions=cut)
+    as_of = scan(cleaned, uni, sessions=cut)
     for name in ("signals", "symbol_context", "sector_rotation", "top_pairs"):
         a = getattr(base, name)
         pd.testing.assert_frame_equal(a[a["date"] == cut].reset_index(drop=True), getattr(alone, name),
                                       check_exact=True, obj=name)
+        pd.testing.assert_frame_equal(getattr(as_of, name), getattr(alone, name), check_exact=True, obj=name)
+    assert as_of.summary == alone.summary
 
 
 def test_inputs_are_not_mutated(market):
@@ -291,6 +294,18 @@ def test_summary_and_top(full_scan, market):
     json.dumps(summary)  # plain JSON-able metadata
 
 
+def test_summary_counts_only_symbols_with_a_bar_on_a_scanned_session(market):
+    cleaned, uni = market
+    gone = uni["symbol"].iloc[:3].tolist()  # no bar on the last two sessions
+    bars = cleaned[~(cleaned["symbol"].isin(gone) & (cleaned["date"] >= SESSIONS[-2]))]
+    for n_shards in (1, 4):
+        result = scan(bars, uni, sessions=SESSIONS[-2:], n_shards=n_shards)
+        assert result.summary["symbols_scanned"] == uni["symbol"].nunique() - 3
+        assert not set(gone) & set(result.signals["symbol"])
+        assert result.summary["hits_per_signal"] == result.signals["signal"].value_counts().sort_index().to_dict()
+    assert scan(bars, uni, sessions=SESSIONS[-3:]).summary["symbols_scanned"] == uni["symbol"].nunique()
+
+
 @pytest.mark.parametrize("day", [None, -60, -120, 0])
 def test_top_is_the_n_lowest_overall_ranks_of_the_session(full_scan, day):
     """Against pandas' own filter + nsmallest, on the scan's frame (one slice per session)
@@ -305,9 +320,11 @@ def test_top_is_the_n_lowest_overall_ranks_of_the_session(full_scan, day):
 
 def test_universe_filters_and_bad_input(market):
     cleaned, uni = market
-    result = scan(cleaned, uni[uni["sector"] == "Tech"])
-    assert set(result.signals["symbol"]) <= set(uni.loc[uni["sector"] == "Tech", "symbol"])
+    tech = uni[uni["sector"] == "Tech"]
+    result = scan(cleaned, tech)
+    assert set(result.signals["symbol"]) <= set(tech["symbol"])
     assert set(result.symbol_context["sector"]) == {"Tech"}
+    assert result.summary["symbols_scanned"] == tech["symbol"].nunique() < uni["symbol"].nunique()
     with pytest.raises(ValueError, match="adj_close"):
         scan(cleaned.drop(columns=["adj_close"]), uni)
     empty = scan(cleaned, uni, sessions="1990-01-02")

@@ -24,8 +24,8 @@ from alphatwin_pipelines.scanner.cross_asset import (ReturnsPanel, context_frame
                                                      session_chunks, session_context)
 from alphatwin_pipelines.scanner.packed import PackedFrame
 from alphatwin_pipelines.scanner.ranking import RawHits, ranked_signals, session_groups, split_by_session
-from alphatwin_pipelines.scanner.scan import (ScanResult, ShardResult, assemble, make_shards, prepare, scan, scan_shard,
-                                              symbol_names)
+from alphatwin_pipelines.scanner.scan import (ScanResult, ShardCounts, ShardResult, assemble, make_shards, prepare, scan,
+                                              scan_shard, symbol_names)
 from alphatwin_pipelines.scanner.signals import ScanConfig
 
 SHARDS_PER_WORKER = 3
@@ -174,6 +174,7 @@ def run_scan(
               for g, sessions in enumerate(groups)]
     # The context needs every symbol's returns: they are merged on a worker and never come here.
     returns = client.submit(merge_returns, [client.submit(_returns_of, r, pure=False) for r in results], pure=False)
+    counts = [client.submit(_counts_of, r, pure=False) for r in results]
     chunks = session_chunks(inputs.sessions, config.session_chunk)
     context = client.map(_packed_session_context, [returns] * len(chunks), [sectors] * len(chunks), chunks,
                          [config.top_k_pairs] * len(chunks), pure=False)
@@ -196,7 +197,7 @@ def run_scan(
                   for symbols, pairs in client.gather(context[first : first + CONTEXT_GATHER_BATCH], direct=direct)]
         return context_frames(chunks, client.gather(rotation, direct=direct))
 
-    return assemble(inputs, rank, context_tables)
+    return assemble(inputs, rank, lambda: client.gather(counts, direct=direct), context_tables)
 
 
 def _split_hits(result: ShardResult, groups) -> list[RawHits]:
@@ -214,3 +215,7 @@ def _packed_session_context(returns: ReturnsPanel, sectors, sessions, top_k: int
 
 def _returns_of(result: ShardResult) -> ReturnsPanel:
     return result.returns
+
+
+def _counts_of(result: ShardResult) -> ShardCounts:
+    return result.counts
