@@ -112,20 +112,25 @@ def prepare(cleaned: pd.DataFrame, universe: pd.DataFrame | None, sessions=None)
     dates = cleaned["date"].to_numpy(dtype="datetime64[ns]")
     codes, names = pd.factorize(cleaned["symbol"], sort=True)
     names = np.asarray(names, dtype=object)
-    wanted = resolve_sessions(dates, sessions)
+    distinct = sorted_dates(dates)
+    wanted = resolve_sessions(distinct, sessions)
     if universe is not None and len(universe):
         uni = universe.drop_duplicates("symbol")
         sectors = pd.Series(uni["sector"].astype(object).fillna("Unknown").to_numpy(),
                             index=uni["symbol"].astype(object).to_numpy(), name="sector")
-        keep = np.isin(names, sectors.index.to_numpy())[codes]
+        member = sectors.index.get_indexer(names) >= 0  # hashed; np.isin compared 1000 × 1000 objects (~20 ms)
     else:
         sectors = pd.Series("Unknown", index=names, dtype=object, name="sector")
-        keep = np.ones(len(cleaned), dtype=bool)
-    keep = keep & (codes >= 0)  # rows without a symbol cannot be scanned
-    if wanted.size:
-        keep = keep & (dates <= wanted[-1])
-    codes, dates = codes[keep], dates[keep]
-    values = {c: cleaned[c].to_numpy(dtype=np.float64)[keep] for c in BAR_INPUT_COLUMNS[2:]}
+        member = np.ones(names.size, dtype=bool)
+    keep = None  # every row, the usual case: no copies of ``cleaned``'s columns
+    if not member.all() or (codes < 0).any():  # rows without a symbol cannot be scanned
+        keep = member[codes] & (codes >= 0)
+    if wanted.size and distinct.size and distinct[-1] > wanted[-1]:
+        keep = (dates <= wanted[-1]) if keep is None else keep & (dates <= wanted[-1])
+    values = {c: cleaned[c].to_numpy(dtype=np.float64) for c in BAR_INPUT_COLUMNS[2:]}  # float64 columns: views
+    if keep is not None:
+        codes, dates = codes[keep], dates[keep]
+        values = {c: v[keep] for c, v in values.items()}
     same = codes[1:] == codes[:-1]
     if not ((codes[1:] >= codes[:-1]).all() and (dates[1:][same] > dates[:-1][same]).all()):
         order = np.lexsort((dates, codes))
@@ -134,8 +139,10 @@ def prepare(cleaned: pd.DataFrame, universe: pd.DataFrame | None, sessions=None)
         same = codes[1:] == codes[:-1]
         if (dates[1:][same] == dates[:-1][same]).any():
             raise ValueError("cleaned bars have more than one row for some (symbol, date)")
-    bars = pd.DataFrame({"symbol": pd.Categorical.from_codes(codes, names), "date": dates, **values})
-    all_dates = sorted_dates(dates)
+    # copy=False: one block per column, so a shard's columns are contiguous slices that Dask
+    # sends uncopied (a consolidated float block cost a ~40 MB stack here and a copy per shard)
+    bars = pd.DataFrame({"symbol": pd.Categorical.from_codes(codes, names), "date": dates, **values}, copy=False)
+    all_dates = sorted_dates(dates) if keep is not None else distinct
     first = np.searchsorted(all_dates, wanted[0]) if wanted.size and all_dates.size else 0
     context_start = all_dates[max(0, first - CONTEXT_LOOKBACK)] if all_dates.size else np.datetime64("NaT", "ns")
     return ScanInput(bars, wanted, context_start, sectors, len(sectors))
