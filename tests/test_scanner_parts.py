@@ -111,3 +111,20 @@ def test_packed_frame_round_trips_through_dask_serialization_without_copying_str
     pd.testing.assert_frame_equal(PackedFrame.from_frame(empty).to_frame(), empty)
     with pytest.raises(ValueError, match="reset the frame's index"):
         PackedFrame.from_frame(frame.iloc[1:])
+
+
+def test_concat_packed_equals_pandas_concat_of_the_frames():
+    from alphatwin_pipelines.scanner.packed import PackedFrame, concat_packed
+
+    rng = np.random.default_rng(5)
+    frames = [pd.DataFrame({
+        "symbol": pd.array([f"S{i}" for i in rng.integers(0, 50, n)], dtype="string"),
+        "sparse": pd.array([None if i % 3 else "x" for i in range(n)], dtype="string"),
+        "value": rng.normal(size=n),
+        "rank": np.arange(n, dtype=np.int64),
+        "nullable": pd.array([None if i % 2 else i for i in range(n)], dtype="Int64"),
+    }) for n in (5, 0, 17, 1)]
+    expected = pd.concat(frames, ignore_index=True)
+    pd.testing.assert_frame_equal(concat_packed([PackedFrame.from_frame(f) for f in frames]), expected)
+    with pytest.raises(ValueError, match="at least one"):
+        concat_packed([])

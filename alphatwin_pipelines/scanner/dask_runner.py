@@ -23,7 +23,7 @@ import pandas as pd
 
 from alphatwin_pipelines.scanner.cross_asset import (ReturnsPanel, context_frames, merge_returns, sector_rotation,
                                                      session_chunks, session_context)
-from alphatwin_pipelines.scanner.packed import PackedFrame
+from alphatwin_pipelines.scanner.packed import PackedFrame, concat_packed
 from alphatwin_pipelines.scanner.ranking import RawHits, ranked_signals, session_groups, split_by_session
 from alphatwin_pipelines.scanner.scan import (ScanResult, ShardCounts, ShardResult, assemble, make_shards, prepare, scan,
                                               scan_shard, shard_returns, symbol_names)
@@ -202,9 +202,10 @@ def run_scan(
         # a few chunks at a time in session order, each batch fetched as soon as it is done:
         # gathering all at once moved ~60 MB after the last task ended (0.1-0.15 s of a 5 s
         # scan), and one round trip per chunk cost the driver's event loop for 40 of them
-        chunks = [(symbols.to_frame(), pairs.to_frame()) for first in range(0, len(context), CONTEXT_GATHER_BATCH)
-                  for symbols, pairs in client.gather(context[first : first + CONTEXT_GATHER_BATCH], direct=direct)]
-        return context_frames(chunks, client.gather(rotation, direct=direct))
+        chunks = [chunk for first in range(0, len(context), CONTEXT_GATHER_BATCH)
+                  for chunk in client.gather(context[first : first + CONTEXT_GATHER_BATCH], direct=direct)]
+        tables = [(concat_packed([c[0] for c in chunks]), concat_packed([c[1] for c in chunks]))] if chunks else []
+        return context_frames(tables, client.gather(rotation, direct=direct))
 
     return assemble(inputs, rank, lambda: client.gather(counts, direct=direct), context_tables)
 

