@@ -12,7 +12,7 @@ import pytest
 from alphatwin_pipelines.scanner import pairs as pair_module
 from alphatwin_pipelines.scanner.cross_asset import ReturnsPanel, merge_returns
 from alphatwin_pipelines.scanner.pairs import Scratch, top_pairs
-from alphatwin_pipelines.scanner.packed import PackedStrings
+from alphatwin_pipelines.scanner.packed import PackedFrame, PackedStrings, concat_packed
 from alphatwin_pipelines.scanner.signals import Evidence, format_shard_evidence
 
 
@@ -65,8 +65,6 @@ def test_top_pairs_equal_a_brute_force_ranking_of_every_pair(k, block, monkeypat
         assert chosen == {frozenset((a, b)) for _, a, b in expected}
 
 
-
-
 def test_merged_returns_equal_an_outer_join_sorted_by_symbol():
     """Shards with their own dates and symbols out of order: the union of dates, NaN where a
     symbol has no return, columns sorted, as pandas' outer concat gives."""
@@ -88,8 +86,6 @@ def test_merged_returns_equal_an_outer_join_sorted_by_symbol():
 
 def test_packed_frame_round_trips_through_dask_serialization_without_copying_strings():
     from distributed.protocol.serialize import deserialize, serialize
-
-    from alphatwin_pipelines.scanner.packed import PackedFrame
 
     frame = pd.DataFrame({
         "date": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-01-03"]).as_unit("ns"),
@@ -114,8 +110,6 @@ def test_packed_frame_round_trips_through_dask_serialization_without_copying_str
 
 
 def test_concat_packed_equals_pandas_concat_of_the_frames():
-    from alphatwin_pipelines.scanner.packed import PackedFrame, concat_packed
-
     rng = np.random.default_rng(5)
     frames = [pd.DataFrame({
         "symbol": pd.array([f"S{i}" for i in rng.integers(0, 50, n)], dtype="string"),
@@ -128,3 +122,5 @@ def test_concat_packed_equals_pandas_concat_of_the_frames():
     pd.testing.assert_frame_equal(concat_packed([PackedFrame.from_frame(f) for f in frames]), expected)
     with pytest.raises(ValueError, match="at least one"):
         concat_packed([])
+    with pytest.raises(ValueError, match="same columns in every part"):
+        concat_packed([PackedFrame.from_frame(frames[0]), PackedFrame.from_frame(frames[2][["value", "symbol"]])])

@@ -69,9 +69,13 @@ class PackedFrame(NamedTuple):
         return cls(tuple(frame.columns), tuple(frame.dtypes), tuple(values))
 
     def to_frame(self) -> pd.DataFrame:
-        columns = {name: pd.array(value.to_arrow(), dtype=dtype) if isinstance(value, PackedStrings) else value
-                   for name, dtype, value in zip(self.columns, self.dtypes, self.values)}
+        columns = {name: _unpacked(value, dtype) for name, dtype, value in zip(self.columns, self.dtypes, self.values)}
         return pd.DataFrame(columns, columns=list(self.columns), copy=False)
+
+
+def _unpacked(value, dtype):
+    """A column's array as pandas takes it: packed strings back as their Arrow-backed dtype."""
+    return pd.array(value.to_arrow(), dtype=dtype) if isinstance(value, PackedStrings) else value
 
 
 def concat_packed(parts: list[PackedFrame]) -> pd.DataFrame:
@@ -81,15 +85,18 @@ def concat_packed(parts: list[PackedFrame]) -> pd.DataFrame:
     buffers, as chunks of one column."""
     if not parts:
         raise ValueError("concat_packed needs at least one part")
+    if any(part.columns != parts[0].columns for part in parts):
+        raise ValueError(f"concat_packed needs the same columns in every part, in order; "
+                         f"the first has {list(parts[0].columns)}")
     columns = {}
     for position, (name, dtype) in enumerate(zip(parts[0].columns, parts[0].dtypes)):
         values = [part.values[position] for part in parts]
         if all(isinstance(v, PackedStrings) for v in values):
-            columns[name] = pd.array(pa.chunked_array([v.to_arrow() for v in values], type=pa.large_string()), dtype=dtype)
+            chunks = pa.chunked_array([v.to_arrow() for v in values], type=pa.large_string())
+            columns[name] = pd.array(chunks, dtype=dtype)
         elif all(isinstance(v, np.ndarray) for v in values):
             columns[name] = np.concatenate(values)
         else:  # e.g. a string column with nulls in some parts only
-            series = [pd.Series(pd.array(v.to_arrow(), dtype=dtype) if isinstance(v, PackedStrings) else v, copy=False)
-                      for v in values]
+            series = [pd.Series(_unpacked(v, dtype), copy=False) for v in values]
             columns[name] = pd.concat(series, ignore_index=True).array
     return pd.DataFrame(columns, columns=list(parts[0].columns), copy=False)
