@@ -16,6 +16,7 @@ import pandas as pd
 CALENDAR_ORIGIN = "1990-01-02"
 DEFAULT_PARTITION_START = "2000-01-03"
 EXCHANGE = "XNYS"
+MARKET_TIMEZONE = "America/New_York"
 
 
 @lru_cache(maxsize=1)

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from alphatwin_pipelines.calendar import MARKET_TIMEZONE
 from alphatwin_pipelines.schedule_calendar import closure_reason, last_due_session
 from alphatwin_pipelines.tables import CLEANED, FEATURES, RAW, SCANNER
 from jobs.scan import nightly_scan_job, weekly_optimisation_job
 
-MARKET_TIMEZONE = "America/New_York"
 MARKET_TZ = ZoneInfo(MARKET_TIMEZONE)
 NIGHTLY_SCAN_CRON = "30 22 * * 1-5"
 WEEKLY_OPTIMISATION_CRON = "0 6 * * 6"
