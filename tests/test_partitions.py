@@ -24,7 +24,8 @@ from assets.partitions import nyse_sessions, session_partitions
 
 NY = ZoneInfo(MARKET_TIMEZONE)
 WALK_YEAR = 2026
-# Midnight, the last second before the open, the open, the 13:00 early close, the close, the nightly scan, the last second.
+# Midnight, the last second before the open, the open, the 13:00 early close, the close, the nightly
+# scan, the last second of the day.
 TIMES = [dt.time(0), dt.time(9, 29, 59), dt.time(9, 30), dt.time(13), dt.time(16), dt.time(22, 30), dt.time(23, 59, 59)]
 
 

@@ -188,7 +188,8 @@ def test_every_nightly_tick_of_a_year_requests_an_existing_session_partition():
         result = evaluate(nightly_scan_schedule, tick)
         (skipped if result.skip_message else requested).append(tick.astimezone(NY).date())
         assert [r.partition_key for r in result.run_requests] == ([] if result.skip_message else [f"{tick:%Y-%m-%d}"])
-    assert [f"{d:%Y-%m-%d}" for d in requested] == [f"{d:%Y-%m-%d}" for d in sessions_between("2026-01-01", "2026-12-31")]
+    sessions = sessions_between("2026-01-01", "2026-12-31")
+    assert [f"{d:%Y-%m-%d}" for d in requested] == [f"{d:%Y-%m-%d}" for d in sessions]
     assert len(skipped) == 261 - len(requested) >= 9  # weekday holidays
 
 
@@ -198,7 +199,8 @@ def test_a_session_cannot_be_requested_before_its_open():
         return dg.RunRequest(partition_key=f"{context.scheduled_execution_time:%Y-%m-%d}")
 
     repository = _definitions(jobs=[nightly_scan_job], schedules=[morning]).get_repository_def()
-    for when, allowed in ((dt.datetime(2026, 11, 27, 9, 29, tzinfo=NY), False), (dt.datetime(2026, 11, 27, 9, 30, tzinfo=NY), True)):
+    for when, allowed in ((dt.datetime(2026, 11, 27, 9, 29, tzinfo=NY), False),
+                          (dt.datetime(2026, 11, 27, 9, 30, tzinfo=NY), True)):
         with dg.build_schedule_context(scheduled_execution_time=when, repository_def=repository) as context:
             if allowed:
                 assert [r.partition_key for r in morning.evaluate_tick(context).run_requests] == ["2026-11-27"]
