@@ -16,6 +16,7 @@ import pandas as pd
 CALENDAR_ORIGIN = "1990-01-02"
 DEFAULT_PARTITION_START = "2000-01-03"
 EXCHANGE = "XNYS"
+MARKET_TIMEZONE = "America/New_York"
 
 
 @lru_cache(maxsize=1)
@@ -65,6 +66,36 @@ def previous_sessions(date, count: int) -> pd.DatetimeIndex:
     sessions = all_sessions()
     idx = sessions.searchsorted(pd.Timestamp(date))
     return sessions[max(0, idx - count) : idx]
+
+
+@lru_cache(maxsize=1)
+def _opens() -> pd.DatetimeIndex:
+    """Each session's opening instant (UTC), aligned with ``all_sessions()``."""
+    return pd.DatetimeIndex(_calendar().opens)
+
+
+def session_opens(start, end) -> pd.Series:
+    """The opening instant, in New York time, of each session with start <= date <= end."""
+    sessions = all_sessions()
+    lo, hi = sessions.searchsorted(pd.Timestamp(start)), sessions.searchsorted(pd.Timestamp(end), side="right")
+    return pd.Series(_opens()[lo:hi].tz_convert(MARKET_TIMEZONE), index=sessions[lo:hi])
+
+
+def regular_open() -> dt.time:
+    """The exchange's current regular opening time, New York wall clock."""
+    return _calendar().open_times[-1][1]
+
+
+def last_started_session(now: dt.datetime) -> pd.Timestamp | None:
+    """The latest session that has opened by ``now`` (a naive ``now`` is New York time).
+
+    From the open on, a session's bars can exist; before it, asking a provider for them is asking
+    for a day that has not traded. ``None`` before the calendar's first session.
+    """
+    now = pd.Timestamp(now)
+    now = now.tz_localize(MARKET_TIMEZONE) if now.tz is None else now
+    idx = _opens().searchsorted(now, side="right")
+    return all_sessions()[idx - 1] if idx else None
 
 
 def last_session() -> pd.Timestamp:

@@ -12,7 +12,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from alphatwin_pipelines.calendar import sessions_between
+from alphatwin_pipelines.calendar import last_started_session, sessions_between
 from alphatwin_pipelines.drop_folder import DropFileError, FileState, current_states, inspect_file
 from assets.partitions import PARTITION_START
 from assets.resources import DropFolderResource, StorageResource
@@ -37,7 +37,8 @@ def drop_folder_sensor(context: dg.SensorEvaluationContext, storage: StorageReso
     if not changed:
         return dg.SensorResult(skip_reason=f"no new or changed CSV file in {folder}", cursor=cursor)
 
-    window = sessions_between(PARTITION_START, pd.Timestamp.now(tz=MARKET_TZ).date())
+    # The partition sessions: a row for a session that has not opened yet has no partition to go to.
+    window = sessions_between(PARTITION_START, last_started_session(pd.Timestamp.now(tz=MARKET_TZ)))
     accepted, refused = [], []
     for name in changed:
         try:

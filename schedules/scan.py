@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from alphatwin_pipelines.calendar import MARKET_TIMEZONE
 from alphatwin_pipelines.schedule_calendar import closure_reason, last_due_session
 from alphatwin_pipelines.tables import CLEANED, FEATURES, RAW, SCANNER
 from jobs.scan import nightly_scan_job, weekly_optimisation_job
 
-MARKET_TIMEZONE = "America/New_York"
 MARKET_TZ = ZoneInfo(MARKET_TIMEZONE)
 NIGHTLY_SCAN_CRON = "30 22 * * 1-5"
 WEEKLY_OPTIMISATION_CRON = "0 6 * * 6"
@@ -66,9 +66,9 @@ def daily_tables_freshness(context: dg.AssetCheckExecutionContext):
     """Each daily table has a materialisation of the latest session that is due.
 
     Not 1.13's ``FreshnessPolicy.cron`` (it only compares the last materialisation time with the
-    deadline, so every holiday would fail) nor ``build_time_partition_freshness_checks`` (with the
-    partitions' ``end_offset=1`` it expects the *next* session's partition on a holiday night): the
-    due session comes from the XNYS calendar, so a holiday expects the session before it.
+    deadline, so every holiday would fail): the due session comes from the XNYS calendar that also
+    defines the partitions, so a holiday expects the session before it, a due session is always an
+    existing partition (it opened before the deadline), and a failure names the session to re-run.
     """
     now = dt.datetime.now(MARKET_TZ)
     due = f"{last_due_session(now, FRESHNESS_DEADLINE):%Y-%m-%d}"

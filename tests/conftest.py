@@ -69,3 +69,22 @@ def research_dir(research_data, tmp_path, monkeypatch) -> Path:
     shutil.copytree(research_data, path)
     monkeypatch.setenv("ALPHATWIN_DATA_DIR", str(path))
     return path
+
+
+def _ephemeral_instance():
+    import dagster as dg
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+@pytest.fixture
+def instance():
+    """A fresh in-memory Dagster instance per test, so its event log holds only that test's runs."""
+    yield from _ephemeral_instance()
+
+
+@pytest.fixture(scope="module")
+def module_instance():
+    """One in-memory Dagster instance per test module, for module fixtures that build a pipeline once."""
+    yield from _ephemeral_instance()

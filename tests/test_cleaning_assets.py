@@ -166,18 +166,12 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def backfill(tmp_path_factory, instance) -> Pipeline:
+def backfill(tmp_path_factory, module_instance) -> Pipeline:
     """The 30-session range, one run, from raw through cleaning."""
     root = tmp_path_factory.mktemp("backfill")
     folder = write_folder(root / "csv", market())
-    resources = with_universe(instance, resources_for(root / "data", folder))
-    return Pipeline(folder, root / "data", resources, run(instance, resources, *RANGE))
+    resources = with_universe(module_instance, resources_for(root / "data", folder))
+    return Pipeline(folder, root / "data", resources, run(module_instance, resources, *RANGE))
 
 
 @dataclass
@@ -190,10 +184,10 @@ class Increment:
 
 
 @pytest.fixture(scope="module")
-def increment(backfill, instance) -> Increment:
+def increment(backfill, module_instance) -> Increment:
     """After the backfill, the next session (NEW) alone, as the nightly run would do it."""
     before_files, before = snapshot(backfill.data), load("cleaned_ohlcv", data_dir=backfill.data)
-    result = run(instance, backfill.resources, NEW)
+    result = run(module_instance, backfill.resources, NEW)
     return Increment(before_files, snapshot(backfill.data), before, load("cleaned_ohlcv", data_dir=backfill.data), result)
 
 
@@ -236,12 +230,12 @@ def test_short_gaps_warn_without_blocking_and_are_forward_filled(backfill):
     assert per_session[KEYS[11]]["filled_rows"].value == 2 and per_session[KEYS[10]]["filled_rows"].value == 1
 
 
-def test_a_gap_longer_than_the_fill_limit_is_an_error_that_blocks_cleaning(tmp_path, instance):
+def test_a_gap_longer_than_the_fill_limit_is_an_error_that_blocks_cleaning(tmp_path, module_instance):
     root = tmp_path
     bars = market(extra_gaps={"C03": range(8, 14)})  # six sessions in a row
     assert len(bars) == len(SYMBOLS) * len(KEYS) - 3 - 6
-    resources = with_universe(instance, resources_for(root / "data", write_folder(root / "csv", bars)))
-    result = run(instance, resources, KEYS[0], KEYS[19])
+    resources = with_universe(module_instance, resources_for(root / "data", write_folder(root / "csv", bars)))
+    result = run(module_instance, resources, KEYS[0], KEYS[19])
 
     gaps = checks_of(result)[CHECK_NO_MISSING_SESSIONS]
     assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.ERROR
@@ -353,13 +347,13 @@ BUG_PREV_CLOSE = ("stages/cleaning.build_events reads only ONE previous validate
 
 
 @pytest.fixture(scope="module")
-def day_by_day(backfill, instance, tmp_path_factory) -> Path:
+def day_by_day(backfill, module_instance, tmp_path_factory) -> Path:
     """The same market, but sessions 10, 11 and 12 arrive one run each (as a nightly job would)."""
     data = tmp_path_factory.mktemp("daily") / "data"
-    resources = with_universe(instance, resources_for(data, backfill.folder))
-    assert run(instance, resources, KEYS[0], KEYS[9]).success
+    resources = with_universe(module_instance, resources_for(data, backfill.folder))
+    assert run(module_instance, resources, KEYS[0], KEYS[9]).success
     for key in KEYS[10:13]:
-        assert run(instance, resources, key).success
+        assert run(module_instance, resources, key).success
     return data
 
 

@@ -15,12 +15,10 @@ import hashlib
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yfinance
-import yfinance.multi
 from dagster import DagsterEventType
 from yfinance.exceptions import YFRateLimitError
 
@@ -34,6 +32,8 @@ from alphatwin_pipelines.storage import TableStore
 from assets.ingestion import raw_ohlcv, universe
 from assets.partitions import nyse_sessions
 from assets.resources import MarketDataResource, StorageResource
+
+from fake_yahoo import fake_ticker, history_frame
 
 # yfinance 1.7 itself trips pandas 3.1's inplace deprecation; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword", "ignore::dagster.BetaWarning")
@@ -53,12 +53,6 @@ YAHOO_HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
 
 
 # -- helpers -------------------------------------------------------------------------------------
-@pytest.fixture
-def instance():
-    with dg.DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
 def synthetic(data_dir: Path) -> dict:
     return {
         "storage": StorageResource(data_dir=str(data_dir)),
@@ -348,15 +342,14 @@ def test_symbol_without_data_is_recorded_as_no_data(tmp_path, instance):
 
 
 # -- 7. provider down: fall back to stored data --------------------------------------------------
-NY = "America/New_York"
 YF_SYMBOLS = ["AAA", "BBB", "CCC"]
 
 
 class FakeYahoo:
-    """Yahoo behind the real ``yfinance.download``: only ``Ticker.history`` is faked (as in
-    tests/test_yfinance_source.py), so download() builds its frame and logs per-ticker errors
-    exactly as it does against Yahoo. ``ticker_error`` makes every history() raise (yfinance
-    catches it and logs it); ``download_error`` makes the download call itself raise.
+    """Yahoo behind the real ``yfinance.download``: only ``Ticker.history`` is faked (tests/fake_yahoo.py),
+    so download() builds its frame and logs per-ticker errors exactly as it does against Yahoo.
+    ``ticker_error`` makes every history() raise (yfinance catches it and logs it);
+    ``download_error`` makes the download call itself raise.
     """
 
     def __init__(self, monkeypatch):
@@ -364,38 +357,14 @@ class FakeYahoo:
         self.download_error: Exception | None = None
         self.download_calls: list[list[str]] = []
         self.split_calls: list[str] = []
-        fake = self
+        fake_ticker(monkeypatch, self.history)
 
-        class _PriceHistory:
-            _last_error = None
-
-        class FakeTicker:
-            def __init__(self, ticker):
-                self.ticker = ticker
-                self._price_history = _PriceHistory()
-
-            def history(self, start=None, end=None, **_):
-                if fake.ticker_error is not None:
-                    raise fake.ticker_error
-                return fake.history_frame(self.ticker, start, end)
-
-        monkeypatch.setattr(yfinance.multi, "Ticker", FakeTicker)
-
-    @staticmethod
-    def history_frame(ticker: str, start, end) -> pd.DataFrame:
-        """Bars shaped like Ticker.history(auto_adjust=False, actions=True), for [start, end)."""
+    def history(self, ticker, start=None, end=None, **_) -> pd.DataFrame:
+        """Bars for [start, end), each symbol on its own price level."""
+        if self.ticker_error is not None:
+            raise self.ticker_error
         days = sessions_between(pd.Timestamp(start), pd.Timestamp(end) - pd.Timedelta(days=1))
-        base = 10.0 * (YF_SYMBOLS.index(ticker) + 1)
-        close = base + np.arange(len(days), dtype="float64")
-        index = pd.DatetimeIndex(days).tz_localize(NY).rename("Date")
-        return pd.DataFrame(
-            {
-                "Open": close - 0.5, "High": close + 1.0, "Low": close - 1.0, "Close": close,
-                "Adj Close": close * 0.99, "Volume": np.arange(1, len(days) + 1, dtype="int64") * 1_000,
-                "Dividends": 0.0, "Stock Splits": 0.0,
-            },
-            index=index,
-        )
+        return history_frame(days, 10.0 * (YF_SYMBOLS.index(ticker.ticker) + 1), volume_unit=1_000)
 
     def download(self, tickers, **options):
         self.download_calls.append(list(tickers))

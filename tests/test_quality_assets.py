@@ -226,13 +226,7 @@ class Market:
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory, instance) -> Market:
+def planted(tmp_path_factory, module_instance) -> Market:
     """The 61-session range with the PLANTED defects, materialised through cleaning in one run."""
     root = tmp_path_factory.mktemp("planted")
     bars = base_market()
@@ -243,8 +237,8 @@ def planted(tmp_path_factory, instance) -> Market:
     folder = write_folder(root / "csv", bars)
     uni = write_universe(root / "universe.csv", SYMBOLS)
     data = root / "data"
-    resources = with_universe(instance, csv_resources(data, folder, uni))
-    result = run(instance, resources, PIPELINE, *RANGE)
+    resources = with_universe(module_instance, csv_resources(data, folder, uni))
+    result = run(module_instance, resources, PIPELINE, *RANGE)
     return Market(root, folder, uni, data, resources, result, expected)
 
 
@@ -319,7 +313,7 @@ def test_one_bad_row_in_a_hundred_is_exactly_the_threshold_and_does_not_block(pl
 
 # -- 2. blocking -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def blocked(tmp_path_factory, instance):
+def blocked(tmp_path_factory, module_instance):
     """Two bad rows out of 100 in one session (2% > 1%): the pass-rate check blocks the run."""
     root = tmp_path_factory.mktemp("blocked")
     bars = base_market()
@@ -327,8 +321,9 @@ def blocked(tmp_path_factory, instance):
     bars.loc[row(bars, "S11", SESSIONS[5]), "volume"] = -1
     folder = write_folder(root / "csv", bars)
     data = root / "data"
-    resources = with_universe(instance, csv_resources(data, folder, write_universe(root / "universe.csv", SYMBOLS)))
-    return data, run(instance, resources, PIPELINE, KEYS[0], KEYS[9])
+    resources = with_universe(module_instance,
+                              csv_resources(data, folder, write_universe(root / "universe.csv", SYMBOLS)))
+    return data, run(module_instance, resources, PIPELINE, KEYS[0], KEYS[9])
 
 
 def test_pass_rate_below_threshold_fails_with_error_and_blocks_downstream(blocked):
@@ -361,13 +356,13 @@ SYN_KEYS = list(sessions_between(*SYN_RANGE).strftime("%Y-%m-%d"))
 
 
 @pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory, instance):
+def synthetic_run(tmp_path_factory, module_instance):
     data = tmp_path_factory.mktemp("synthetic") / "data"
-    resources = with_universe(instance, {
+    resources = with_universe(module_instance, {
         "storage": StorageResource(data_dir=str(data)),
         "market_data": MarketDataResource(source="synthetic", synthetic_symbols=40),
     })
-    return data, run(instance, resources, PIPELINE, *SYN_RANGE)
+    return data, run(module_instance, resources, PIPELINE, *SYN_RANGE)
 
 
 def test_clean_synthetic_run_passes_every_check_and_materialises_downstream(synthetic_run):
@@ -439,13 +434,13 @@ def explain(expected_dir: Path, got_dir: Path, names) -> str:
 
 
 @pytest.mark.slow
-def test_rematerialising_the_range_rewrites_identical_bytes(planted, instance, tmp_path):
+def test_rematerialising_the_range_rewrites_identical_bytes(planted, module_instance, tmp_path):
     data = copy_data(planted.data, tmp_path / "data")
     before = digests(data)
     assert before == digests(planted.data)
     assert {t.split("/")[0] for t in before} == set(TABLES)
     assert sum(t.startswith("cleaned_ohlcv/") for t in before) == len(KEYS)
-    again = run(instance, {**planted.resources, "storage": StorageResource(data_dir=str(data))}, PIPELINE, *RANGE)
+    again = run(module_instance, {**planted.resources, "storage": StorageResource(data_dir=str(data))}, PIPELINE, *RANGE)
     assert again.success
     assert digests(data) == before
 
@@ -462,14 +457,14 @@ def test_raw_row_points_into_the_raw_partition_file(planted):
 
 
 @pytest.fixture(scope="module")
-def split_runs(planted, instance, tmp_path_factory) -> Path:
+def split_runs(planted, module_instance, tmp_path_factory) -> Path:
     """The planted range again in a fresh data directory: sessions 0..58 as one run, then 59
     (S09 quarantined) and 60 one partition at a time, as a daily schedule would."""
     data = tmp_path_factory.mktemp("split") / "data"
-    resources = with_universe(instance, csv_resources(data, planted.folder, planted.universe))
-    assert run(instance, resources, PIPELINE, KEYS[0], KEYS[-3]).success
+    resources = with_universe(module_instance, csv_resources(data, planted.folder, planted.universe))
+    assert run(module_instance, resources, PIPELINE, KEYS[0], KEYS[-3]).success
     for key in KEYS[-2:]:
-        single = run(instance, resources, PIPELINE, key)
+        single = run(module_instance, resources, PIPELINE, key)
         assert single.success
         assert all(parts == {key} for parts in materialized(single).values())
     return data
@@ -509,21 +504,21 @@ def test_validation_flags_do_not_depend_on_run_boundaries(planted, split_runs):
 
 
 @pytest.mark.slow
-def test_rerunning_one_partition_inside_the_range_keeps_its_bytes(planted, instance, tmp_path):
+def test_rerunning_one_partition_inside_the_range_keeps_its_bytes(planted, module_instance, tmp_path):
     """Re-running session 30, and session 59 (S09's quarantined row, bridged by a fill in the
     range run), in place must not change any file."""
     data = copy_data(planted.data, tmp_path / "data")
     resources = {**planted.resources, "storage": StorageResource(data_dir=str(data))}
     before = digests(data)
     for key in (KEYS[30], KEYS[-2]):
-        assert run(instance, resources, PIPELINE, key).success
+        assert run(module_instance, resources, PIPELINE, key).success
     after = digests(data)
     differ = sorted(name for name in after if after[name] != before[name])
     assert not differ, "a one-partition re-run changed:\n" + explain(planted.data, data, differ)
 
 
 # -- 7. reconciliation ---------------------------------------------------------------------------
-def test_sources_agree_fails_as_a_warning_listing_exactly_the_planted_disagreements(tmp_path, instance):
+def test_sources_agree_fails_as_a_warning_listing_exactly_the_planted_disagreements(tmp_path, module_instance):
     symbols = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
     sessions = SESSIONS[:10]
     primary = make_market(symbols, sessions, seed=3)
@@ -534,10 +529,10 @@ def test_sources_agree_fails_as_a_warning_listing_exactly_the_planted_disagreeme
     secondary.loc[row(secondary, "DDD", sessions[7]), "dividend"] = 0.25  # a dividend only B has
     a = write_folder(tmp_path / "a", primary)
     b = write_folder(tmp_path / "b", secondary)
-    resources = with_universe(instance, csv_resources(tmp_path / "data", a, ",".join(symbols),
+    resources = with_universe(module_instance, csv_resources(tmp_path / "data", a, ",".join(symbols),
                                                       secondary_source="csv", secondary_source_path=str(b)))
 
-    result = run(instance, resources, [raw_ohlcv, sources_agree], KEYS[0], KEYS[9])
+    result = run(module_instance, resources, [raw_ohlcv, sources_agree], KEYS[0], KEYS[9])
 
     assert result.success, "a WARN check does not fail the run"
     check = checks_of(result)[CHECK_SOURCES_AGREE]

@@ -13,11 +13,14 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.errors import DagsterUnknownPartitionError
 from dagster._utils.schedules import cron_string_iterator
 
-from alphatwin_pipelines.calendar import previous_sessions
+from alphatwin_pipelines.calendar import previous_sessions, sessions_between
 from alphatwin_pipelines.schedule_calendar import last_due_session
 from assets import cleaning, features, ingestion, quality, scanner
+from assets.partitions import nyse_sessions
 from assets.resources import StorageResource, default_resources
 from jobs.scan import NIGHTLY_SCAN_ASSETS, nightly_scan_job, weekly_optimisation_job
 from schedules.scan import (
@@ -175,3 +178,40 @@ def test_freshness_checks_pass_only_for_tables_holding_the_due_session(tmp_path)
     assert f"session {due} was due" in outcome["cleaned_ohlcv"].description
     assert not outcome["features"].passed
     assert outcome["features"].metadata["last_materialised_partition"].value == "never materialised"
+
+
+def test_every_nightly_tick_of_a_year_requests_an_existing_session_partition():
+    """``evaluate_tick`` validates the key against the partitions as of the tick, so a session that
+    were not yet a partition at 22:30 would raise here instead of failing in the daemon."""
+    requested, skipped = [], []
+    for tick in ticks(nightly_scan_schedule, dt.datetime(2026, 1, 1, tzinfo=NY), dt.datetime(2027, 1, 1, tzinfo=NY)):
+        result = evaluate(nightly_scan_schedule, tick)
+        (skipped if result.skip_message else requested).append(tick.astimezone(NY).date())
+        assert [r.partition_key for r in result.run_requests] == ([] if result.skip_message else [f"{tick:%Y-%m-%d}"])
+    sessions = sessions_between("2026-01-01", "2026-12-31")
+    assert [f"{d:%Y-%m-%d}" for d in requested] == [f"{d:%Y-%m-%d}" for d in sessions]
+    assert len(skipped) == 261 - len(requested) >= 9  # weekday holidays
+
+
+def test_a_session_cannot_be_requested_before_its_open():
+    @dg.schedule(cron_schedule="0 8 * * 1-5", execution_timezone="America/New_York", job=nightly_scan_job)
+    def morning(context):
+        return dg.RunRequest(partition_key=f"{context.scheduled_execution_time:%Y-%m-%d}")
+
+    repository = _definitions(jobs=[nightly_scan_job], schedules=[morning]).get_repository_def()
+    for when, allowed in ((dt.datetime(2026, 11, 27, 9, 29, tzinfo=NY), False),
+                          (dt.datetime(2026, 11, 27, 9, 30, tzinfo=NY), True)):
+        with dg.build_schedule_context(scheduled_execution_time=when, repository_def=repository) as context:
+            if allowed:
+                assert [r.partition_key for r in morning.evaluate_tick(context).run_requests] == ["2026-11-27"]
+            else:
+                with pytest.raises(DagsterUnknownPartitionError, match="2026-11-27"):
+                    morning.evaluate_tick(context)
+
+
+def test_at_each_freshness_tick_the_due_session_is_the_last_partition():
+    """The check never asks for a session that is not a partition yet, nor forgets the last one."""
+    for tick in ticks(freshness_schedule, dt.datetime(2026, 1, 1, tzinfo=NY), dt.datetime(2027, 1, 1, tzinfo=NY)):
+        with partition_loading_context(tick):
+            last = nyse_sessions.get_last_partition_key()
+        assert f"{last_due_session(tick.astimezone(NY), FRESHNESS_DEADLINE):%Y-%m-%d}" == last, tick

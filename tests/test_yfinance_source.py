@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yfinance
-import yfinance.multi
 from curl_cffi.requests.exceptions import Timeout as CurlTimeout
 from yfinance.exceptions import YFRateLimitError
 
@@ -30,12 +29,13 @@ from alphatwin_pipelines.sources.yfinance_source import (
     _yfinance_splits,
 )
 
+from fake_yahoo import NY, fake_ticker, history_frame
+
 # yfinance 1.7 itself trips pandas 3.1's inplace deprecation; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay_s=0.5, max_delay_s=8.0)
 DAYS = ["2024-06-07", "2024-06-10", "2024-06-11", "2024-06-12"]
-NY = "America/New_York"
 # AAPL's real split history, as Yahoo reports it.
 AAPL_SPLITS = {"2000-06-21": 2.0, "2005-02-28": 2.0, "2014-06-09": 7.0, "2020-08-31": 4.0}
 
@@ -46,27 +46,6 @@ class Missing:
     def __init__(self, error: str = "possibly delisted; no price data found  (1d 2024-06-07 -> 2024-06-13)",
                  log: str | None = None):
         self.error, self.log = error, log
-
-
-def history_frame(days, start=100.0, *, splits=None, dividends=None) -> pd.DataFrame:
-    """A frame shaped like Ticker.history(auto_adjust=False, actions=True) for a US stock."""
-    index = pd.DatetimeIndex(pd.to_datetime(days)).tz_localize("America/New_York")
-    index.name = "Date"
-    n = len(days)
-    close = start + np.arange(n, dtype="float64")
-    frame = pd.DataFrame(
-        {
-            "Open": close - 0.5, "High": close + 1.0, "Low": close - 1.0, "Close": close,
-            "Adj Close": close * 0.99, "Volume": np.arange(1, n + 1, dtype="int64") * 1_000_000,
-            "Dividends": 0.0, "Stock Splits": 0.0,
-        },
-        index=index,
-    )
-    for day, ratio in (splits or {}).items():
-        frame.loc[pd.Timestamp(day, tz="America/New_York"), "Stock Splits"] = ratio
-    for day, cash in (dividends or {}).items():
-        frame.loc[pd.Timestamp(day, tz="America/New_York"), "Dividends"] = cash
-    return frame
 
 
 def split_series(splits: dict[str, float] | None = None) -> pd.Series:
@@ -90,29 +69,19 @@ class FakeYahoo:
         self.calls: list[tuple[list[str], dict]] = []
         self.splits: dict[str, list] = {}
         self.split_calls: list[str] = []
-        fake = self
+        fake_ticker(monkeypatch, self.history)
 
-        class _PriceHistory:
-            _last_error = None
-
-        class FakeTicker:
-            def __init__(self, ticker):
-                self.ticker = ticker
-                self._price_history = _PriceHistory()
-
-            def history(self, **_):
-                queue = fake.answers[self.ticker]
-                answer = queue.pop(0) if len(queue) > 1 else queue[0]
-                if isinstance(answer, Exception):
-                    raise answer
-                if isinstance(answer, Missing):
-                    if answer.log:
-                        yfinance.utils.get_yf_logger().error(answer.log)
-                    self._price_history._last_error = answer.error
-                    return yfinance.utils.empty_df()
-                return answer.copy()
-
-        monkeypatch.setattr(yfinance.multi, "Ticker", FakeTicker)
+    def history(self, ticker, **_):
+        queue = self.answers[ticker.ticker]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, Missing):
+            if answer.log:
+                yfinance.utils.get_yf_logger().error(answer.log)
+            ticker._price_history._last_error = answer.error
+            return yfinance.utils.empty_df()
+        return answer.copy()
 
     def download(self, tickers, **options):
         self.calls.append((list(tickers), options))
