@@ -98,7 +98,7 @@ def check_costs(report, docs_dir: Path) -> None:
     with measure() as costs["pandera_schema"]:
         schema_failures(report.validated)
     with measure() as costs["no_error_rule_rows_remain"]:
-        residual_errors(report.validated, report.history)
+        residual_errors(report.validated, report.recheck_context)
     with measure() as costs["no_missing_sessions"]:
         session_gaps(report.validated, report.history)
     if "great_expectations" not in sys.modules:  # paid once per process, i.e. by every CLI run
