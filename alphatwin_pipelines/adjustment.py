@@ -46,6 +46,7 @@ ADJ_PRICE_COLUMNS: tuple[str, ...] = ("adj_open", "adj_high", "adj_low", "adj_cl
 ADJ_COLUMNS: tuple[str, ...] = (*ADJ_PRICE_COLUMNS, "adj_volume")
 EVENT_COLUMNS: tuple[str, ...] = (
     "symbol", "date", "dividend", "split_ratio", "prev_close", "dividend_factor", "split_factor", "flag",
+    "correction",
 )
 FACTOR_COLUMNS: tuple[str, ...] = (
     "symbol", "date", "dividend_factor", "split_factor", "price_factor", "cum_price_factor", "cum_volume_factor",
@@ -120,7 +121,8 @@ def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
     neutral factor of 1 and a ``flag`` instead of poisoning the whole history: a dividend on a
     symbol's first row (``no_prev_close``), a dividend at least the previous close
     (``dividend_ge_prev_close``), a negative/NaN dividend, a split ratio that is not
-    ``usable_split``.
+    ``usable_split``. ``bars`` may carry a ``correction`` column (see ``corrections``): it is
+    copied onto the event as its provenance.
     """
     order, sorted_keys = _sorted_order(bars)
     close = bars["close"].to_numpy(dtype=np.float64)[order]
@@ -146,6 +148,8 @@ def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
                        (no_prev, FLAG_NO_PREV_CLOSE), (bad_div, FLAG_BAD_DIVIDEND)):
         flag[mask] = name
     rows = order[idx]
+    correction = (bars["correction"].iloc[rows].to_numpy(dtype=object) if "correction" in bars
+                  else np.full(idx.size, None, dtype=object))
     return pd.DataFrame(
         {
             "symbol": bars["symbol"].iloc[rows].to_numpy(dtype=object),
@@ -156,6 +160,7 @@ def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
             "dividend_factor": dividend_factor,
             "split_factor": split_factor,
             "flag": pd.array(flag, dtype="string"),
+            "correction": pd.array(correction, dtype="string"),
         }
     ).astype({"symbol": "string"})
 
