@@ -95,3 +95,39 @@ def test_missing_column_is_named(tmp_path):
     write(tmp_path, "symbol,ex_date,kind,value,reason\nABC,2024-01-03,split,2,r\n")
     with pytest.raises(CorrectionsError, match=r"missing \['source'\]"):
         load_corrections(tmp_path)
+
+
+def test_adjustment_factors_asset_applies_corrections_and_names_their_version(tmp_path):
+    """Through Dagster: the corrected event carries the version, the metadata lists the corrections."""
+    import dagster as dg
+
+    from alphatwin_pipelines.tables import FACTORS, VALIDATED
+    from alphatwin_pipelines.storage import TableStore
+    from assets.cleaning import adjustment_factors
+    from assets.resources import StorageResource
+
+    data = tmp_path / "data"
+    store = TableStore(data)
+    sessions = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04"])
+    validated = pd.DataFrame({
+        "symbol": pd.array(["ABC"] * 3, dtype="string"), "date": sessions,
+        "open": [100.0, 59.0, 61.0], "high": [101.0, 61.0, 62.0], "low": [99.0, 58.0, 60.0],
+        "close": [100.0, 60.0, 61.0], "volume": [1000, 2000, 1500], "dividend": [0.0, 150.0, 0.0],
+        "split_ratio": 1.0, "source": pd.array(["test"] * 3, dtype="string"),
+        "flags": pd.array(["", "dividend.not_below_prev_close", ""], dtype="string"), "raw_row": 0,
+    })
+    store.write_sessions(VALIDATED, validated, sessions)
+    write(data, HEADER + "ABC,2024-01-03,distribution,41,spin-off: previous close 100 minus ex-date open 59,bars\n"
+          "ABC,2024-01-04,split,2,never happened,test\n")
+    version = load_corrections(data).version
+
+    result = dg.materialize([adjustment_factors], partition_key="2024-01-03",
+                            resources={"storage": StorageResource(data_dir=str(data))})
+    assert result.success
+    events = store.read_partitions(FACTORS)
+    assert events[["symbol", "dividend", "correction"]].values.tolist() == [["ABC", 41.0, version]]
+    assert events["dividend_factor"].tolist() == [pytest.approx(0.59)]
+    meta = result.asset_materializations_for_node(FACTORS)[-1].metadata
+    assert meta["corrections_version"].value == version
+    assert "spin-off: previous close 100 minus ex-date open 59" in meta["corrections"].md_str
+    assert meta["corrections_not_applied"].value == 0  # the 01-04 correction is outside this run
