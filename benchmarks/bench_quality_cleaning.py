@@ -80,7 +80,7 @@ def engine(store: TableStore, sessions: pd.DatetimeIndex) -> tuple[dict[str, Mea
         "validated": sum(s.validated for s in quality.sessions),
         "quarantined": sum(s.quarantined for s in quality.sessions),
         "flagged": sum(s.flagged for s in quality.sessions),
-        "events": sum(len(d.events) for d in events),
+        "events": sum(len(d.events) for d in events.per_session),
         "cleaned": sum(cleaned.rows.values()),
         "filled": sum(cleaned.filled.values()),
         "fired": quality.summary[quality.summary["violations"] > 0].sort_values("violations", ascending=False),
