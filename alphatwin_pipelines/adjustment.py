@@ -46,6 +46,7 @@ ADJ_PRICE_COLUMNS: tuple[str, ...] = ("adj_open", "adj_high", "adj_low", "adj_cl
 ADJ_COLUMNS: tuple[str, ...] = (*ADJ_PRICE_COLUMNS, "adj_volume")
 EVENT_COLUMNS: tuple[str, ...] = (
     "symbol", "date", "dividend", "split_ratio", "prev_close", "dividend_factor", "split_factor", "flag",
+    "correction",
 )
 FACTOR_COLUMNS: tuple[str, ...] = (
     "symbol", "date", "dividend_factor", "split_factor", "price_factor", "cum_price_factor", "cum_volume_factor",
@@ -55,6 +56,8 @@ FLAG_NO_PREV_CLOSE = "no_prev_close"
 FLAG_DIVIDEND_TOO_LARGE = "dividend_ge_prev_close"
 FLAG_BAD_DIVIDEND = "invalid_dividend"
 FLAG_BAD_SPLIT = "invalid_split_ratio"
+#: No real split exceeds 50-for-1 or 1-for-50; beyond that a ratio is mis-scaled, so it adjusts nothing.
+MAX_SPLIT_RATIO = 50.0
 
 _DAY_SPAN = 1_000_000  # days per symbol slot in the combined (symbol, day) sort key
 
@@ -91,6 +94,25 @@ def _sorted_order(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return order, sorted_keys
 
 
+def usable_split(ratio: np.ndarray) -> np.ndarray:
+    """Split ratios that may adjust history: finite and within 1:``MAX_SPLIT_RATIO`` .. ``MAX_SPLIT_RATIO``:1."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(ratio) & (ratio >= 1 / MAX_SPLIT_RATIO) & (ratio <= MAX_SPLIT_RATIO)
+
+
+def dividend_share(dividend: np.ndarray, ratio: np.ndarray, prev_close: np.ndarray) -> np.ndarray:
+    """``D * r / close[t-1]``: the share of the previous close a distribution takes away.
+
+    The backward dividend factor is ``1 - dividend_share``, so a share of 1 or more would make
+    every earlier adjusted price zero or negative. An unusable split counts as ``r = 1``.
+    """
+    ratio = np.asarray(ratio, dtype=np.float64)
+    r = np.where(usable_split(ratio), ratio, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(dividend, dtype=np.float64) * r / np.asarray(prev_close, dtype=np.float64)
+
+
 def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
     """Events table from raw bars: one row per (symbol, date) with a dividend or a split.
 
@@ -98,7 +120,9 @@ def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
     after a gap that is the last close before the gap). An event that cannot be priced gets a
     neutral factor of 1 and a ``flag`` instead of poisoning the whole history: a dividend on a
     symbol's first row (``no_prev_close``), a dividend at least the previous close
-    (``dividend_ge_prev_close``), a negative/NaN dividend, a non-positive/NaN split ratio.
+    (``dividend_ge_prev_close``), a negative/NaN dividend, a split ratio that is not
+    ``usable_split``. ``bars`` may carry a ``correction`` column (see ``corrections``): it is
+    copied onto the event as its provenance.
     """
     order, sorted_keys = _sorted_order(bars)
     close = bars["close"].to_numpy(dtype=np.float64)[order]
@@ -109,11 +133,9 @@ def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
     is_event = (div != 0) | (ratio != 1)  # NaN compares unequal, so NaN rows surface as flagged events
     idx = np.flatnonzero(is_event)
     div, ratio, prev = div[idx], ratio[idx], prev_close[idx]
-    bad_split = ~(np.isfinite(ratio) & (ratio > 0))
+    bad_split = ~usable_split(ratio)
     split_factor = np.where(bad_split, 1.0, 1.0 / np.where(bad_split, 1.0, ratio))
-    r = np.where(bad_split, 1.0, ratio)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        raw_div_factor = 1.0 - div * r / prev
+    raw_div_factor = 1.0 - dividend_share(div, ratio, prev)
     has_div = div != 0
     bad_div = has_div & ~(np.isfinite(div) & (div > 0))
     no_prev = has_div & ~bad_div & ~np.isfinite(prev)
@@ -126,6 +148,8 @@ def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
                        (no_prev, FLAG_NO_PREV_CLOSE), (bad_div, FLAG_BAD_DIVIDEND)):
         flag[mask] = name
     rows = order[idx]
+    correction = (bars["correction"].iloc[rows].to_numpy(dtype=object) if "correction" in bars
+                  else np.full(idx.size, None, dtype=object))
     return pd.DataFrame(
         {
             "symbol": bars["symbol"].iloc[rows].to_numpy(dtype=object),
@@ -136,6 +160,7 @@ def corporate_actions(bars: pd.DataFrame) -> pd.DataFrame:
             "dividend_factor": dividend_factor,
             "split_factor": split_factor,
             "flag": pd.array(flag, dtype="string"),
+            "correction": pd.array(correction, dtype="string"),
         }
     ).astype({"symbol": "string"})
 

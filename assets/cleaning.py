@@ -8,6 +8,7 @@ rewriting its stored history; see ``alphatwin_pipelines.stages.cleaning``.
 import dagster as dg
 import pandas as pd
 
+from alphatwin_pipelines.corrections import CorrectionsError
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table, preview
 from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
@@ -27,20 +28,23 @@ class CleaningConfig(dg.Config):
     partitions_def=nyse_sessions, backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def adjustment_factors(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """Splits and cash dividends per session with their backward factors, rebuilt from the raw events.
+    """Splits and cash dividends per session with their backward factors, rebuilt from the
+    validated events and the user's corrections file (``corrections/corporate_actions.csv``).
 
     A symbol listed here has new factors: its adjusted history changes, and only its history.
     """
     with measure() as cost:
         try:
-            per_session = build_events(storage.store(), sessions_of(context))
-        except MissingUpstreamError as exc:
+            report = build_events(storage.store(), sessions_of(context))
+        except (MissingUpstreamError, CorrectionsError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    per_session = report.per_session
     for day in per_session:
         ev = day.events
         context.add_asset_metadata(
             {"events": len(ev), "splits": int((ev["split_ratio"] != 1).sum()), "dividends": int((ev["dividend"] != 0).sum()),
-             "flagged_events": int(ev["flag"].notna().sum()), "symbols_rebased": preview(sorted(ev["symbol"].unique())),
+             "flagged_events": int(ev["flag"].notna().sum()), "corrected_events": int(ev["correction"].notna().sum()),
+             "symbols_rebased": preview(sorted(ev["symbol"].unique())),
              "dagster/row_count": len(ev)},
             partition_key=day.key,
         )
@@ -49,6 +53,9 @@ def adjustment_factors(context: dg.AssetExecutionContext, storage: StorageResour
     return dg.MaterializeResult(metadata={
         "events_in_run": len(events),
         "flagged": dg.MetadataValue.md(markdown_table(flagged[["symbol", "date", "dividend", "split_ratio", "prev_close", "flag"]])),
+        "corrections_version": report.corrections_version or "none",
+        "corrections": dg.MetadataValue.md(markdown_table(report.corrections)),
+        "corrections_not_applied": int((~report.corrections["applied"].astype(bool)).sum()),
         **cost.as_metadata()})
 
 

@@ -91,7 +91,7 @@ def _check_results(config: ValidationConfig, report, store):
     yield _result(CHECK_PASS_RATE, low.empty, low, f"{len(low)} session(s) below {config.pass_rate_threshold:.2%}",
                   {"lowest_pass_rate": round(worst, 6), "threshold": config.pass_rate_threshold})
 
-    leaks = residual_errors(validated, history)
+    leaks = residual_errors(validated, report.recheck_context)
     yield _result(CHECK_NO_ERROR_ROWS, leaks.empty, leaks, f"{len(leaks)} ERROR violation(s) among validated rows")
 
     gaps = session_gaps(validated, history)

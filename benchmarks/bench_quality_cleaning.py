@@ -80,7 +80,7 @@ def engine(store: TableStore, sessions: pd.DatetimeIndex) -> tuple[dict[str, Mea
         "validated": sum(s.validated for s in quality.sessions),
         "quarantined": sum(s.quarantined for s in quality.sessions),
         "flagged": sum(s.flagged for s in quality.sessions),
-        "events": sum(len(d.events) for d in events),
+        "events": sum(len(d.events) for d in events.per_session),
         "cleaned": sum(cleaned.rows.values()),
         "filled": sum(cleaned.filled.values()),
         "fired": quality.summary[quality.summary["violations"] > 0].sort_values("violations", ascending=False),
@@ -98,7 +98,7 @@ def check_costs(report, docs_dir: Path) -> None:
     with measure() as costs["pandera_schema"]:
         schema_failures(report.validated)
     with measure() as costs["no_error_rule_rows_remain"]:
-        residual_errors(report.validated, report.history)
+        residual_errors(report.validated, report.recheck_context)
     with measure() as costs["no_missing_sessions"]:
         session_gaps(report.validated, report.history)
     if "great_expectations" not in sys.modules:  # paid once per process, i.e. by every CLI run

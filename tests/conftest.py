@@ -15,7 +15,8 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# ALPHATWIN_SHARED_DATA points a checkout that does not sit beside ../shared (a git worktree) at it.
+SHARED_DATA = Path(os.environ.get("ALPHATWIN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SP500_PARQUET = SHARED_DATA / "sp500_daily_1999_2021.parquet"
 POLYGON_RESPONSES = SHARED_DATA / "polygon_responses"
 

@@ -26,6 +26,7 @@ from dagster import DagsterEventType
 
 from alphatwin_pipelines import load
 from alphatwin_pipelines.calendar import sessions_between
+from alphatwin_pipelines.quality import rule_catalogue
 from assets.cleaning import adjustment_factors, cleaned_ohlcv
 from assets.ingestion import CHECK_SOURCES_AGREE, raw_ohlcv, sources_agree, universe
 from assets.quality import (
@@ -205,7 +206,7 @@ PLANTED = (  # (session index, symbol, rule id expected among the row's rule ids
     (3, "S01", "ohlc.low_above_high", _swap_high_low),
     (5, "S02", "price.non_positive", _set("close", lambda r: -r.close)),
     (8, "S03", "volume.negative", _set("volume", lambda r: -r.volume)),
-    (10, "S04", "dividend.not_below_close", _set("dividend", lambda r: 2 * r.close)),
+    (10, "S04", "dividend.not_below_prev_close", _set("dividend", lambda r: 2 * r.close)),
     (12, "S05", "split.non_positive", _set("split_ratio", lambda r: 0.0)),
     (14, "S06", "price.missing", _set("close", lambda r: np.nan)),
     (16, "S08", "split.out_of_bounds", _set("split_ratio", lambda r: 100.0)),
@@ -223,6 +224,13 @@ class Market:
     resources: dict
     result: dg.ExecuteInProcessResult
     planted: dict[tuple[str, str], str]  # (symbol, session key) -> expected rule id
+
+    @property
+    def rejected(self) -> set[tuple[str, str]]:
+        """Planted rows whose bar is rejected; the others only carry a bad corporate action, so
+        the bar stays validated (flagged) and only its event is quarantined."""
+        events = {rule.id for rule in rule_catalogue() if rule.scope == "event"}
+        return {key for key, rule_id in self.planted.items() if rule_id not in events}
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +262,10 @@ def test_each_partition_splits_raw_rows_into_validated_and_quarantined(planted):
     for key in KEYS:
         raw, good, bad = (day(t, key, data) for t in ("raw_ohlcv", "validated_ohlcv", "quarantined_ohlcv"))
         assert len(raw) == len(SYMBOLS), key
-        assert len(raw) == len(good) + len(bad), key
-        assert keyset(good) | keyset(bad) == keyset(raw) and not keyset(good) & keyset(bad), key
+        rejected = bad[bad["action"] == "rejected"]
+        assert len(raw) == len(good) + len(rejected), key
+        assert keyset(good) | keyset(rejected) == keyset(raw) and not keyset(good) & keyset(rejected), key
+        assert keyset(good) & keyset(bad) == keyset(bad[bad["action"] == "event_quarantined"]), key
         assert set(bad["partition"]) <= {key}
         meta = mats[(VALIDATED_KEY, key)]
         assert (meta["rows_in"].value, meta["rows"].value) == (len(raw), len(good)), key
@@ -275,18 +285,28 @@ def test_each_partition_splits_raw_rows_into_validated_and_quarantined(planted):
     assert outlier["rule_id"] == "return.extreme_outlier" and move, outlier["offending_value"]
     assert 800 < int(move.group(1)) < 1100 and int(move.group(2)) > 30
 
+    assert set(keyset(quarantined[quarantined["action"] == "rejected"])) == planted.rejected
+
     # Nothing good was lost or altered: every other raw row is validated with its values as sent.
     raw = load("raw_ohlcv", data_dir=data)
     validated = load("validated_ohlcv", data_dir=data)
     bad_row = [key in planted.planted for key in zip(raw["symbol"].astype(str), raw["date"].dt.strftime("%Y-%m-%d"))]
     good = raw[~np.array(bad_row)]
+    validated = validated[[key not in planted.planted for key in zip(
+        validated["symbol"].astype(str), validated["date"].dt.strftime("%Y-%m-%d"))]]
     merged = good.merge(validated, on=["symbol", "date"], how="outer", suffixes=("_raw", ""), indicator=True)
     assert (merged["_merge"] == "both").all() and len(merged) == len(good) == len(validated)
     for column in (*PRICES, "volume", "dividend", "split_ratio"):
         np.testing.assert_array_equal(merged[f"{column}_raw"].to_numpy(), merged[column].to_numpy(), err_msg=column)
+    kept = load("validated_ohlcv", data_dir=data).set_index(["symbol", "date"])["split_ratio"]
+    assert kept[("S05", SESSIONS[12])] == kept[("S08", SESSIONS[16])] == 1.0
     # The split and the dividends are good rows: validated, and their events built downstream.
+    # The dividend twice the close is kept as sent and listed with a flag and a neutral factor;
+    # the zero and the 100:1 split ratios were removed from their validated rows.
     events = load("adjustment_factors", data_dir=data)
-    assert keyset(events) == {("S90", KEYS[20]), ("S91", KEYS[10]), ("S91", KEYS[45])}
+    assert keyset(events) == {("S90", KEYS[20]), ("S91", KEYS[10]), ("S91", KEYS[45]), ("S04", KEYS[10])}
+    neutral = events[events["symbol"] == "S04"]
+    assert neutral["flag"].tolist() == ["dividend_ge_prev_close"] and neutral["dividend_factor"].tolist() == [1.0]
 
     # The quarantine's run-level table names every planted row.
     rejected = md_rows(mats[(QUARANTINED_KEY, KEYS[0])]["rejected"].md_str)
@@ -307,7 +327,7 @@ def test_one_bad_row_in_a_hundred_is_exactly_the_threshold_and_does_not_block(pl
     # flagged flat bar, so every symbol still has one cleaned row per session.
     cleaned = load("cleaned_ohlcv", data_dir=planted.data)
     assert len(cleaned) == len(SYMBOLS) * len(KEYS)
-    assert keyset(cleaned[cleaned["filled"]]) == set(planted.planted)
+    assert keyset(cleaned[cleaned["filled"]]) == planted.rejected
     assert (cleaned.loc[cleaned["filled"], "flags"] == "ffill").all()
 
 

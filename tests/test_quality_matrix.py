@@ -154,7 +154,7 @@ CASES = {
     "split_zero": (modify("split_ratio", 0.0), "split.non_positive"),
     "split_negative": (modify("split_ratio", -2.0), "split.non_positive"),
     "split_nan": (modify("split_ratio", np.nan), "split.missing"),
-    "dividend_above_price": (modify("dividend", lambda r: r["close"] * 2), "dividend.not_below_close"),
+    "dividend_above_price": (modify("dividend", lambda r: r["close"] * 2), "dividend.not_below_prev_close"),
     "negative_dividend": (modify("dividend", -0.5), "dividend.negative"),
     "nan_dividend": (modify("dividend", np.nan), "dividend.missing"),
     "negative_volume": (modify("volume", -100), "volume.negative"),

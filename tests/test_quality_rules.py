@@ -53,9 +53,9 @@ def test_catalogue_has_30_unique_readable_rules():
 
 def test_markdown_table_lists_every_rule():
     table = rule_table_markdown()
-    assert table.startswith("| id | severity | lookback | description |")
+    assert table.startswith("| id | severity | action | lookback | description |")
     for rule in rule_catalogue():
-        assert f"| `{rule.id}` | {rule.severity} | {rule.lookback} |" in table
+        assert f"| `{rule.id}` | {rule.severity} | {rule.action} | {rule.lookback} |" in table
 
 
 def test_clean_frame_passes_every_rule():

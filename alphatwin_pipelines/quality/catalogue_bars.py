@@ -1,7 +1,9 @@
 """Rules a single bar can break on its own: prices, OHLC ordering, volume, corporate actions.
 
-Each needs no history, so they run first; their ERROR verdicts decide which rows the
-lookback rules may trust.
+Each needs no history, so they run first; their bar-rejecting ERROR verdicts decide which
+rows the lookback rules may trust. The corporate-action rules have ``scope="event"``: a bad
+split ratio or dividend is quarantined on its own while the bar's prices, if they pass every
+price rule, are kept (flagged), because a garbled event says nothing about the traded prices.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from alphatwin_pipelines.adjustment import MAX_SPLIT_RATIO
 from alphatwin_pipelines.quality.rules import Rule, RuleContext, render_columns
 from alphatwin_pipelines.schema import PRICE_COLUMNS
 
 Predicate = Callable[[pd.DataFrame, RuleContext, str], np.ndarray]
 
-MAX_SPLIT_RATIO = 50.0
+__all__ = ["MAX_SPLIT_RATIO", "RULES"]
+
 MAX_PRICE = 1_000_000.0
 MIN_PRICE = 1e-4
 MAX_DECIMALS = 6
 MAX_RANGE = 0.5  # (high - low) / low
-LARGE_DIVIDEND = 0.25  # share of the close
 INT64_LIMIT = float(2**63)
 
 
@@ -30,7 +33,7 @@ def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _column_rule(rule_id: str, severity: str, description: str, columns: tuple[str, ...],
-                 predicate: Predicate) -> Rule:
+                 predicate: Predicate, scope: str = "bar") -> Rule:
     """A rule that tests each named column alone; the offending value names only failing columns."""
 
     def masks(frame: pd.DataFrame, ctx: RuleContext) -> dict[str, np.ndarray]:
@@ -42,7 +45,7 @@ def _column_rule(rule_id: str, severity: str, description: str, columns: tuple[s
     def explain(frame: pd.DataFrame, ctx: RuleContext, rows: np.ndarray) -> pd.Series:
         return render_columns(ctx.raw, columns, rows, masks(frame, ctx))
 
-    return Rule(rule_id, severity, description, check, columns=columns, explain=explain)
+    return Rule(rule_id, severity, description, check, columns=columns, explain=explain, scope=scope)
 
 
 def _compare_rule(rule_id: str, smaller: str, larger: str, what: str) -> Rule:
@@ -118,16 +121,6 @@ def _split_non_standard(frame, ctx, column):
     return usable & ~standard
 
 
-def _dividend_not_below_close(frame, ctx, column):
-    dividend, close = _values(frame, column), _values(frame, "close")
-    return (dividend >= 0) & (close > 0) & (dividend >= close)
-
-
-def _dividend_large(frame, ctx, column):
-    dividend, close = _values(frame, column), _values(frame, "close")
-    return (close > 0) & (dividend >= LARGE_DIVIDEND * close) & (dividend < close)
-
-
 def _range_absurd(frame: pd.DataFrame, ctx: RuleContext) -> pd.Series:
     high, low = _values(frame, "high"), _values(frame, "low")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -186,32 +179,30 @@ RULES: tuple[Rule, ...] = (
                  "confirm a halt or exclude the day from signals.",
                  ("volume",), _zero),
     _column_rule("split.missing", "ERROR",
-                 "The split ratio is missing; write 1.0 on rows without a split so adjustment stays exact.",
-                 ("split_ratio",), _nan),
+                 "The split ratio is missing; the bar is kept with no split and the event quarantined. "
+                 "Write 1.0 on rows without a split, or add the split to the corrections file.",
+                 ("split_ratio",), _nan, scope="event"),
     _column_rule("split.non_positive", "ERROR",
-                 "The split ratio is zero or negative, which would destroy or invert every adjusted price; "
-                 "use new-shares-per-old-share (2.0 for 2-for-1, 0.1 for 1-for-10).",
-                 ("split_ratio",), _non_positive),
+                 "The split ratio is zero or negative, which would destroy or invert every adjusted price; the bar "
+                 "is kept with no split and the event quarantined. Use new-shares-per-old-share (2.0 for 2-for-1, "
+                 "0.1 for 1-for-10), in the source or the corrections file.",
+                 ("split_ratio",), _non_positive, scope="event"),
     _column_rule("split.out_of_bounds", "ERROR",
                  f"The split ratio is beyond 1:{MAX_SPLIT_RATIO:.0f} or {MAX_SPLIT_RATIO:.0f}:1, larger than any "
-                 "real split, so it is almost certainly mis-scaled; check it against the company's announcement.",
-                 ("split_ratio",), lambda f, c, col: _split_out_of_bounds(f, c, col) | _infinite(f, c, col)),
+                 "real split, so it is almost certainly mis-scaled; the bar is kept, the event quarantined and it "
+                 "adjusts nothing until the corrections file states the announced ratio.",
+                 ("split_ratio",), lambda f, c, col: _split_out_of_bounds(f, c, col) | _infinite(f, c, col),
+                 scope="event"),
     _column_rule("split.non_standard", "WARNING",
                  "The split ratio is not a simple p-for-q ratio (such as 2, 1.5 or 1/3), which usually means a "
                  "spin-off or stock-dividend factor; confirm it before it adjusts history.",
                  ("split_ratio",), _split_non_standard),
     _column_rule("dividend.missing", "ERROR",
-                 "The dividend is missing; write 0 on rows without a dividend so adjustment stays exact.",
-                 ("dividend",), _nan),
+                 "The dividend is missing or infinite; the bar is kept with no dividend and the event quarantined. "
+                 "Write 0 on rows without a dividend, or add the payment to the corrections file.",
+                 ("dividend",), lambda f, c, col: _nan(f, c, col) | _infinite(f, c, col), scope="event"),
     _column_rule("dividend.negative", "ERROR",
-                 "The dividend is negative, which a cash distribution cannot be; fix the sign or the column mapping.",
-                 ("dividend",), _negative),
-    _column_rule("dividend.not_below_close", "ERROR",
-                 "The dividend is at least the closing price, which would make the adjusted price zero or negative; "
-                 "check for a misplaced decimal or a price in the dividend column.",
-                 ("dividend", "close"), lambda f, c, col: _dividend_not_below_close(f, c, "dividend")),
-    _column_rule("dividend.large", "WARNING",
-                 f"The dividend is more than {LARGE_DIVIDEND:.0%} of the close; special dividends exist but "
-                 "confirm it before it adjusts history.",
-                 ("dividend", "close"), lambda f, c, col: _dividend_large(f, c, "dividend")),
+                 "The dividend is negative, which a cash distribution cannot be; the bar is kept with no dividend "
+                 "and the event quarantined. Fix the sign or the column mapping.",
+                 ("dividend",), _negative, scope="event"),
 )

@@ -1,8 +1,16 @@
 """Rules that judge a bar against the symbol's own recent history.
 
-They run on the panel (history + accepted partition rows), so a daily partition is judged
-with the same 60-session context as a backfill. Statistics are robust (rolling median and
-median absolute deviation of the *previous* sessions) so one bad print cannot hide another.
+They run on the panel (history + the partition rows that pass every row-local rule), so a
+daily partition is judged with the same 60-session context as a backfill. Statistics are
+robust (rolling median and median absolute deviation of the *previous* sessions) so one bad
+print cannot hide another. The reference bar of a row is the symbol's previous panel row,
+whatever a lookback rule said about it: the re-check of validated rows rebuilds the same
+panel (see ``stages.quality.residual_errors``), so both passes judge a bar against the same
+bar and the rules reach a fixpoint.
+
+A distribution is judged against the previous close, the denominator of its backward factor
+``1 - D * r / close[t-1]``: a spin-off routinely pays more than the ex-date close (EBAY paid
+38.39 in PayPal shares and closed at 28.57), never more than the close before it.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from alphatwin_pipelines.adjustment import dividend_share
 from alphatwin_pipelines.calendar import all_sessions
 from alphatwin_pipelines.quality.rules import Panel, Rule, RuleContext
 
@@ -22,6 +31,11 @@ EXTREME_MADS, EXTREME_MOVE = 30.0, float(np.log(5.0))
 OUTLIER_MADS, OUTLIER_MOVE = 12.0, 0.05
 VOLUME_MADS, VOLUME_MULTIPLE, VOLUME_MAD_FLOOR = 10.0, 5.0, 0.05
 STALE_SESSIONS = 5
+#: Share of the previous close above which a distribution is named a likely spin-off or special
+#: dividend. Regular quarterly dividends stay far below it (27,308 of the 27,729 S&P 500
+#: dividends of 1999-2021 take less than 2 % of the previous close, all but 79 less than 10 %);
+#: the 79 above it are spin-offs (PayPal, AbbVie, Keysight, ...) and special dividends.
+LARGE_DISTRIBUTION = 0.10
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,30 @@ def _explain_stale(frame: pd.DataFrame, ctx: RuleContext, rows: np.ndarray) -> p
     return pd.Series(text, index=rows)
 
 
+def _distribution_share(panel: Panel) -> np.ndarray:
+    """``D * r / close[t-1]`` per panel row (NaN without a previous close)."""
+    return dividend_share(panel.values("dividend"), panel.values("split_ratio"), panel.previous(panel.values("close")))
+
+
+def _distribution_flags(ctx: RuleContext, too_large: bool) -> np.ndarray:
+    panel = _panel(ctx)
+    share = panel.memo("distribution_share", lambda: _distribution_share(panel))
+    dividend = panel.values("dividend")
+    with np.errstate(invalid="ignore"):
+        if too_large:
+            return (dividend > 0) & (share >= 1.0)
+        return (dividend > 0) & (share >= LARGE_DISTRIBUTION) & (share < 1.0)
+
+
+def _explain_distribution(frame: pd.DataFrame, ctx: RuleContext, rows: np.ndarray) -> pd.Series:
+    panel = _panel(ctx)
+    share = panel.at_rows(panel.memo("distribution_share", lambda: _distribution_share(panel)), rows)
+    dividend = panel.at_rows(panel.values("dividend"), rows)
+    prev = panel.at_rows(panel.previous(panel.values("close")), rows)
+    text = [f"dividend={d:.10g} vs previous close={p:.10g} ({s:.0%})" for d, p, s in zip(dividend, prev, share)]
+    return pd.Series(text, index=rows)
+
+
 def _missing_before(panel: Panel) -> tuple[np.ndarray, np.ndarray]:
     """Session index of each row and how many sessions are missing since the symbol's previous row."""
     sessions = all_sessions().to_numpy()
@@ -231,6 +269,20 @@ RULES: tuple[Rule, ...] = (
          _panel_check(lambda ctx: _panel(ctx).memo("stale", lambda: _stale_run_length(_panel(ctx))) >= STALE_SESSIONS),
          columns=("open", "high", "low", "close"), lookback=STALE_SESSIONS - 1,
          explain=_explain_stale),
+    Rule("dividend.not_below_prev_close", "ERROR",
+         "The dividend is at least the previous close, so its backward factor 1 - D/close[t-1] would make "
+         "every earlier adjusted price zero or negative; the bar is kept and the event quarantined (it adjusts "
+         "nothing). Check for a misplaced decimal, a missing split on the same day, or state the right amount "
+         "in the corrections file.",
+         _panel_check(lambda ctx: _distribution_flags(ctx, too_large=True)), columns=("dividend",), lookback=1,
+         explain=_explain_distribution, scope="event"),
+    Rule("dividend.large", "WARNING",
+         f"The distribution takes {LARGE_DISTRIBUTION:.0%} or more of the previous close, far above any regular "
+         "dividend: it is likely a spin-off (paid in the new company's shares, valued on the ex-date) or a "
+         "special dividend. It adjusts history like any dividend; confirm the amount against the company's "
+         "announcement.",
+         _panel_check(lambda ctx: _distribution_flags(ctx, too_large=False)), columns=("dividend",), lookback=1,
+         explain=_explain_distribution),
     Rule("session.gap_before", "WARNING",
          "Sessions are missing between this row and the symbol's previous stored row although it was listed "
          "throughout; backfill the missing dates (the asset check lists them).",

@@ -16,6 +16,10 @@ import pandas as pd
 
 Severity = Literal["ERROR", "WARNING"]
 SEVERITIES: tuple[str, ...] = ("ERROR", "WARNING")
+#: What an ERROR rejects: the whole bar, or only the corporate action it carries (the bar's
+#: prices are kept, flagged, and the event is quarantined so that it adjusts nothing).
+Scope = Literal["bar", "event"]
+SCOPES: tuple[str, ...] = ("bar", "event")
 
 CheckFn = Callable[[pd.DataFrame, "RuleContext"], pd.Series]
 ExplainFn = Callable[[pd.DataFrame, "RuleContext", np.ndarray], pd.Series]
@@ -126,12 +130,26 @@ class Rule:
     columns: tuple[str, ...] = ()
     lookback: int = 0
     explain: ExplainFn | None = None
+    scope: Scope = "bar"
 
     def __post_init__(self):
         if self.severity not in SEVERITIES:
             raise ValueError(f"rule {self.id}: severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"rule {self.id}: scope must be one of {SCOPES}, got {self.scope!r}")
         if not self.description.strip():
             raise ValueError(f"rule {self.id}: description must say what is wrong and how to fix it")
+
+    @property
+    def rejects_bar(self) -> bool:
+        return self.severity == "ERROR" and self.scope == "bar"
+
+    @property
+    def action(self) -> str:
+        """What a violation does to the row: rejected, event_quarantined or flagged."""
+        if self.severity == "WARNING":
+            return "flagged"
+        return "rejected" if self.scope == "bar" else "event_quarantined"
 
     def violations(self, frame: pd.DataFrame, context: RuleContext) -> np.ndarray:
         """The check as a plain boolean array, NaN read as 'no violation'."""
@@ -200,9 +218,9 @@ def rule_catalogue() -> list[Rule]:
 
 
 def rule_table_markdown() -> str:
-    """The catalogue as a markdown table (id | severity | lookback | description) for the README."""
-    lines = ["| id | severity | lookback | description |", "|---|---|---|---|"]
+    """The catalogue as a markdown table (id | severity | action | lookback | description) for the README."""
+    lines = ["| id | severity | action | lookback | description |", "|---|---|---|---|---|"]
     for rule in rule_catalogue():
         text = rule.description.replace("|", "\\|")
-        lines.append(f"| `{rule.id}` | {rule.severity} | {rule.lookback} | {text} |")
+        lines.append(f"| `{rule.id}` | {rule.severity} | {rule.action} | {rule.lookback} | {text} |")
     return "\n".join(lines) + "\n"

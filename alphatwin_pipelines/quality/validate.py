@@ -2,8 +2,15 @@
 
 Validation is two-phase: row-local rules first, then lookback rules on a panel of history
 plus the rows that survived, so a single bad print cannot make its neighbours look bad.
-Every raw row ends up in exactly one of ``validated`` or ``quarantined`` (``raw_row`` says
-which input row it was), so nothing is silently dropped.
+Every raw row ends up in exactly one of ``validated`` or quarantined with ``action ==
+"rejected"`` (``raw_row`` says which input row it was), so nothing is silently dropped. A row
+whose only errors are in its corporate action stays validated (flagged) and its event is
+quarantined beside it (``action == "event_quarantined"``): a split ratio outside
+``adjustment.usable_split`` or a dividend that is not a finite number >= 0 is removed from the
+validated row (row-local, so both passes see the row without it). A dividend at least the
+previous close is kept as sent, because the price drop it claims to explain is real (KSU
+2000-07-13, a garbled spin-off): it adjusts nothing (``adjustment.corporate_actions``) and a
+re-check of the validated rows quarantines the event again, the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from alphatwin_pipelines.adjustment import usable_split
 from alphatwin_pipelines.quality.catalogue_series import missing_session_pairs
 from alphatwin_pipelines.quality.pandera_schema import coerce_bars
 from alphatwin_pipelines.quality.rules import Panel, Rule, RuleContext, format_values, rule_catalogue
@@ -30,14 +38,15 @@ KEY_RULE_IDS = frozenset({
     "date.time_of_day",
 })
 QUARANTINE_COLUMNS = ("raw_row", *BAR_COLUMNS, "rule_id", "rule_description", "severity",
-                      "offending_value", "flags", "partition")
+                      "offending_value", "flags", "partition", "action")
+REJECTED, EVENT_QUARANTINED = "rejected", "event_quarantined"
 
 
 @dataclass(frozen=True)
 class ValidationResult:
     """``validated`` (canonical bars + ``flags`` + ``raw_row``), ``quarantined`` (one row per
-    rejected raw row, all its ERROR rule ids joined by ','), ``failures`` (one row per
-    violation, WARNINGs included) and ``summary`` (per-rule counts and pass rates)."""
+    rejected raw row or quarantined event, all its ERROR rule ids joined by ','), ``failures``
+    (one row per violation, WARNINGs included) and ``summary`` (per-rule counts and pass rates)."""
 
     validated: pd.DataFrame
     quarantined: pd.DataFrame
@@ -51,13 +60,15 @@ class ValidationResult:
 
     @property
     def accounted_rows(self) -> int:
-        """Validated rows plus distinct quarantined raw rows; always equals ``rows_in``."""
-        return len(self.validated) + int(self.quarantined["raw_row"].nunique())
+        """Validated rows plus distinct rejected raw rows; always equals ``rows_in``."""
+        rejected = self.quarantined[self.quarantined["action"] == REJECTED]
+        return len(self.validated) + int(rejected["raw_row"].nunique())
 
 
 @dataclass(frozen=True)
 class _Evaluation:
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # coerced, unusable events removed: what validated rows and lookbacks see
+    sent: pd.DataFrame  # coerced as sent: what row-local rules judged and explain
     context: RuleContext
     hits: dict[str, np.ndarray]
     rejected: np.ndarray
@@ -79,9 +90,21 @@ def _local_errors(rules: list[Rule], frame: pd.DataFrame, ctx: RuleContext, hits
     for rule in rules:
         if rule.lookback == 0:
             hits[rule.id] = rule.violations(frame, ctx)
-            if rule.severity == "ERROR":
+            if rule.rejects_bar:
                 rejected |= hits[rule.id]
     return rejected
+
+
+def _without_unusable_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every dividend that is not a finite number >= 0 set to 0 and every split
+    ratio outside ``usable_split`` set to 1: what the validated row carries (the event rules
+    have quarantined the original). Lookback rules see these values in both passes."""
+    dividend, split = frame["dividend"].to_numpy(dtype=np.float64), frame["split_ratio"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad_dividend, bad_split = ~(np.isfinite(dividend) & (dividend >= 0)), ~usable_split(split)
+    if not (bad_dividend.any() or bad_split.any()):
+        return frame
+    return frame.assign(dividend=np.where(bad_dividend, 0.0, dividend), split_ratio=np.where(bad_split, 1.0, split))
 
 
 def _history_views(history, as_of, universe, rules) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -96,6 +119,7 @@ def _history_views(history, as_of, universe, rules) -> tuple[pd.DataFrame | None
     frame, ctx = _prepare(history, as_of, universe)
     hits: dict[str, np.ndarray] = {}
     local = _local_errors(rules, frame, ctx, hits)
+    frame = _without_unusable_events(frame)
     keyed = np.ones(len(frame), dtype=bool)
     for rule_id in KEY_RULE_IDS:
         keyed &= ~hits[rule_id]
@@ -123,6 +147,7 @@ def _evaluate(raw, history, as_of, universe) -> _Evaluation:
     frame, ctx = _prepare(raw, as_of, universe)
     hits: dict[str, np.ndarray] = {}
     rejected = _local_errors(rules, frame, ctx, hits)
+    sent, frame = frame, _without_unusable_events(frame)
     trusted, present = _history_views(history, as_of, universe, rules)
     keyed = np.ones(len(frame), dtype=bool)
     for rule_id in KEY_RULE_IDS:
@@ -131,9 +156,9 @@ def _evaluate(raw, history, as_of, universe) -> _Evaluation:
     for rule in rules:
         if rule.lookback > 0:
             hits[rule.id] = rule.violations(frame, ctx) & ~rejected
-            if rule.severity == "ERROR":
+            if rule.rejects_bar:
                 rejected = rejected | hits[rule.id]
-    return _Evaluation(frame, ctx, hits, rejected)
+    return _Evaluation(frame, sent, ctx, hits, rejected)
 
 
 def _as_of(as_of) -> pd.Timestamp:
@@ -153,10 +178,10 @@ def validate(raw: pd.DataFrame, history: pd.DataFrame | None = None, as_of=None,
     failing = np.flatnonzero(np.logical_or.reduce([*result.hits.values(), np.zeros(len(frame), bool)]))
     display = _display_keys(frame, ctx.raw, partition, failing)
     failures = _failures(result, display, rank)
-    flags = _joined(failures[failures["severity"] == "WARNING"], "rule_id", ",")
+    flags = _joined(failures[failures["action"] != REJECTED], "rule_id", ",")
     return ValidationResult(
         validated=_validated(frame, result.rejected, rank, flags),
-        quarantined=_quarantined(ctx.raw, result.rejected, rank, failures, flags, display),
+        quarantined=_quarantined(ctx.raw, result.rejected, _event_errors(result), rank, failures, flags, display),
         failures=failures.drop(columns="rule_order").reset_index(drop=True),
         summary=_summary(result),
         rows_in=len(frame),
@@ -207,10 +232,11 @@ def _failures(result: _Evaluation, display: pd.DataFrame, rank: np.ndarray) -> p
         rows = np.flatnonzero(result.hits.get(rule.id, ()))
         if not len(rows):
             continue
-        offending = rule.offending_values(result.frame, result.context, rows)
+        judged = result.sent if rule.lookback == 0 else result.frame
+        offending = rule.offending_values(judged, result.context, rows)
         pieces.append(pd.DataFrame({
             "raw_row": rows, "rule_order": order, "rule_id": rule.id, "severity": rule.severity,
-            "action": "rejected" if rule.severity == "ERROR" else "flagged",
+            "action": rule.action,
             "description": rule.description, "offending_value": offending.to_numpy(dtype=object),
         }))
     if not pieces:
@@ -250,8 +276,17 @@ def _validated(frame: pd.DataFrame, rejected: np.ndarray, rank: np.ndarray, flag
     return out.reset_index(drop=True)
 
 
-def _quarantined(raw, rejected, rank, failures, flags, display) -> pd.DataFrame:
-    rows = np.flatnonzero(rejected)
+def _event_errors(result: _Evaluation) -> np.ndarray:
+    """Rows with an event-scope ERROR (their event is quarantined; the bar may still be validated)."""
+    out = np.zeros(len(result.frame), dtype=bool)
+    for rule in rule_catalogue():
+        if rule.severity == "ERROR" and rule.scope == "event":
+            out |= result.hits.get(rule.id, out)
+    return out
+
+
+def _quarantined(raw, rejected, event_errors, rank, failures, flags, display) -> pd.DataFrame:
+    rows = np.flatnonzero(rejected | event_errors)
     rows = rows[np.argsort(rank[rows], kind="stable")]
     errors = failures[failures["severity"] == "ERROR"]
     out = {"raw_row": rows.astype(np.int64)}
@@ -270,6 +305,7 @@ def _quarantined(raw, rejected, rank, failures, flags, display) -> pd.DataFrame:
     out["severity"] = np.full(len(rows), "ERROR", dtype=object)
     out["flags"] = flags.reindex(rows, fill_value="").fillna("").to_numpy(dtype=object)
     out["partition"] = display["partition"].reindex(rows).to_numpy(dtype=object)
+    out["action"] = np.where(rejected[rows], REJECTED, EVENT_QUARANTINED).astype(object)
     frame = pd.DataFrame(out)[list(QUARANTINE_COLUMNS)]
     return frame.astype({c: "string" for c in QUARANTINE_COLUMNS if c != "raw_row"})
 

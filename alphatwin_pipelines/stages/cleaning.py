@@ -16,6 +16,7 @@ import pandas as pd
 from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust, corporate_actions
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.cleaning import clean
+from alphatwin_pipelines.corrections import apply_corrections, load_corrections
 from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FACTORS, VALIDATED, read_lookback, read_range, require_partitions
@@ -33,18 +34,32 @@ class SessionEvents:
         return f"{self.session:%Y-%m-%d}"
 
 
-def build_events(store: TableStore, sessions: pd.DatetimeIndex) -> list[SessionEvents]:
-    """Replace each session's corporate-action events (with their backward factors)."""
+@dataclass
+class EventsReport:
+    per_session: list[SessionEvents]
+    corrections: pd.DataFrame  # the corrections dated in the run, with provider value and ``applied``
+    corrections_version: str | None  # None: no corrections file
+
+
+def build_events(store: TableStore, sessions: pd.DatetimeIndex) -> EventsReport:
+    """Replace each session's corporate-action events (with their backward factors).
+
+    The user's corrections (``alphatwin_pipelines.corrections``) override the provider's events
+    here, so adding one and re-materialising its ex-date session releases an event that
+    validation quarantined for its value; each corrected event names the corrections version.
+    """
     require_partitions(store, VALIDATED, sessions)
     bars = read_range(store, VALIDATED, sessions, columns=list(BAR_COLUMNS))
     # The previous close of a dividend is the symbol's last bar, which a gap may push back.
     previous = read_lookback(store, VALIDATED, sessions[0], GAP_REPORT_SESSIONS, columns=list(BAR_COLUMNS))
-    events = corporate_actions(pd.concat([previous, bars], ignore_index=True) if len(previous) else bars)
+    corrections = load_corrections(store.data_dir)
+    in_run, applied = apply_corrections(bars, corrections)
+    events = corporate_actions(pd.concat([previous, in_run], ignore_index=True) if len(previous) else in_run)
     events = events[events["date"].isin(sessions)][list(EVENT_COLUMNS)]
     store.write_sessions(FACTORS, events, sessions)
     by_day = dict(tuple(events.groupby("date", sort=False)))
     out = [SessionEvents(s, by_day.get(s, events.iloc[0:0]).reset_index(drop=True)) for s in sessions]
-    return out
+    return EventsReport(out, applied, corrections.version)
 
 
 def read_events(store: TableStore, as_of=None, start=None) -> pd.DataFrame:

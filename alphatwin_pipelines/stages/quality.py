@@ -71,6 +71,9 @@ class QualityReport:
     failures: pd.DataFrame  # one row per violation, WARNINGs included
     validated: pd.DataFrame  # the range's validated rows (for the checks that re-examine them)
     history: pd.DataFrame  # validated rows before the range (for the missing-session check)
+    #: What the lookback rules saw besides the validated rows: the raw history and the range's
+    #: rejected raw rows. ``residual_errors`` needs it to rebuild the same panel.
+    recheck_context: pd.DataFrame
 
 
 def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=None) -> QualityReport:
@@ -79,6 +82,8 @@ def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=No
     raw = read_range(store, RAW, sessions)
     history = read_lookback(store, RAW, sessions[0], LOOKBACK_SESSIONS)
     result = validate(raw, history if len(history) else None, as_of=as_of)
+    rejected = result.quarantined.loc[result.quarantined["action"] == "rejected", "raw_row"].to_numpy()
+    context = pd.concat([history, raw.iloc[rejected]], ignore_index=True) if len(history) else raw.iloc[rejected]
 
     # raw_row becomes the row's position in its own raw partition file, so a partition's bytes
     # never depend on which range it was validated with.
@@ -94,7 +99,8 @@ def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=No
     flagged = validated[validated["flags"] != ""].groupby("date").size()
     reports = [SessionQuality(s, int(raw_counts.get(s, 0)), good[s], bad[s], int(flagged.get(s, 0))) for s in sessions]
     validated_history = read_lookback(store, VALIDATED, sessions[0], LOOKBACK_SESSIONS)
-    return QualityReport(reports, result.summary, result.failures, validated, validated_history)
+    return QualityReport(reports, result.summary, result.failures, validated, validated_history,
+                         context.reset_index(drop=True))
 
 
 # -- the evidence behind each check ------------------------------------------------------------
@@ -109,10 +115,16 @@ def schema_failures(validated: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns=["column", "check", "failure_case", "index"])
 
 
-def residual_errors(validated: pd.DataFrame, history: pd.DataFrame, *, as_of=None) -> pd.DataFrame:
-    """Re-run every rule over the validated rows: any ERROR that still fires is a leak."""
-    again = validate(validated[list(BAR_COLUMNS)], history[list(BAR_COLUMNS)] if len(history) else None, as_of=as_of)
-    errors = again.failures[again.failures["severity"] == "ERROR"]
+def residual_errors(validated: pd.DataFrame, context: pd.DataFrame, *, as_of=None) -> pd.DataFrame:
+    """Re-run every rule over the validated rows: any ERROR that would still reject a bar is a leak.
+
+    ``context`` is ``QualityReport.recheck_context``: with it the lookback rules see the panel
+    the first pass saw (a bar rejected by a lookback rule stays the next bar's reference), so a
+    validated bar is judged against the same previous bar both times. An event quarantined in
+    the first pass is quarantined again (its implausible value is still on the row): not a leak.
+    """
+    again = validate(validated[list(BAR_COLUMNS)], context[list(BAR_COLUMNS)] if len(context) else None, as_of=as_of)
+    errors = again.failures[again.failures["action"] == "rejected"]
     return errors[["partition", "symbol", "date", "rule_id", "offending_value", "description"]].reset_index(drop=True)
 
 
