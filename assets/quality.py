@@ -14,6 +14,8 @@ back instead (``quality.gate``: downstream stages publish nothing for them) and 
 reports them, with how to re-run or release each one.
 """
 
+import json
+
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -23,7 +25,7 @@ from alphatwin_pipelines.quality import rule_table_markdown
 from alphatwin_pipelines.quality.gate import HELD, PASSED, GatePolicy
 from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.stages.quality import residual_errors, schema_failures, session_gaps, validate_sessions
-from alphatwin_pipelines.tables import QUARANTINED, RAW, VALIDATED, MissingUpstreamError
+from alphatwin_pipelines.tables import CLEANED, QUARANTINED, RAW, VALIDATED, MissingUpstreamError
 from assets.partitions import nyse_sessions, sessions_of
 from assets.resources import StorageResource
 
@@ -153,10 +155,10 @@ def _gate_result(report, config: ValidationConfig) -> dg.AssetCheckResult:
 def _rerun_help(held: list[str]) -> str:
     keys = ", ".join(held)
     return (f"Held: {keys}. Inspect `{QUARANTINED}` for these partitions. If the raw data was wrong, fix it and "
-            f"re-materialise `{RAW}` through `cleaned_ohlcv` for each held partition (then downstream assets over their "
-            f"lookback). If the rows are right as they are, release them: re-materialise `{VALIDATED}` and `cleaned_ohlcv` "
+            f"re-materialise `{RAW}` through `{CLEANED}` for each held partition, then the assets downstream over their "
+            f"lookback. If the rows are right as they are, release them: re-materialise `{VALIDATED}` through `{CLEANED}` "
             f"for each with the run config `ops: {{validated_and_quarantined_ohlcv: {{config: {{release_sessions: "
-            f"[{', '.join(repr(k) for k in held)}]}}}}}}`.")
+            f"{json.dumps(held)}}}}}}}`.")
 
 
 def _result(name, passed, cases: pd.DataFrame, summary: str, extra=None, severity=dg.AssetCheckSeverity.ERROR):
