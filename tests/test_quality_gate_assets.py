@@ -21,6 +21,7 @@ from alphatwin_pipelines import load
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.quality.gate import allowed_defects
 from assets.cleaning import adjustment_factors, cleaned_ohlcv
+from assets.features import features
 from assets.ingestion import raw_ohlcv, universe
 from assets.quality import CHECK_PASS_RATE, validated_and_quarantined_ohlcv
 from assets.resources import MarketDataResource, StorageResource
@@ -130,6 +131,13 @@ def test_a_bad_session_is_held_back_while_the_others_flow_and_a_second_run_write
     assert filled[filled["symbol"] == ABSENT][PRICES].to_numpy().tolist() == [[before_hold] * 4]
     # Validation itself kept every row of the held session: nothing is lost, only not published.
     assert len(load("validated_ohlcv", start=HELD_KEY, end=HELD_KEY, data_dir=data)) == len(SYMBOLS) - len(BROKEN)
+
+    # Features read cleaned bars: the held session gets none, and is marked.
+    built = run_range(instance, resources, assets=[features])
+    assert built.success
+    feature_meta = partition_meta(built, "features")
+    assert {k for k, m in feature_meta.items() if m["held"].value} == {HELD_KEY}
+    assert feature_meta[HELD_KEY]["rows"].value == 0 and feature_meta[AFTER_KEY]["rows"].value == len(SYMBOLS)
 
     before = digests(data)
     second = run_range(instance, resources)
