@@ -15,6 +15,8 @@ UNIVERSE = "universe"
 RAW = "raw_ohlcv"
 VALIDATED = "validated_ohlcv"
 QUARANTINED = "quarantined_ohlcv"
+#: The session gate's decision per session (``quality.gate``): downstream skips held sessions.
+GATE = "quality_gate"
 FACTORS = "adjustment_factors"
 CLEANED = "cleaned_ohlcv"
 FEATURES = "features"

@@ -45,7 +45,7 @@ def adjustment_factors(context: dg.AssetExecutionContext, storage: StorageResour
             {"events": len(ev), "splits": int((ev["split_ratio"] != 1).sum()), "dividends": int((ev["dividend"] != 0).sum()),
              "flagged_events": int(ev["flag"].notna().sum()), "corrected_events": int(ev["correction"].notna().sum()),
              "symbols_rebased": preview(sorted(ev["symbol"].unique())),
-             "dagster/row_count": len(ev)},
+             "held": day.held, "dagster/row_count": len(ev)},
             partition_key=day.key,
         )
     events = pd.concat([d.events for d in per_session], ignore_index=True)
@@ -67,7 +67,8 @@ def cleaned_ohlcv(context: dg.AssetExecutionContext, config: CleaningConfig, sto
     """Validated bars with short gaps forward-filled (flagged, volume never filled) and halts removed.
 
     Read it with ``load("cleaned_ohlcv")`` to get ``adj_open/high/low/close/volume`` as of the
-    latest session, or ``as_of=`` any earlier date for the point-in-time view.
+    latest session, or ``as_of=`` any earlier date for the point-in-time view. A session the
+    quality gate holds back is written empty (``held`` in its metadata) until it is released.
     """
     with measure() as cost:
         try:
@@ -76,7 +77,8 @@ def cleaned_ohlcv(context: dg.AssetExecutionContext, config: CleaningConfig, sto
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for session in report.sessions:
         context.add_asset_metadata(
-            {"rows": report.rows[session], "filled_rows": report.filled[session], "dagster/row_count": report.rows[session]},
+            {"rows": report.rows[session], "filled_rows": report.filled[session], "held": bool(session in report.held),
+             "dagster/row_count": report.rows[session]},
             partition_key=f"{session:%Y-%m-%d}",
         )
     gaps = report.gaps
@@ -85,4 +87,5 @@ def cleaned_ohlcv(context: dg.AssetExecutionContext, config: CleaningConfig, sto
         "unfilled_gaps": int((gaps["reason"] == "gap").sum()),
         "halts_removed": int((gaps["reason"] == "halt").sum()),
         "gaps_and_halts": dg.MetadataValue.md(markdown_table(gaps)),
+        "held_sessions": dg.MetadataValue.json([f"{s:%Y-%m-%d}" for s in report.held]),
         **cost.as_metadata()})

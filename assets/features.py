@@ -28,7 +28,8 @@ def features(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for session, rows in report.rows.items():
         context.add_asset_metadata(
-            {"rows": rows, "symbols_with_full_history": report.symbols_with_history[session], "dagster/row_count": rows},
+            {"rows": rows, "symbols_with_full_history": report.symbols_with_history[session],
+             "held": bool(session in report.held), "dagster/row_count": rows},
             partition_key=f"{session:%Y-%m-%d}",
         )
     return dg.MaterializeResult(metadata={"lookback_sessions": report.lookback_sessions, **cost.as_metadata()})

@@ -22,6 +22,7 @@ import pyarrow as pa
 from alphatwin_pipelines.calendar import previous_sessions
 from alphatwin_pipelines.features import FEATURES, max_lookback
 from alphatwin_pipelines.features.compute import REQUIRED_COLUMNS, FeatureBlock, compute_block, normalise_sessions
+from alphatwin_pipelines.quality.gate import held_sessions
 from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FEATURES as FEATURE_TABLE, require_partitions
@@ -41,6 +42,7 @@ class FeatureReport:
     rows: dict[pd.Timestamp, int]
     symbols_with_history: dict[pd.Timestamp, int]  # symbols whose slowest feature is defined
     lookback_sessions: int
+    held: pd.DatetimeIndex  # sessions of the run the quality gate holds back: no cleaned bars, no features
 
 
 def feature_sessions(store: TableStore, sessions: pd.DatetimeIndex, row_budget: int = ROW_BUDGET) -> FeatureReport:
@@ -57,7 +59,7 @@ def feature_sessions(store: TableStore, sessions: pd.DatetimeIndex, row_budget: 
             in_window = (days >= np.datetime64(start, "ns")) & (days <= np.datetime64(chunk[-1], "ns"))
             block = compute_block(bars if in_window.all() else bars[in_window], sessions=chunk, normalise=False)
             _write(store, block, chunk, rows, ready)
-    return FeatureReport(rows, ready, lookback)
+    return FeatureReport(rows, ready, lookback, held_sessions(store, sessions[0], sessions[-1]))
 
 
 def _window_start(session: pd.Timestamp, lookback: int) -> pd.Timestamp:

@@ -3,6 +3,8 @@ evidence each data-quality check needs.
 
 A range of sessions is validated in one call (the rule engine is vectorised, so a five-year
 backfill costs seconds), with the rules' lookback read from the partitions just before it.
+The session gate (``quality.gate``) is decided here too and stored per session, so that the
+stages downstream skip a held session while the others flow.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import pandera.pandas as pa
 
 from alphatwin_pipelines.calendar import all_sessions
 from alphatwin_pipelines.quality import missing_sessions, rule_catalogue, validate
+from alphatwin_pipelines.quality.gate import HELD, GatePolicy, gate_sessions
 from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import QUARANTINED, RAW, VALIDATED, read_lookback, read_range, require_partitions
+from alphatwin_pipelines.tables import GATE, QUARANTINED, RAW, VALIDATED, read_lookback, read_range, require_partitions
 
 #: Sessions of history the lookback rules need (the longest rule window plus a margin).
 LOOKBACK_SESSIONS = max(rule.lookback for rule in rule_catalogue()) + 5
@@ -54,6 +57,12 @@ class SessionQuality:
     validated: int
     quarantined: int
     flagged: int
+    allowed: int  # most quarantined rows the gate accepts for this session
+    status: str  # the gate's decision: passed, held or released
+
+    @property
+    def held(self) -> bool:
+        return self.status == HELD
 
     @property
     def key(self) -> str:
@@ -76,8 +85,12 @@ class QualityReport:
     recheck_context: pd.DataFrame
 
 
-def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=None) -> QualityReport:
-    """Validate ``sessions`` of raw bars and replace their validated and quarantined partitions."""
+def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=None, policy: GatePolicy = GatePolicy(),
+                      released=()) -> QualityReport:
+    """Validate ``sessions`` of raw bars and replace their validated, quarantined and gate partitions.
+
+    ``policy`` and ``released`` (sessions a person accepts as they are) decide the gate.
+    """
     require_partitions(store, RAW, sessions)
     raw = read_range(store, RAW, sessions)
     history = read_lookback(store, RAW, sessions[0], LOOKBACK_SESSIONS)
@@ -97,7 +110,12 @@ def validate_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, as_of=No
     bad = store.write_sessions(QUARANTINED, quarantined, sessions, key="partition")
     raw_counts = raw.groupby("date").size()
     flagged = validated[validated["flags"] != ""].groupby("date").size()
-    reports = [SessionQuality(s, int(raw_counts.get(s, 0)), good[s], bad[s], int(flagged.get(s, 0))) for s in sessions]
+    counts = pd.DataFrame({"session": sessions, "rows_in": [int(raw_counts.get(s, 0)) for s in sessions],
+                           "quarantined": [bad[s] for s in sessions]})
+    gate = gate_sessions(counts, policy, released)
+    store.write_sessions(GATE, gate, sessions, key="session")
+    reports = [SessionQuality(s, g.rows_in, good[s], bad[s], int(flagged.get(s, 0)), int(g.allowed), str(g.status))
+               for s, g in zip(sessions, gate.itertuples())]
     validated_history = read_lookback(store, VALIDATED, sessions[0], LOOKBACK_SESSIONS)
     return QualityReport(reports, result.summary, result.failures, validated, validated_history,
                          context.reset_index(drop=True))
