@@ -10,9 +10,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import CLEANED
+from alphatwin_pipelines.tables import CLEANED, read_adjusted
 
 __all__ = ["load", "TableStore"]
 __version__ = "0.1.0"

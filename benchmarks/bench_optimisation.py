@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alphatwin_pipelines.backtest import warm_up  # noqa: E402  (sets NUMBA_CACHE_DIR first)
 from alphatwin_pipelines.optimise import PortfolioObjective, ProgressLogger, run_study  # noqa: E402
 from alphatwin_pipelines.profiling import measure  # noqa: E402
-from alphatwin_pipelines.stages.cleaning import read_adjusted  # noqa: E402
+from alphatwin_pipelines.tables import read_adjusted  # noqa: E402
 from alphatwin_pipelines.stages.research_fixture import build_research_data  # noqa: E402
 from alphatwin_pipelines.storage import TableStore  # noqa: E402
 from alphatwin_pipelines.strategies import Indicators, MarketArrays  # noqa: E402

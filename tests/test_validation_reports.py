@@ -21,7 +21,7 @@ from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.reports import GateThresholds, ValidationSettings, gate_failures, regime_labels, validate_strategy
 from alphatwin_pipelines.reports.portfolio import benchmark_returns, run_portfolios
 from alphatwin_pipelines.schema import frame_to_arrow
-from alphatwin_pipelines.stages.cleaning import read_adjusted
+from alphatwin_pipelines.tables import read_adjusted
 from alphatwin_pipelines.stages.validation import replay_validation, validate_strategies
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, complexity_score, sample_params

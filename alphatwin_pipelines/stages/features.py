@@ -22,9 +22,8 @@ import pyarrow as pa
 from alphatwin_pipelines.calendar import previous_sessions
 from alphatwin_pipelines.features import FEATURES, max_lookback
 from alphatwin_pipelines.features.compute import REQUIRED_COLUMNS, FeatureBlock, compute_block, normalise_sessions
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import CLEANED, FEATURES as FEATURE_TABLE, require_partitions
+from alphatwin_pipelines.tables import CLEANED, FEATURES as FEATURE_TABLE, read_adjusted, require_partitions
 
 #: Bar rows (lookback included) per computed block: 77 float64 columns of 1.5 M rows are 0.9 GB.
 ROW_BUDGET = 1_500_000

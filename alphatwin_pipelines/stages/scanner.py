@@ -15,9 +15,10 @@ from alphatwin_pipelines.calendar import previous_sessions
 from alphatwin_pipelines.scanner import ScanConfig, ScanResult, run_scan
 from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK
 from alphatwin_pipelines.scanner.signals import MAX_LOOKBACK
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import CLEANED, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT, TOP_PAIRS, UNIVERSE, require_partitions
+from alphatwin_pipelines.tables import (
+    CLEANED, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT, TOP_PAIRS, UNIVERSE, read_adjusted, require_partitions,
+)
 
 #: History read before the first scanned session: the slowest signal plus a warm-up for the
 #: recursive indicators (Wilder ADX/RSI, EMA crosses).

@@ -27,11 +27,10 @@ from alphatwin_pipelines.reports.html import render_report
 from alphatwin_pipelines.reports.portfolio import benchmark_returns, run_portfolios
 from alphatwin_pipelines.reports.regimes import regime_labels
 from alphatwin_pipelines.schema import frame_to_arrow
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
 from alphatwin_pipelines.tables import (
-    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION,
+    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, read_adjusted,
 )
 
 REPORTS_DIR = "reports"
