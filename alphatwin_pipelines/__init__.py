@@ -30,7 +30,7 @@ def load(
     ``table`` is a session-partitioned table (``raw_ohlcv``, …), a whole table
     (``universe``) or ``rejected_inputs`` (the log). ``start``/``end`` are inclusive session
     dates and prune files before reading; ``symbols`` filters rows inside Parquet.
-    ``data_dir`` defaults to ``ALPHATWIN_DATA_DIR`` (else ``./data``).
+    ``data_dir`` defaults to ``ALPHATWIN_DATA_DIR`` (else the repository's ``data/``).
 
     ``cleaned_ohlcv`` comes with ``adj_open/high/low/close/volume`` backward-adjusted as of
     the latest cleaned session, or as of ``as_of`` using only events known then.

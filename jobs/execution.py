@@ -44,9 +44,9 @@ def execute_allocation_op(context: dg.OpExecutionContext, config: PaperExecution
                           storage: StorageResource, broker: BrokerResource) -> dg.Output[dict]:
     from alphatwin_pipelines.execution import execute_allocation
 
-    trading, ledger = broker.build(storage.data_dir)
+    trading, ledger = broker.build(storage.path())
     try:
-        report = execute_allocation(storage.data_dir, trading, ledger, config.allocation_version,
+        report = execute_allocation(storage.path(), trading, ledger, config.allocation_version,
                                     limits=config.limits(), min_notional=config.min_order_notional,
                                     divergence_bps=config.divergence_bps)
     finally:

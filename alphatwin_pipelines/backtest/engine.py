@@ -47,6 +47,7 @@ from alphatwin_pipelines.strategies import (
     sample_params,
 )
 from alphatwin_pipelines.backtest.orders import account, plan_orders
+from alphatwin_pipelines.storage import resolve_data_dir
 from alphatwin_pipelines.strategies.families import ffill
 from alphatwin_pipelines.validation.metrics import compute_metrics
 
@@ -54,7 +55,7 @@ DEFAULT_INIT_CASH = 100_000.0
 
 
 def configure_numba_cache() -> Path:
-    """Default ``NUMBA_CACHE_DIR`` to ``<ALPHATWIN_DATA_DIR or ./data>/.numba_cache`` if unset.
+    """Default ``NUMBA_CACHE_DIR`` to ``<data dir>/.numba_cache`` if unset (see ``storage.resolve_data_dir``).
 
     Must run before numba is imported (numba reads it once); importing
     ``alphatwin_pipelines.backtest`` does it. If numba was already imported, its config is
@@ -65,8 +66,7 @@ def configure_numba_cache() -> Path:
     current = os.environ.get("NUMBA_CACHE_DIR")
     if current:
         return Path(current)
-    base = os.environ.get("ALPHATWIN_DATA_DIR") or "data"
-    path = Path(base).resolve() / ".numba_cache"
+    path = resolve_data_dir() / ".numba_cache"
     os.environ["NUMBA_CACHE_DIR"] = str(path)
     if "numba" in sys.modules:
         sys.modules["numba"].core.config.reload_config()
