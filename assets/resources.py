@@ -33,6 +33,12 @@ class StorageResource(dg.ConfigurableResource):
 
     data_dir: str | None = None
 
+    def setup_for_execution(self, context) -> None:
+        # Every step that materialises an asset starts here, before any backtest imports numba.
+        from alphatwin_pipelines.numba_cache import configure_numba_cache
+
+        configure_numba_cache(self.path())
+
     def path(self) -> Path:
         return resolve_data_dir(self.data_dir)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alphatwin_pipelines.backtest import warm_up  # noqa: E402  (sets NUMBA_CACHE_DIR first)
+from alphatwin_pipelines.backtest import configure_numba_cache, warm_up  # noqa: E402
 from alphatwin_pipelines.optimise import PortfolioObjective, ProgressLogger, run_study  # noqa: E402
 from alphatwin_pipelines.profiling import measure  # noqa: E402
 from alphatwin_pipelines.tables import read_adjusted  # noqa: E402
@@ -60,6 +60,7 @@ def run(market, family, levels, trials, storage, log, objective_class=PortfolioO
 
 
 def main() -> None:
+    configure_numba_cache()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="ma_cross")
     parser.add_argument("--levels", type=int, default=10)

@@ -44,3 +44,17 @@ def test_the_variable_moves_every_reader(elsewhere, monkeypatch):
 def test_a_relative_setting_is_resolved_against_the_working_directory(elsewhere):
     assert StorageResource(data_dir="rel").store().data_dir == elsewhere / "rel"
     assert resolve_data_dir(Path("rel")) == elsewhere / "rel" and os.path.isabs(default_ledger_url("rel")[10:])
+
+
+def test_a_run_step_sets_the_numba_cache_under_its_data_dir(tmp_path, monkeypatch):
+    import dagster as dg
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    seen = {}
+
+    @dg.asset
+    def probe(storage: StorageResource) -> None:
+        seen["cache"] = os.environ.get("NUMBA_CACHE_DIR")
+
+    assert dg.materialize([probe], resources={"storage": StorageResource(data_dir=str(tmp_path))}).success
+    assert seen["cache"] == str(tmp_path.resolve() / ".numba_cache")

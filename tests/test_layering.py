@@ -81,6 +81,7 @@ def test_importing_the_engine_loads_no_stage_and_changes_no_environment_variable
         import json, os, sys
         before = dict(os.environ)
         import alphatwin_pipelines
+        import alphatwin_pipelines.backtest  # vectorbt's numba cache is set by entry points, not on import
         changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
         stages = sorted(m for m in sys.modules if m.startswith("alphatwin_pipelines.stages"))
         print(json.dumps({"changed": changed, "stages": stages}))
