@@ -23,7 +23,7 @@ from alphatwin_pipelines.backtest import (
     run_specs,
 )
 from alphatwin_pipelines.strategies import MarketArrays, Signals, StrategySpec, generate
-from alphatwin_pipelines.validation.metrics import compute_metrics
+from alphatwin_pipelines.stats.metrics import compute_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CASH = 100_000.0

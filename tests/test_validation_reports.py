@@ -26,7 +26,7 @@ from alphatwin_pipelines.stages.validation import replay_validation, validate_st
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, complexity_score, sample_params
 from alphatwin_pipelines.tables import OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION
-from alphatwin_pipelines.validation import compute_metrics, sharpe_ratio
+from alphatwin_pipelines.stats import compute_metrics, sharpe_ratio
 
 REAL_SYMBOLS = ["AAPL", "MSFT", "JNJ", "XOM"]
 

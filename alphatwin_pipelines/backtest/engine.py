@@ -45,7 +45,7 @@ from alphatwin_pipelines.strategies import (
 )
 from alphatwin_pipelines.backtest.orders import account, plan_orders
 from alphatwin_pipelines.strategies.families import ffill
-from alphatwin_pipelines.validation.metrics import compute_metrics
+from alphatwin_pipelines.stats.metrics import compute_metrics
 
 DEFAULT_INIT_CASH = 100_000.0
 
