@@ -31,8 +31,8 @@ _CHECKS = {
 }
 
 
-class ValidationConfig(dg.Config):
-    """Thresholds for the validation checks."""
+class QualityCheckConfig(dg.Config):
+    """Thresholds for the quality checks."""
 
     pass_rate_threshold: float = 0.99
     fillable_gap_sessions: int = 3
@@ -53,7 +53,7 @@ class ValidationConfig(dg.Config):
     partitions_def=nyse_sessions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def validated_and_quarantined_ohlcv(context: dg.AssetExecutionContext, config: ValidationConfig, storage: StorageResource):
+def validated_and_quarantined_ohlcv(context: dg.AssetExecutionContext, config: QualityCheckConfig, storage: StorageResource):
     store = storage.store()
     sessions = sessions_of(context)
     with measure() as cost:
@@ -80,7 +80,7 @@ def validated_and_quarantined_ohlcv(context: dg.AssetExecutionContext, config: V
     yield from _check_results(config, report, store)
 
 
-def _check_results(config: ValidationConfig, report, store):
+def _check_results(config: QualityCheckConfig, report, store):
     validated, history = report.validated, report.history
     schema = schema_failures(validated)
     yield _result(CHECK_SCHEMA, schema.empty, schema, f"{len(schema)} schema failure case(s)")

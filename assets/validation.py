@@ -1,4 +1,4 @@
-"""Validation stage: walk-forward, DSR, PBO, costs, regimes and benchmarks for every optimised strategy.
+"""Strategy validation: walk-forward, DSR, PBO, costs, regimes and benchmarks for every optimised strategy.
 
 The three gates are blocking checks on ``validation_reports``. Allocation reads only rows with
 ``passed`` true, so a gate blocks downstream only when NO strategy clears it: then nothing could
@@ -32,7 +32,7 @@ _DESCRIPTIONS = {
 }
 
 
-class ValidationConfig(dg.Config):
+class StrategyValidationConfig(dg.Config):
     """Gate thresholds and walk-forward windows (sessions). Defaults: 2 years of bars give 4 test windows."""
 
     min_dsr: float = 0.95
@@ -45,7 +45,7 @@ class ValidationConfig(dg.Config):
     pbo_splits: int = 16
 
 
-def _settings(config: ValidationConfig):
+def _settings(config: StrategyValidationConfig):
     from alphatwin_pipelines.reports import GateThresholds, ValidationSettings
 
     return ValidationSettings(train=config.train_sessions, test=config.test_sessions, n_candidates=config.n_candidates,
@@ -59,7 +59,7 @@ def _settings(config: ValidationConfig):
     check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=True, description=text + _BLOCKS)
                  for name, (_, text) in GATE_CHECKS.items()],
 )
-def validation_reports(context: dg.AssetExecutionContext, config: ValidationConfig, storage: StorageResource):
+def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource):
     from alphatwin_pipelines.stages.validation import REPORTS_DIR, validate_strategies
 
     store = storage.store()

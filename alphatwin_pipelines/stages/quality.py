@@ -1,4 +1,4 @@
-"""Validation stage: raw partitions in, validated and quarantined partitions out, plus the
+"""Quality stage: raw partitions in, validated and quarantined partitions out, plus the
 evidence each data-quality check needs.
 
 A range of sessions is validated in one call (the rule engine is vectorised, so a five-year

@@ -1,4 +1,4 @@
-"""Validation stage: optimised strategies + adjusted bars in; reports, OOS returns and positions out.
+"""Strategy validation stage: optimised strategies + adjusted bars in; reports, OOS returns and positions out.
 
 Every strategy is validated on the bars of its own symbols (``symbols_json``) over all cleaned
 history, adjusted as of the latest cleaned session. The three tables are written in one batch
@@ -34,9 +34,9 @@ from alphatwin_pipelines.tables import (
 )
 
 REPORTS_DIR = "reports"
-OPTIMISED_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "start", "end",
-                     "n_trials", "is_sharpe", "scanner_partition", "record_json")
-TRIAL_COLUMNS = ("strategy_id", "trial_number", "params_json", "sharpe")
+OPTIMISED_INPUTS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "start", "end",
+                    "n_trials", "is_sharpe", "scanner_partition", "record_json")
+TRIAL_INPUTS = ("strategy_id", "trial_number", "params_json", "sharpe")
 REPORT_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "n_trials",
                   "is_sharpe", "oos_sharpe", "oos_sortino", "oos_cagr", "oos_max_drawdown", "dsr", "pbo", "passed",
                   "reasons", "report_path", "scanner_partition", "record_json")
@@ -82,8 +82,8 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
     settings = settings or ValidationSettings()
     optimised = store.read_table(OPTIMISED)
     trials = store.read_table(OPTIMISATION_TRIALS)
-    _require(optimised, OPTIMISED_COLUMNS, OPTIMISED)
-    _require(trials, TRIAL_COLUMNS, OPTIMISATION_TRIALS)
+    _require(optimised, OPTIMISED_INPUTS, OPTIMISED)
+    _require(trials, TRIAL_INPUTS, OPTIMISATION_TRIALS)
     if optimised["strategy_id"].duplicated().any():
         raise ValueError(f"{OPTIMISED} has duplicate strategy_id rows: re-materialise it")
     universe = MarketArrays.from_bars(read_adjusted(store), price="adj")
