@@ -10,7 +10,7 @@ import pandas as pd
 
 from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust
 from alphatwin_pipelines.calendar import previous_sessions
-from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.storage import REJECTED_INPUTS_LOG, TableStore
 
 UNIVERSE = "universe"
 RAW = "raw_ohlcv"
@@ -31,6 +31,8 @@ STRATEGY_RETURNS = "strategy_returns"
 STRATEGY_POSITIONS = "strategy_positions"
 ALLOCATIONS = "portfolio_allocations"
 REBALANCE_SUGGESTIONS = "rebalance_suggestions"
+#: The append-only log of rejected input rows (a JSON-lines file, not Parquet).
+REJECTED_INPUTS = REJECTED_INPUTS_LOG.removesuffix(".jsonl")
 
 
 class MissingUpstreamError(RuntimeError):

@@ -43,7 +43,7 @@ def validated_bar_schema() -> pa.DataFrameSchema:
             pa.Check(lambda f: ~f.duplicated(["symbol", "date"]), name="one row per (symbol, date)"),
         ],
         strict=False,
-        name="validated_ohlcv",
+        name=VALIDATED,
     )
 
 

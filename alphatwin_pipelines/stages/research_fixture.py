@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alphatwin_pipelines.calendar import sessions_between
-from alphatwin_pipelines.ingest import RAW_TABLE, ingest
+from alphatwin_pipelines.ingest import ingest
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.sources import make_source
 from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
@@ -18,7 +18,7 @@ from alphatwin_pipelines.stages.features import feature_sessions
 from alphatwin_pipelines.stages.quality import validate_sessions
 from alphatwin_pipelines.stages.scanner import scan_sessions
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import UNIVERSE
+from alphatwin_pipelines.tables import RAW, UNIVERSE
 from alphatwin_pipelines.universe import resolve_universe
 
 
@@ -26,7 +26,7 @@ def build_cleaned(store: TableStore, source, sessions) -> None:
     """Universe, raw, validated, adjustment factors and cleaned bars of ``source`` for ``sessions``."""
     universe = resolve_universe(None, source)
     store.write_table(UNIVERSE, frame_to_arrow(universe))
-    ingest(source, store, universe["symbol"].tolist(), sessions, table=RAW_TABLE)
+    ingest(source, store, universe["symbol"].tolist(), sessions, table=RAW)
     validate_sessions(store, sessions)
     build_events(store, sessions)
     clean_sessions(store, sessions)
