@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.schema import canonical_to_arrow, empty_bars, to_canonical
 from alphatwin_pipelines.sources.base import NETWORK_RULES, BarSource, FetchResult, Rejection
 from alphatwin_pipelines.storage import TableStore
@@ -40,7 +41,7 @@ class SessionReport:
 
     @property
     def key(self) -> str:
-        return f"{self.session:%Y-%m-%d}"
+        return session_key(self.session)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from alphatwin_pipelines.atomic import _new_temp, _temps_by_target, atomic_write_bytes, fsync_dir
 from alphatwin_pipelines.file_cache import FileCache
+from alphatwin_pipelines.partition_keys import key_sessions, session_key
 from alphatwin_pipelines.schema import arrow_to_frame
 
 DATA_DIR_ENV = "ALPHATWIN_DATA_DIR"
@@ -200,7 +201,7 @@ class TableStore:
         return self.data_dir / table
 
     def partition_path(self, table: str, session) -> Path:
-        return self.table_dir(table) / f"{pd.Timestamp(session):%Y-%m-%d}.parquet"
+        return self.table_dir(table) / f"{session_key(session)}.parquet"
 
     def whole_path(self, table: str) -> Path:
         return self.data_dir / f"{table}.parquet"
@@ -215,7 +216,7 @@ class TableStore:
         if not folder.is_dir():
             return pd.DatetimeIndex([], dtype="datetime64[ns]")
         keys = sorted(p.stem for p in folder.glob("*.parquet") if not p.name.startswith("."))
-        return pd.DatetimeIndex(pd.to_datetime(keys, format="%Y-%m-%d")).astype("datetime64[ns]")
+        return key_sessions(keys)
 
     def read_partitions(
         self,

@@ -8,6 +8,7 @@ rewriting its stored history; see ``alphatwin_pipelines.stages.cleaning``.
 import dagster as dg
 import pandas as pd
 
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table, preview
 from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
@@ -70,7 +71,7 @@ def cleaned_ohlcv(context: dg.AssetExecutionContext, config: CleaningConfig, sto
     for session in report.sessions:
         context.add_asset_metadata(
             {"rows": report.rows[session], "filled_rows": report.filled[session], "dagster/row_count": report.rows[session]},
-            partition_key=f"{session:%Y-%m-%d}",
+            partition_key=session_key(session),
         )
     gaps = report.gaps
     return dg.MaterializeResult(metadata={

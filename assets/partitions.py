@@ -11,12 +11,13 @@ import os
 import dagster as dg
 
 from alphatwin_pipelines.calendar import DEFAULT_PARTITION_START, last_session, non_session_weekdays, sessions_between
+from alphatwin_pipelines.partition_keys import KEY_FORMAT
 
 PARTITION_START = os.environ.get("ALPHATWIN_START") or DEFAULT_PARTITION_START
 
 nyse_sessions = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 1-5",
-    fmt="%Y-%m-%d",
+    fmt=KEY_FORMAT,
     start=PARTITION_START,
     timezone="America/New_York",
     # The current session is a partition as soon as it starts, so the nightly run can build it.

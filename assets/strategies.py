@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.strategies.spec import FAMILIES, MAX_LEVEL
@@ -60,7 +61,7 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
         "studies": len(table),
         "n_trials_total": int(table["n_trials"].sum()),
         "trials_run": report.trials_run,
-        "scanner_partition": f"{report.end:%Y-%m-%d}",
+        "scanner_partition": session_key(report.end),
         "window": f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d}",
         "shortlist": dg.MetadataValue.json(report.shortlist.symbols),
         "optuna_storage": optuna.url(storage).split(":", 1)[0],  # the scheme only: the URL may hold a password

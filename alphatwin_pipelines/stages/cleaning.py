@@ -16,6 +16,7 @@ import pandas as pd
 from alphatwin_pipelines.adjustment import EVENT_COLUMNS, corporate_actions
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.cleaning import clean
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FACTORS, VALIDATED, read_lookback, read_range, require_partitions
@@ -30,7 +31,7 @@ class SessionEvents:
 
     @property
     def key(self) -> str:
-        return f"{self.session:%Y-%m-%d}"
+        return session_key(self.session)
 
 
 def build_events(store: TableStore, sessions: pd.DatetimeIndex) -> list[SessionEvents]:

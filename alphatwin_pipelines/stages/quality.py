@@ -14,6 +14,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from alphatwin_pipelines.calendar import all_sessions
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.quality import missing_sessions, rule_catalogue, validate
 from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
@@ -57,7 +58,7 @@ class SessionQuality:
 
     @property
     def key(self) -> str:
-        return f"{self.session:%Y-%m-%d}"
+        return session_key(self.session)
 
     @property
     def pass_rate(self) -> float:
