@@ -28,9 +28,9 @@ from alphatwin_pipelines.backtest import configure_numba_cache, warm_up  # noqa:
 from alphatwin_pipelines.optimise import PortfolioObjective, ProgressLogger, run_study  # noqa: E402
 from alphatwin_pipelines.profiling import measure  # noqa: E402
 from alphatwin_pipelines.tables import read_adjusted  # noqa: E402
-from alphatwin_pipelines.stages.research_fixture import build_research_data  # noqa: E402
 from alphatwin_pipelines.storage import TableStore  # noqa: E402
 from alphatwin_pipelines.strategies import Indicators, MarketArrays  # noqa: E402
+from tests.fixtures.research import build_research_data  # noqa: E402
 
 
 def build_market(data_dir: Path, n_symbols: int) -> MarketArrays:

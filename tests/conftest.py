@@ -60,7 +60,7 @@ def research_data(tmp_path_factory) -> Path:
 
     Built once per test process; treat it as read-only and copy it (``research_dir``) to write.
     """
-    from alphatwin_pipelines.stages.research_fixture import build_research_data
+    from tests.fixtures.research import build_research_data
 
     path = tmp_path_factory.mktemp("research") / "data"
     build_research_data(path)

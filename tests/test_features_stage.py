@@ -16,7 +16,7 @@ from alphatwin_pipelines.features import compute_features, max_lookback
 from alphatwin_pipelines.sources.synthetic import SyntheticSource
 from alphatwin_pipelines.tables import read_adjusted
 from alphatwin_pipelines.stages.features import feature_sessions
-from alphatwin_pipelines.stages.research_fixture import build_cleaned
+from tests.fixtures.research import build_cleaned
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import FACTORS, FEATURES
 
