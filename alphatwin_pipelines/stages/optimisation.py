@@ -45,11 +45,11 @@ class OptimisationConfig:
     n_trials: int = 8
     seed: int = 42
     shortlist_size: int = 25
-    sector: str | None = None  # restrict the shortlist to one sector of the scanner results
-    symbols: tuple[str, ...] | None = None  # ... or to an explicit list of symbols
+    segment_sector: str | None = None  # only symbols of this sector (as in scanner_results.sector)
+    segment_symbols: tuple[str, ...] | None = None  # only these symbols (intersected with the shortlist)
     train_years: float = 2.0
     warmup_sessions: int = 320  # covers the longest lookback (vol_window 60 + the 252-session rank)
-    prune_on_estimate: bool = True
+    prune_on_estimate: bool = True  # median-prune trials on a cheap Sharpe estimate before the backtest
     costs: CostModel = field(default_factory=CostModel)
 
     def __post_init__(self):
@@ -135,7 +135,7 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
     """Run (or resume) every configured study and replace both output tables."""
     config = config or OptimisationConfig()
     t0 = time.perf_counter()
-    shortlist = select_shortlist(store, config.shortlist_size, config.sector, config.symbols)
+    shortlist = select_shortlist(store, config.shortlist_size, config.segment_sector, config.segment_symbols)
     end = shortlist.scanner_partition
     start, warmup_start, sessions = _window(store, end, config.train_years, config.warmup_sessions)
     bars = read_window_bars(store, shortlist.symbols, warmup_start, end, as_of=end)
