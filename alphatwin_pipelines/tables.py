@@ -6,6 +6,8 @@ types the same name into ``load``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust
@@ -33,6 +35,18 @@ ALLOCATIONS = "portfolio_allocations"
 REBALANCE_SUGGESTIONS = "rebalance_suggestions"
 #: The append-only log of rejected input rows (a JSON-lines file, not Parquet).
 REJECTED_INPUTS = REJECTED_INPUTS_LOG.removesuffix(".jsonl")
+
+
+def stored_path(store: TableStore, path) -> str:
+    """``path`` (under the data directory) as a table stores it: relative to the data directory,
+    so the directory can be moved or mounted elsewhere and the table still points at the file."""
+    return Path(path).relative_to(store.data_dir).as_posix()
+
+
+def resolve_stored_path(store: TableStore, stored: str) -> Path:
+    """A path read from a table, under ``store``'s data directory (an absolute one is kept as is)."""
+    path = Path(stored)
+    return path if path.is_absolute() else store.data_dir / path
 
 
 class MissingUpstreamError(RuntimeError):

@@ -30,7 +30,7 @@ from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
 from alphatwin_pipelines.tables import (
-    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, read_adjusted,
+    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, read_adjusted, stored_path,
 )
 
 REPORTS_DIR = "reports"
@@ -107,7 +107,7 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
                      "level": int(row["level"]), "n_trials": int(row["n_trials"]),
                      "oos_sharpe": m["sharpe"], "oos_sortino": m["sortino"], "oos_cagr": m["cagr"],
                      "oos_max_drawdown": m["max_drawdown"], "dsr": v.dsr, "pbo": v.pbo, "passed": v.passed,
-                     "reasons": "; ".join(v.failures.values()), "report_path": str(path),
+                     "reasons": "; ".join(v.failures.values()), "report_path": stored_path(store, path),
                      "record_json": _record(row, settings, symbols, last)})
         streams.append(pd.DataFrame({"date": v.oos_returns.index, "strategy_id": v.strategy_id,
                                      "return": v.oos_returns.to_numpy(dtype=float)}))
