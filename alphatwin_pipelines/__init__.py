@@ -10,9 +10,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import CLEANED
+from alphatwin_pipelines.tables import CLEANED, REJECTED_INPUTS, read_adjusted
 
 __all__ = ["load", "TableStore"]
 __version__ = "0.1.0"
@@ -31,7 +30,7 @@ def load(
     ``table`` is a session-partitioned table (``raw_ohlcv``, …), a whole table
     (``universe``) or ``rejected_inputs`` (the log). ``start``/``end`` are inclusive session
     dates and prune files before reading; ``symbols`` filters rows inside Parquet.
-    ``data_dir`` defaults to ``ALPHATWIN_DATA_DIR`` (else ``./data``).
+    ``data_dir`` defaults to ``ALPHATWIN_DATA_DIR`` (else the repository's ``data/``).
 
     ``cleaned_ohlcv`` comes with ``adj_open/high/low/close/volume`` backward-adjusted as of
     the latest cleaned session, or as of ``as_of`` using only events known then.
@@ -39,7 +38,7 @@ def load(
     store = TableStore(data_dir)
     if isinstance(symbols, str):
         symbols = [symbols]
-    if table == "rejected_inputs":
+    if table == REJECTED_INPUTS:
         return store.read_rejections()
     if table == CLEANED:
         return read_adjusted(store, start=start, end=end, symbols=symbols, as_of=as_of)
@@ -54,7 +53,7 @@ def load(
         return frame
     if store.table_dir(table).is_dir():
         return store.read_partitions(table, start=start, end=end, symbols=symbols)
-    known = sorted({p.stem for p in store.data_dir.glob("*")} - {"rejected_inputs"}) if store.data_dir.exists() else []
+    known = sorted({p.stem for p in store.data_dir.glob("*")} - {REJECTED_INPUTS}) if store.data_dir.exists() else []
     raise KeyError(
         f"no table named {table!r} under {store.data_dir}; stored tables: {known or 'none'}. "
         "Materialise it first (make run) or point ALPHATWIN_DATA_DIR at the right folder."

@@ -61,9 +61,10 @@ def non_session_weekdays(start, end) -> list[dt.datetime]:
     return [d.to_pydatetime() for d in closed]
 
 
-def previous_sessions(date, count: int) -> pd.DatetimeIndex:
-    """The ``count`` sessions strictly before ``date`` (for rules and features that need history)."""
-    sessions = all_sessions()
+def previous_sessions(date, count: int, sessions: pd.DatetimeIndex | None = None) -> pd.DatetimeIndex:
+    """The ``count`` sessions strictly before ``date`` (for rules and features that need history),
+    taken from ``sessions`` (default: every calendar session)."""
+    sessions = all_sessions() if sessions is None else sessions
     idx = sessions.searchsorted(pd.Timestamp(date))
     return sessions[max(0, idx - count) : idx]
 
@@ -96,6 +97,13 @@ def last_started_session(now: dt.datetime) -> pd.Timestamp | None:
     now = now.tz_localize(MARKET_TIMEZONE) if now.tz is None else now
     idx = _opens().searchsorted(now, side="right")
     return all_sessions()[idx - 1] if idx else None
+
+
+def lookback_start(first, count: int, sessions: pd.DatetimeIndex | None = None) -> pd.Timestamp:
+    """The first session of the window that adds ``count`` sessions of history before ``first``
+    (fewer near the start of ``sessions``; ``first`` itself when none precedes it)."""
+    before = previous_sessions(first, count, sessions)
+    return before[0] if len(before) else pd.Timestamp(first)
 
 
 def last_session() -> pd.Timestamp:

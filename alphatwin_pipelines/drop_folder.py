@@ -25,12 +25,13 @@ from pathlib import Path
 import pandas as pd
 
 from alphatwin_pipelines.calendar import sessions_between
-from alphatwin_pipelines.ingest import RAW_TABLE, IngestReport, ingest
+from alphatwin_pipelines.ingest import IngestReport, ingest
 from alphatwin_pipelines.schema import empty_bars, to_canonical
 from alphatwin_pipelines.sources.base import RULE_NO_DATA, BarSource, FetchResult
 from alphatwin_pipelines.sources.csv_formats import _positions
 from alphatwin_pipelines.sources.csv_source import CsvFolderSource
 from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import RAW
 from alphatwin_pipelines.universe import is_valid_symbol
 
 DROP_SUFFIX = ".csv"
@@ -165,7 +166,7 @@ class _Overlay(BarSource):
         self.dropped, self.stored, self.folder = dropped, stored, folder
 
     def describe(self) -> str:
-        return f"drop folder {self.folder} over stored {RAW_TABLE}"
+        return f"drop folder {self.folder} over stored {RAW}"
 
     def fetch(self, symbols, sessions) -> FetchResult:
         new = self.dropped.bars
@@ -190,8 +191,8 @@ def ingest_dropped(store: TableStore, folder: Path, files: Mapping[str, str], se
                             "symbol(s) outside the universe; add them to ALPHATWIN_UNIVERSE and materialise universe")
     with staged(folder, files) as copy:
         dropped = CsvFolderSource(copy).fetch(wanted, sessions)
-    stored = store.read_partitions(RAW_TABLE, sessions[0], sessions[-1])
+    stored = store.read_partitions(RAW, sessions[0], sessions[-1])
     stored = empty_bars() if stored.empty else stored
     keep = sorted(set(stored["symbol"]) | set(wanted))
-    report = ingest(_Overlay(dropped, stored, folder), store, keep, sessions, table=RAW_TABLE, run_id=run_id)
+    report = ingest(_Overlay(dropped, stored, folder), store, keep, sessions, table=RAW, run_id=run_id)
     return report, outside

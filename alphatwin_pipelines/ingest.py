@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.schema import canonical_to_arrow, empty_bars, to_canonical
 from alphatwin_pipelines.sources.base import NETWORK_RULES, BarSource, FetchResult, Rejection
 from alphatwin_pipelines.storage import TableStore
-
-RAW_TABLE = "raw_ohlcv"
+from alphatwin_pipelines.tables import RAW
 
 
 class IngestError(RuntimeError):
@@ -41,7 +41,7 @@ class SessionReport:
 
     @property
     def key(self) -> str:
-        return f"{self.session:%Y-%m-%d}"
+        return session_key(self.session)
 
 
 @dataclass
@@ -71,7 +71,7 @@ def ingest(
     symbols: Sequence[str],
     sessions: pd.DatetimeIndex,
     *,
-    table: str = RAW_TABLE,
+    table: str = RAW,
     run_id: str | None = None,
 ) -> IngestReport:
     """Fetch ``symbols`` over ``sessions`` and replace each session's partition whole."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import read_adjusted
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORD_VERSION = 1
@@ -101,8 +102,6 @@ def make_record(spec, symbols, start, end, seeds, inputs, costs, **extra) -> dic
 
 def read_window_bars(store: TableStore, symbols, start, end, as_of) -> pd.DataFrame:
     """Adjusted cleaned bars of ``symbols`` in [start, end], adjusted as of ``as_of``."""
-    from alphatwin_pipelines.stages.cleaning import read_adjusted
-
     return read_adjusted(store, start=start, end=end, symbols=sorted(str(s) for s in symbols), as_of=as_of)
 
 

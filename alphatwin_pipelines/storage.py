@@ -24,10 +24,12 @@ import pyarrow.parquet as pq
 
 from alphatwin_pipelines.atomic import _new_temp, _temps_by_target, atomic_write_bytes, fsync_dir
 from alphatwin_pipelines.file_cache import FileCache
+from alphatwin_pipelines.partition_keys import key_sessions, session_key
 from alphatwin_pipelines.schema import arrow_to_frame
 
 DATA_DIR_ENV = "ALPHATWIN_DATA_DIR"
-DEFAULT_DATA_DIR = "data"
+#: The repository's ``data/`` (what the Makefile exports), wherever the process was started from.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 REJECTED_INPUTS_LOG = "rejected_inputs.jsonl"
 #: Decoded files shared by the stages that run in this process (see ``file_cache``).
 FILE_CACHE = FileCache()
@@ -57,8 +59,10 @@ def _parquet_options(schema: pa.Schema) -> dict:
     return {**_PARQUET_OPTIONS, "use_dictionary": strings, "compression": codecs, "compression_level": levels}
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data directory as an absolute path: ``data_dir`` when given, else ``ALPHATWIN_DATA_DIR``,
+    else ``DEFAULT_DATA_DIR``. The one place the setting is read and resolved."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
 
 
 def _holds(path: Path, payload: pa.Buffer) -> bool:
@@ -80,7 +84,7 @@ class TableStore:
     """Reads and writes the project's Parquet tables under ``data_dir``."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None):
-        self.data_dir = Path(data_dir).resolve() if data_dir else default_data_dir()
+        self.data_dir = resolve_data_dir(data_dir)
         self._pending: list[list] | None = None  # [temporary path or None, final path]
         self._stale: dict[Path, dict[str, list[Path]]] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -197,7 +201,7 @@ class TableStore:
         return self.data_dir / table
 
     def partition_path(self, table: str, session) -> Path:
-        return self.table_dir(table) / f"{pd.Timestamp(session):%Y-%m-%d}.parquet"
+        return self.table_dir(table) / f"{session_key(session)}.parquet"
 
     def whole_path(self, table: str) -> Path:
         return self.data_dir / f"{table}.parquet"
@@ -212,7 +216,7 @@ class TableStore:
         if not folder.is_dir():
             return pd.DatetimeIndex([], dtype="datetime64[ns]")
         keys = sorted(p.stem for p in folder.glob("*.parquet") if not p.name.startswith("."))
-        return pd.DatetimeIndex(pd.to_datetime(keys, format="%Y-%m-%d")).astype("datetime64[ns]")
+        return key_sessions(keys)
 
     def read_partitions(
         self,

@@ -6,10 +6,13 @@ types the same name into ``load``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust
 from alphatwin_pipelines.calendar import previous_sessions
-from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.storage import REJECTED_INPUTS_LOG, TableStore
 
 UNIVERSE = "universe"
 RAW = "raw_ohlcv"
@@ -32,6 +35,20 @@ STRATEGY_RETURNS = "strategy_returns"
 STRATEGY_POSITIONS = "strategy_positions"
 ALLOCATIONS = "portfolio_allocations"
 REBALANCE_SUGGESTIONS = "rebalance_suggestions"
+#: The append-only log of rejected input rows (a JSON-lines file, not Parquet).
+REJECTED_INPUTS = REJECTED_INPUTS_LOG.removesuffix(".jsonl")
+
+
+def stored_path(store: TableStore, path) -> str:
+    """``path`` (under the data directory) as a table stores it: relative to the data directory,
+    so the directory can be moved or mounted elsewhere and the table still points at the file."""
+    return Path(path).relative_to(store.data_dir).as_posix()
+
+
+def resolve_stored_path(store: TableStore, stored: str) -> Path:
+    """A path read from a table, under ``store``'s data directory (an absolute one is kept as is)."""
+    path = Path(stored)
+    return path if path.is_absolute() else store.data_dir / path
 
 
 class MissingUpstreamError(RuntimeError):
@@ -59,3 +76,34 @@ def read_lookback(store: TableStore, table: str, first_session, count: int, colu
     if len(before) == 0:
         return pd.DataFrame()
     return store.read_partitions(table, before[0], before[-1], columns=columns)
+
+
+def read_events(store: TableStore, as_of=None, start=None) -> pd.DataFrame:
+    """Every stored corporate-action event dated in [``start``, ``as_of``] (default: all)."""
+    return store.read_partitions(FACTORS, start=start, end=as_of, cached=True)
+
+
+#: The cleaned columns ``adjust`` reads to add the adjusted ones.
+ADJUSTMENT_INPUTS = ("symbol", "date", "open", "high", "low", "close", "volume")
+
+
+def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=None, columns=None) -> pd.DataFrame:
+    """Cleaned bars with ``adj_open/high/low/close`` and ``adj_volume``, backward-adjusted as of
+    ``as_of`` (default: the latest cleaned session), using only events known by then.
+
+    ``columns`` limits the cleaned columns read to these plus ``ADJUSTMENT_INPUTS``: leaving
+    out the text columns (source, flags) cuts a five-year read by a third.
+    """
+    stored = store.stored_sessions(CLEANED)
+    if len(stored) == 0:
+        raise FileNotFoundError(f"{CLEANED} has no partitions under {store.data_dir}: materialise it first")
+    cutoff = pd.Timestamp(as_of) if as_of is not None else stored[-1]
+    upper = min(pd.Timestamp(end), cutoff) if end is not None else cutoff
+    wanted = None if columns is None else list(dict.fromkeys([*ADJUSTMENT_INPUTS, *columns]))
+    bars = store.read_partitions(CLEANED, start, upper, symbols=symbols, columns=wanted, cached=True)
+    # A bar is adjusted by the events after it only, so bars from ``start`` need no older event:
+    # a nightly run reads its lookback's events, not the whole history's.
+    events = read_events(store, as_of=cutoff, start=start)
+    if symbols and len(events):  # with no factors stored yet there is no symbol column to filter
+        events = events[events["symbol"].isin([s.upper() for s in symbols])]
+    return adjust(bars, factors=events if len(events) else pd.DataFrame(columns=list(EVENT_COLUMNS)), as_of=cutoff)

@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from alphatwin_pipelines.corrections import CorrectionsError
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table, preview
 from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
@@ -79,7 +80,7 @@ def cleaned_ohlcv(context: dg.AssetExecutionContext, config: CleaningConfig, sto
         context.add_asset_metadata(
             {"rows": report.rows[session], "filled_rows": report.filled[session], "held": bool(session in report.held),
              "dagster/row_count": report.rows[session]},
-            partition_key=f"{session:%Y-%m-%d}",
+            partition_key=session_key(session),
         )
     gaps = report.gaps
     return dg.MaterializeResult(metadata={
@@ -87,5 +88,5 @@ def cleaned_ohlcv(context: dg.AssetExecutionContext, config: CleaningConfig, sto
         "unfilled_gaps": int((gaps["reason"] == "gap").sum()),
         "halts_removed": int((gaps["reason"] == "halt").sum()),
         "gaps_and_halts": dg.MetadataValue.md(markdown_table(gaps)),
-        "held_sessions": dg.MetadataValue.json([f"{s:%Y-%m-%d}" for s in report.held]),
+        "held_sessions": dg.MetadataValue.json([session_key(s) for s in report.held]),
         **cost.as_metadata()})

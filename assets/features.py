@@ -3,6 +3,7 @@
 import dagster as dg
 
 from alphatwin_pipelines.features import feature_table_markdown
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.stages.features import feature_sessions
 from alphatwin_pipelines.tables import CLEANED, FACTORS, FEATURES, MissingUpstreamError
@@ -30,6 +31,6 @@ def features(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.
         context.add_asset_metadata(
             {"rows": rows, "symbols_with_full_history": report.symbols_with_history[session],
              "held": bool(session in report.held), "dagster/row_count": rows},
-            partition_key=f"{session:%Y-%m-%d}",
+            partition_key=session_key(session),
         )
     return dg.MaterializeResult(metadata={"lookback_sessions": report.lookback_sessions, **cost.as_metadata()})

@@ -5,17 +5,17 @@ import os
 import dagster as dg
 import pandas as pd
 
-from alphatwin_pipelines.ingest import RAW_TABLE, IngestError, IngestReport, ingest
+from alphatwin_pipelines.ingest import IngestError, IngestReport, ingest
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reconcile import reconcile
 from alphatwin_pipelines.reporting import markdown_table, preview
 from alphatwin_pipelines.schema import BAR_COLUMN_DOCS, frame_to_arrow
 from alphatwin_pipelines.sources import SourceConfigError
+from alphatwin_pipelines.tables import RAW, UNIVERSE
 from alphatwin_pipelines.universe import UniverseError, resolve_universe
 from assets.partitions import nyse_sessions, sessions_of
 from assets.resources import MarketDataResource, StorageResource
 
-UNIVERSE_TABLE = "universe"
 CHECK_SOURCES_AGREE = "sources_agree"
 
 # Only the provider-facing asset retries, and only on provider trouble: bad data raises
@@ -23,7 +23,7 @@ CHECK_SOURCES_AGREE = "sources_agree"
 NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-@dg.asset(group_name="ingestion", kinds={"parquet"})
+@dg.asset(name=UNIVERSE, group_name="ingestion", kinds={"parquet"})
 def universe(market_data: MarketDataResource, storage: StorageResource) -> dg.MaterializeResult:
     """Symbols with sectors: ALPHATWIN_UNIVERSE, or the source's own list (the synthetic market's)."""
     with measure() as cost:
@@ -31,7 +31,7 @@ def universe(market_data: MarketDataResource, storage: StorageResource) -> dg.Ma
             frame = resolve_universe(market_data.universe, market_data.build_source())
         except (UniverseError, SourceConfigError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        path = storage.store().write_table(UNIVERSE_TABLE, frame_to_arrow(frame))
+        path = storage.store().write_table(UNIVERSE, frame_to_arrow(frame))
     sectors = frame["sector"].value_counts().rename_axis("sector").reset_index(name="symbols")
     return dg.MaterializeResult(
         metadata={
@@ -44,6 +44,7 @@ def universe(market_data: MarketDataResource, storage: StorageResource) -> dg.Ma
 
 
 @dg.asset(
+    name=RAW,
     group_name="ingestion",
     kinds={"parquet"},
     partitions_def=nyse_sessions,
@@ -64,13 +65,13 @@ def raw_ohlcv(
     sessions = sessions_of(context)
     try:
         source = market_data.build_source()
-        symbols = store.read_table(UNIVERSE_TABLE, columns=["symbol"])["symbol"].tolist()
+        symbols = store.read_table(UNIVERSE, columns=["symbol"])["symbol"].tolist()
     except (SourceConfigError, FileNotFoundError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     with measure() as cost:
         try:
-            report = ingest(source, store, symbols, sessions, table=RAW_TABLE, run_id=_run_id(context))
+            report = ingest(source, store, symbols, sessions, table=RAW, run_id=_run_id(context))
         except IngestError as exc:
             raise dg.Failure(
                 description=str(exc),
@@ -141,7 +142,7 @@ def sources_agree(
 ) -> dg.AssetCheckResult:
     """Compare the stored raw bars of this run's sessions with a second provider, row by row."""
     sessions = sessions_of(context)
-    primary = storage.store().read_partitions(RAW_TABLE, sessions[0], sessions[-1])
+    primary = storage.store().read_partitions(RAW, sessions[0], sessions[-1])
     secondary = market_data.build_secondary_source()
     fetched = secondary.fetch(sorted(primary["symbol"].unique()), sessions)
     disagreements = reconcile(primary, fetched.bars)

@@ -7,7 +7,6 @@ The dbt project lives in ``dbt/``. Loading the code location only reads its
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -58,5 +57,5 @@ class PipelineTablesTranslator(DagsterDbtTranslator):
 )
 def marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: StorageResource):
     """``dbt build`` of the selected models: staging views, mart tables, unit and data tests."""
-    data_dir = str(Path(storage.data_dir).resolve())
+    data_dir = str(storage.path())
     yield from dbt.cli(["build", "--vars", json.dumps({"data_dir": data_dir})], context=context).stream()

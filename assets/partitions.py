@@ -31,6 +31,7 @@ import dagster as dg
 from alphatwin_pipelines.calendar import (
     DEFAULT_PARTITION_START, MARKET_TIMEZONE, last_session, non_session_weekdays, regular_open, sessions_between,
 )
+from alphatwin_pipelines.partition_keys import KEY_FORMAT
 
 PARTITION_START = os.environ.get("ALPHATWIN_START") or DEFAULT_PARTITION_START
 
@@ -42,7 +43,7 @@ def session_partitions(start: str) -> dg.TimeWindowPartitionsDefinition:
     return dg.TimeWindowPartitionsDefinition(
         # Two ticks per weekday, an hour apart: the hour before the open, and the open.
         cron_schedule=f"{open_.minute} {open_.hour - 1},{open_.hour} * * 1-5",
-        fmt="%Y-%m-%d",
+        fmt=KEY_FORMAT,
         start=start,
         timezone=MARKET_TIMEZONE,
         end_offset=0,

@@ -50,8 +50,8 @@ _NOT_BLOCKING = (CHECK_GX_SUITE, CHECK_PASS_RATE)
 _DEFAULT_GATE = GatePolicy()
 
 
-class ValidationConfig(dg.Config):
-    """Thresholds for the validation checks and the session gate (see ``quality.gate`` for why)."""
+class QualityCheckConfig(dg.Config):
+    """Thresholds for the quality checks and the session gate (see ``quality.gate`` for why)."""
 
     expected_defect_rate: float = Field(_DEFAULT_GATE.expected_defect_rate,
                                         description="Share of a healthy session's raw rows quarantine rejects, on average.")
@@ -77,7 +77,7 @@ class ValidationConfig(dg.Config):
     partitions_def=nyse_sessions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def validated_and_quarantined_ohlcv(context: dg.AssetExecutionContext, config: ValidationConfig, storage: StorageResource):
+def validated_and_quarantined_ohlcv(context: dg.AssetExecutionContext, config: QualityCheckConfig, storage: StorageResource):
     store = storage.store()
     sessions = sessions_of(context)
     with measure() as cost:
@@ -105,7 +105,7 @@ def validated_and_quarantined_ohlcv(context: dg.AssetExecutionContext, config: V
     yield from _check_results(config, report, store)
 
 
-def _check_results(config: ValidationConfig, report, store):
+def _check_results(config: QualityCheckConfig, report, store):
     validated, history = report.validated, report.history
     schema = schema_failures(validated)
     yield _result(CHECK_SCHEMA, schema.empty, schema, f"{len(schema)} schema failure case(s)")
@@ -132,11 +132,11 @@ def _check_results(config: ValidationConfig, report, store):
                   dg.AssetCheckSeverity.WARN)
 
 
-def _policy(config: ValidationConfig) -> GatePolicy:
+def _policy(config: QualityCheckConfig) -> GatePolicy:
     return GatePolicy(expected_defect_rate=config.expected_defect_rate, false_hold_rate=config.false_hold_rate)
 
 
-def _gate_result(report, config: ValidationConfig) -> dg.AssetCheckResult:
+def _gate_result(report, config: QualityCheckConfig) -> dg.AssetCheckResult:
     """Fails (ERROR, not blocking) while a session of the run is held; released ones are listed too."""
     over = [s for s in report.sessions if s.status != PASSED]
     table = pd.DataFrame([{"session": s.key, "rows_in": s.rows_in, "quarantined": s.quarantined, "allowed": s.allowed,

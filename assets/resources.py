@@ -1,7 +1,7 @@
 """Configurable resources. Every setting comes from an environment variable through EnvVar.
 
 When a variable is unset its default applies, so a fresh clone runs offline on the synthetic
-market with data under ``./data``.
+market with data under the repository's ``data/``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from alphatwin_pipelines.sources import BarSource, make_source
-from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.storage import DATA_DIR_ENV, TableStore, resolve_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,12 +29,21 @@ def env_int_or(name: str, default: int):
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Where every table lives (``ALPHATWIN_DATA_DIR``)."""
+    """Where every table lives (``ALPHATWIN_DATA_DIR``; unset, ``storage.resolve_data_dir`` decides)."""
 
-    data_dir: str = str(REPO_ROOT / "data")
+    data_dir: str | None = None
+
+    def setup_for_execution(self, context) -> None:
+        # Every step that materialises an asset starts here, before any backtest imports numba.
+        from alphatwin_pipelines.numba_cache import configure_numba_cache
+
+        configure_numba_cache(self.path())
+
+    def path(self) -> Path:
+        return resolve_data_dir(self.data_dir)
 
     def store(self) -> TableStore:
-        return TableStore(self.data_dir)
+        return TableStore(self.path())
 
 
 class MarketDataResource(dg.ConfigurableResource):
@@ -101,7 +110,7 @@ class DropFolderResource(dg.ConfigurableResource):
     path: str | None = None
 
     def folder(self, storage: StorageResource) -> Path:
-        return Path(self.path) if self.path else Path(storage.data_dir) / "drop"
+        return Path(self.path) if self.path else storage.path() / "drop"
 
 
 class FailureWebhookResource(dg.ConfigurableResource):
@@ -124,7 +133,7 @@ class BrokerResource(dg.ConfigurableResource):
     alpaca_secret_key: str | None = None
     alpaca_base_url: str | None = None
 
-    def build(self, data_dir: str):
+    def build(self, data_dir: Path):
         """(broker, ledger engine) for this run."""
         from alphatwin_pipelines.execution import PaperBroker, default_ledger_url, open_ledger
 
@@ -152,7 +161,7 @@ class OptunaResource(dg.ConfigurableResource):
     def url(self, storage: StorageResource) -> str:
         from alphatwin_pipelines.optimise.study import default_storage_url
 
-        return self.storage_url or default_storage_url(storage.data_dir)
+        return self.storage_url or default_storage_url(storage.path())
 
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
@@ -175,7 +184,7 @@ def dbt_resource():
 
 def default_resources() -> dict:
     return {
-        "storage": StorageResource(data_dir=env_or("ALPHATWIN_DATA_DIR", str(REPO_ROOT / "data"))),
+        "storage": StorageResource(data_dir=env_or(DATA_DIR_ENV, None)),
         "market_data": MarketDataResource(
             source=env_or("ALPHATWIN_SOURCE", "synthetic"),
             source_path=env_or("ALPHATWIN_SOURCE_PATH", None),

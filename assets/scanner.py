@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.stages.scanner import scan_sessions
@@ -36,7 +37,7 @@ def scanner(context: dg.AssetExecutionContext, storage: StorageResource, dask: D
     signals = result.signals
     per_day = signals.groupby("date").size() if len(signals) else pd.Series(dtype=int)
     for session in sessions:
-        context.add_asset_metadata({"hits": int(per_day.get(session, 0))}, asset_key=SCANNER, partition_key=f"{session:%Y-%m-%d}")
+        context.add_asset_metadata({"hits": int(per_day.get(session, 0))}, asset_key=SCANNER, partition_key=session_key(session))
     summary = result.summary
     top = pd.DataFrame(summary.get("top_20", []))
     yield dg.MaterializeResult(asset_key=SCANNER, metadata={

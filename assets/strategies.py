@@ -1,31 +1,26 @@
 """Strategy optimisation: Optuna studies per family x complexity level on the scanner's shortlist."""
 
+import dataclasses
+
 import dagster as dg
 
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
-from alphatwin_pipelines.strategies.spec import FAMILIES, MAX_LEVEL
+from alphatwin_pipelines.stages.optimisation import OptimisationConfig
 from alphatwin_pipelines.tables import CLEANED, FEATURES, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
+from assets.config import config_from_dataclass, dataclass_from_config
 from assets.resources import OptunaResource, StorageResource
 
 CHECK_ONE_ROW_PER_STUDY = "one_row_per_family_and_level"
 CURVE_PNG = "reports/sharpe_vs_complexity.png"
 
 
-class OptimisationRunConfig(dg.Config):
-    """Study budget and shortlist. The defaults keep `make run` to about a minute here: 60 studies
-    x 8 trials on the 25 best-ranked symbols over the last two years; raise ``n_trials`` for research
-    (studies resume, so a bigger budget only runs the missing trials)."""
-
-    families: list[str] = list(FAMILIES)
-    levels: list[int] = list(range(MAX_LEVEL + 1))
-    n_trials: int = 8
-    seed: int = 42
-    shortlist_size: int = 25
-    segment_sector: str | None = None  # only symbols of this sector (as in scanner_results.sector)
-    segment_symbols: list[str] | None = None  # only these symbols (intersected with the shortlist)
-    train_years: float = 2.0
-    prune_on_estimate: bool = True  # median-prune trials on a cheap Sharpe estimate before the backtest
+class OptimisationRunConfig(config_from_dataclass(OptimisationConfig, exclude=("warmup_sessions", "costs"))):
+    """Study budget and shortlist (the fields of ``OptimisationConfig``). The defaults keep `make run`
+    to about a minute here: 60 studies x 8 trials on the 25 best-ranked symbols over the last two
+    years; raise ``n_trials`` for research (studies resume, so a bigger budget only runs the missing
+    trials)."""
 
 
 @dg.asset(
@@ -39,15 +34,13 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
                          optuna: OptunaResource):
     """Studies persist in the Optuna storage and resume; the tables are rebuilt from them every run."""
     from alphatwin_pipelines.optimise.plot import png_markdown, render_sharpe_vs_complexity
-    from alphatwin_pipelines.stages.optimisation import OptimisationConfig, optimise_strategies
+    from alphatwin_pipelines.stages.optimisation import optimise_strategies
 
     store = storage.store()
     try:
-        settings = OptimisationConfig(
-            families=tuple(config.families), levels=tuple(config.levels), n_trials=config.n_trials, seed=config.seed,
-            shortlist_size=config.shortlist_size, sector=config.segment_sector,
-            symbols=tuple(config.segment_symbols) if config.segment_symbols else None,
-            train_years=config.train_years, prune_on_estimate=config.prune_on_estimate)
+        settings = dataclass_from_config(OptimisationConfig, config)
+        if not settings.segment_symbols:  # an empty list in the launchpad means no symbol filter
+            settings = dataclasses.replace(settings, segment_symbols=None)
         with measure() as cost:
             report = optimise_strategies(store, settings, optuna.url(storage), logger=context.log)
     except (FileNotFoundError, ValueError) as exc:
@@ -60,7 +53,7 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
         "studies": len(table),
         "n_trials_total": int(table["n_trials"].sum()),
         "trials_run": report.trials_run,
-        "scanner_partition": f"{report.end:%Y-%m-%d}",
+        "scanner_partition": session_key(report.end),
         "window": f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d}",
         "shortlist": dg.MetadataValue.json(report.shortlist.symbols),
         "optuna_storage": optuna.url(storage).split(":", 1)[0],  # the scheme only: the URL may hold a password

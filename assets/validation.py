@@ -1,4 +1,4 @@
-"""Validation stage: walk-forward, DSR, PBO, costs, regimes and benchmarks for every optimised strategy.
+"""Strategy validation: walk-forward, DSR, PBO, costs, regimes and benchmarks for every optimised strategy.
 
 The three gates are blocking checks on ``validation_reports``. Allocation reads only rows with
 ``passed`` true, so a gate blocks downstream only when NO strategy clears it: then nothing could
@@ -11,7 +11,9 @@ import pandas as pd
 
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
-from alphatwin_pipelines.tables import CLEANED, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION
+from alphatwin_pipelines.tables import (
+    CLEANED, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, resolve_stored_path,
+)
 from assets.resources import StorageResource
 
 DSR_GATE_CHECK = "dsr_gate"
@@ -32,7 +34,7 @@ _DESCRIPTIONS = {
 }
 
 
-class ValidationConfig(dg.Config):
+class StrategyValidationConfig(dg.Config):
     """Gate thresholds and walk-forward windows (sessions). Defaults: 2 years of bars give 4 test windows."""
 
     min_dsr: float = 0.95
@@ -45,7 +47,7 @@ class ValidationConfig(dg.Config):
     pbo_splits: int = 16
 
 
-def _settings(config: ValidationConfig):
+def _settings(config: StrategyValidationConfig):
     from alphatwin_pipelines.reports import GateThresholds, ValidationSettings
 
     return ValidationSettings(train=config.train_sessions, test=config.test_sessions, n_candidates=config.n_candidates,
@@ -59,7 +61,7 @@ def _settings(config: ValidationConfig):
     check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=True, description=text + _BLOCKS)
                  for name, (_, text) in GATE_CHECKS.items()],
 )
-def validation_reports(context: dg.AssetExecutionContext, config: ValidationConfig, storage: StorageResource):
+def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource):
     from alphatwin_pipelines.stages.validation import REPORTS_DIR, validate_strategies
 
     store = storage.store()
@@ -69,14 +71,15 @@ def validation_reports(context: dg.AssetExecutionContext, config: ValidationConf
         except (FileNotFoundError, ValueError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     reports = run.reports
-    summary = reports.assign(report=[f"[html](file://{p})" for p in reports["report_path"]])[
+    pages = {r.strategy_id: resolve_stored_path(store, r.report_path) for r in reports.itertuples()}
+    summary = reports.assign(report=[f"[html](file://{pages[s]})" for s in reports["strategy_id"]])[
         ["strategy_id", "family", "level", "oos_sharpe", "dsr", "pbo", "passed", "reasons", "report"]]
     summary = summary.assign(strategy_id=summary["strategy_id"].str[:12]).round({"oos_sharpe": 2, "dsr": 3, "pbo": 3})
     yield dg.MaterializeResult(asset_key=VALIDATION, metadata={
         "strategies": len(reports), "passed": int(reports["passed"].sum()),
         "summary": dg.MetadataValue.md(markdown_table(summary, limit=100)),
         "reports_dir": dg.MetadataValue.path(str(store.data_dir / REPORTS_DIR)),
-        **{f"report {r.family} L{r.level}": dg.MetadataValue.url(f"file://{r.report_path}")
+        **{f"report {r.family} L{r.level}": dg.MetadataValue.url(f"file://{pages[r.strategy_id]}")
            for r in reports[reports["passed"]].itertuples()},
         **cost.as_metadata()})
     yield dg.MaterializeResult(asset_key=STRATEGY_RETURNS, metadata={"rows": len(run.returns)})

@@ -43,7 +43,7 @@ import pandas as pd
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from alphatwin_pipelines.backtest import CostModel, run_backtest, run_grid, warm_up  # noqa: E402
+from alphatwin_pipelines.backtest import CostModel, configure_numba_cache, run_backtest, run_grid, warm_up  # noqa: E402
 from alphatwin_pipelines.calendar import all_sessions  # noqa: E402
 from alphatwin_pipelines.sources.synthetic import SyntheticSource  # noqa: E402
 from alphatwin_pipelines.strategies import Indicators, MarketArrays, StrategySpec, generate  # noqa: E402
@@ -142,6 +142,7 @@ def startup(cache_dir: str) -> dict:
 
 
 def main() -> None:
+    configure_numba_cache()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--fast", type=int, default=10, help="how many fast windows (5 slow windows each)")

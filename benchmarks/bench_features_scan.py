@@ -29,10 +29,10 @@ from alphatwin_pipelines.sources.synthetic import SyntheticSource  # noqa: E402
 from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions  # noqa: E402
 from alphatwin_pipelines.stages.features import ROW_BUDGET, feature_sessions  # noqa: E402
 from alphatwin_pipelines.stages.quality import validate_sessions  # noqa: E402
-from alphatwin_pipelines.stages.research_fixture import build_cleaned  # noqa: E402
 from alphatwin_pipelines.stages.scanner import OUTPUT_TABLES, scan_sessions  # noqa: E402
 from alphatwin_pipelines.tables import FEATURES as FEATURE_TABLE  # noqa: E402
 from alphatwin_pipelines.storage import FILE_CACHE, WRITE_THREADS, TableStore  # noqa: E402
+from tests.fixtures.research import build_cleaned  # noqa: E402
 
 
 def timed(label: str, fn):

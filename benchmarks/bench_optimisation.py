@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alphatwin_pipelines.backtest import warm_up  # noqa: E402  (sets NUMBA_CACHE_DIR first)
+from alphatwin_pipelines.backtest import configure_numba_cache, warm_up  # noqa: E402
 from alphatwin_pipelines.optimise import PortfolioObjective, ProgressLogger, run_study  # noqa: E402
 from alphatwin_pipelines.profiling import measure  # noqa: E402
-from alphatwin_pipelines.stages.cleaning import read_adjusted  # noqa: E402
-from alphatwin_pipelines.stages.research_fixture import build_research_data  # noqa: E402
+from alphatwin_pipelines.tables import read_adjusted  # noqa: E402
 from alphatwin_pipelines.storage import TableStore  # noqa: E402
 from alphatwin_pipelines.strategies import Indicators, MarketArrays  # noqa: E402
+from tests.fixtures.research import build_research_data  # noqa: E402
 
 
 def build_market(data_dir: Path, n_symbols: int) -> MarketArrays:
@@ -60,6 +60,7 @@ def run(market, family, levels, trials, storage, log, objective_class=PortfolioO
 
 
 def main() -> None:
+    configure_numba_cache()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="ma_cross")
     parser.add_argument("--levels", type=int, default=10)

@@ -9,24 +9,17 @@ import dagster as dg
 from pydantic import model_validator
 
 from alphatwin_pipelines.execution.safeguards import Limits
+from assets.config import config_from_dataclass, dataclass_from_config
 from assets.resources import BrokerResource, StorageResource
 
 EXECUTE_OP = "execute_allocation"
-_DEFAULT = Limits()
 
 
-class PaperExecutionConfig(dg.Config):
-    """Which allocation to trade, and the pre-trade limits (never above the hard-coded bounds)."""
+class PaperExecutionConfig(config_from_dataclass(Limits)):
+    """Which allocation to trade, and the pre-trade limits (every ``Limits`` field; never above the
+    hard-coded bounds)."""
 
     allocation_version: str
-    max_position_weight: float = _DEFAULT.max_position_weight
-    max_order_notional: float = _DEFAULT.max_order_notional
-    max_daily_loss: float = _DEFAULT.max_daily_loss
-    max_gross_exposure: float = _DEFAULT.max_gross_exposure
-    max_net_exposure: float = _DEFAULT.max_net_exposure
-    max_correlated_weight: float = _DEFAULT.max_correlated_weight
-    correlation_threshold: float = _DEFAULT.correlation_threshold
-    correlation_lookback: int = _DEFAULT.correlation_lookback
     min_order_notional: float = 100.0
     divergence_bps: float = 25.0
 
@@ -36,7 +29,7 @@ class PaperExecutionConfig(dg.Config):
         return self
 
     def limits(self) -> Limits:
-        return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})
+        return dataclass_from_config(Limits, self)
 
 
 @dg.op(name=EXECUTE_OP, description="Settle, size, check and submit the orders of one allocation version.")
@@ -44,9 +37,9 @@ def execute_allocation_op(context: dg.OpExecutionContext, config: PaperExecution
                           storage: StorageResource, broker: BrokerResource) -> dg.Output[dict]:
     from alphatwin_pipelines.execution import execute_allocation
 
-    trading, ledger = broker.build(storage.data_dir)
+    trading, ledger = broker.build(storage.path())
     try:
-        report = execute_allocation(storage.data_dir, trading, ledger, config.allocation_version,
+        report = execute_allocation(storage.path(), trading, ledger, config.allocation_version,
                                     limits=config.limits(), min_notional=config.min_order_notional,
                                     divergence_bps=config.divergence_bps)
     finally:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from alphatwin_pipelines.tables import ALLOCATIONS
 from jobs.execution import EXECUTE_OP, paper_execution_job
 
-ALLOCATIONS_KEY = dg.AssetKey("portfolio_allocations")
+ALLOCATIONS_KEY = dg.AssetKey(ALLOCATIONS)
 SENSOR_NAME = "paper_execution_sensor"
 BATCH = 100
 

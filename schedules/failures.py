@@ -6,7 +6,6 @@ is already on disk, and raising would only make the sensor retry and append the 
 """
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 
@@ -23,7 +22,7 @@ from assets.resources import FailureWebhookResource, StorageResource
 def run_failure_recorder(context: dg.RunFailureSensorContext, storage: StorageResource,
                          failure_webhook: FailureWebhookResource) -> None:
     record = failure_record(context)
-    path = Path(storage.data_dir) / RUN_FAILURES_LOG
+    path = storage.path() / RUN_FAILURES_LOG
     append_line(path, record)
     context.log.info(f"recorded failure of run {record['run_id']} ({record['job']}) in {path}")
     if failure_webhook.url:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from alphatwin_pipelines.calendar import MARKET_TIMEZONE
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.schedule_calendar import closure_reason, last_due_session
 from alphatwin_pipelines.tables import CLEANED, FEATURES, RAW, SCANNER
 from jobs.scan import nightly_scan_job, weekly_optimisation_job
@@ -71,7 +72,7 @@ def daily_tables_freshness(context: dg.AssetCheckExecutionContext):
     existing partition (it opened before the deadline), and a failure names the session to re-run.
     """
     now = dt.datetime.now(MARKET_TZ)
-    due = f"{last_due_session(now, FRESHNESS_DEADLINE):%Y-%m-%d}"
+    due = session_key(last_due_session(now, FRESHNESS_DEADLINE))
     for check_key in context.selected_asset_check_keys:
         found = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=check_key.asset_key, asset_partitions=[due]), limit=1).records

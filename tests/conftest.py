@@ -21,6 +21,13 @@ SP500_PARQUET = SHARED_DATA / "sp500_daily_1999_2021.parquet"
 POLYGON_RESPONSES = SHARED_DATA / "polygon_responses"
 
 
+def pytest_configure(config):
+    # The test session is a process start: its backtests reuse compiled kernels like a run's do.
+    from alphatwin_pipelines.numba_cache import configure_numba_cache
+
+    configure_numba_cache()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SP500_PARQUET.exists():
@@ -54,7 +61,7 @@ def research_data(tmp_path_factory) -> Path:
 
     Built once per test process; treat it as read-only and copy it (``research_dir``) to write.
     """
-    from alphatwin_pipelines.stages.research_fixture import build_research_data
+    from tests.fixtures.research import build_research_data
 
     path = tmp_path_factory.mktemp("research") / "data"
     build_research_data(path)

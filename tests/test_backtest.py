@@ -23,7 +23,7 @@ from alphatwin_pipelines.backtest import (
     run_specs,
 )
 from alphatwin_pipelines.strategies import MarketArrays, Signals, StrategySpec, generate
-from alphatwin_pipelines.validation.metrics import compute_metrics
+from alphatwin_pipelines.stats.metrics import compute_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CASH = 100_000.0
@@ -260,18 +260,25 @@ def test_vectorbt_outputs_are_plain_pandas_on_pandas_3():
     assert pd.api.types.is_datetime64_any_dtype(result.trades["entry_date"])
 
 
-def test_backtest_import_sets_the_numba_cache_dir(tmp_path):
+def test_configure_numba_cache_sets_the_cache_dir_and_backtests_fill_it(tmp_path):
+    # Importing the package leaves the environment alone; the process's entry point calls
+    # configure_numba_cache, and vectorbt's kernels are then cached under the data dir.
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["ALPHATWIN_DATA_DIR"] = str(tmp_path)
     code = textwrap.dedent("""
         import os, sys
-        import alphatwin_pipelines.backtest
-        print(os.environ["NUMBA_CACHE_DIR"])
+        import alphatwin_pipelines.backtest as bt
+        print(os.environ.get("NUMBA_CACHE_DIR"))
+        print(bt.configure_numba_cache(), os.environ["NUMBA_CACHE_DIR"])
         print("numba" in sys.modules, "vectorbt" in sys.modules)
+        bt.warm_up()
     """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split("\n")
-    assert lines[0] == str((tmp_path / ".numba_cache").resolve())
-    assert lines[1] == "False False"
+    cache = str((tmp_path / ".numba_cache").resolve())
+    assert lines[0] == "None"
+    assert lines[1] == f"{cache} {cache}"
+    assert lines[2] == "False False"
+    assert list((tmp_path / ".numba_cache").rglob("*.nbi")), "the backtest compiled nothing into the cache"

@@ -226,7 +226,7 @@ def test_adjusted_read_of_some_symbols_works_before_any_corporate_action_is_stor
     """A fresh data directory has cleaned bars but no adjustment_factors yet: prices read as stored."""
     import shutil
 
-    from alphatwin_pipelines.stages.cleaning import read_adjusted
+    from alphatwin_pipelines.tables import read_adjusted
     from alphatwin_pipelines.storage import TableStore
 
     shutil.rmtree(research_dir / "adjustment_factors")
@@ -239,7 +239,7 @@ def test_adjusted_read_of_some_symbols_works_before_any_corporate_action_is_stor
 
 def test_an_adjusted_window_equals_the_same_rows_of_a_full_adjusted_read(research_dir):
     """A window reads only the events from its start on; its prices equal the full read's, bit for bit."""
-    from alphatwin_pipelines.stages.cleaning import read_adjusted, read_events
+    from alphatwin_pipelines.tables import read_adjusted, read_events
     from alphatwin_pipelines.storage import TableStore
 
     store = TableStore(research_dir)

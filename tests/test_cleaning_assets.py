@@ -321,7 +321,7 @@ def test_as_of_before_the_split_gives_the_unadjusted_history(backfill, increment
     np.testing.assert_allclose(latest["adj_close"].iloc[:-1], latest["close"].iloc[:-1] / 2.0, rtol=1e-12)
 
 
-BUG_EMPTY_EVENTS = ("stages/cleaning.read_adjusted (line 102) passes adjust() an untyped "
+BUG_EMPTY_EVENTS = ("tables.read_adjusted passes adjust() an untyped "
                     "pd.DataFrame(columns=EVENT_COLUMNS) when no event applies; adjustment.adjustment_factors "
                     "then fails with 'cumprod is not supported for object dtype'")
 

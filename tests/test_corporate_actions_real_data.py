@@ -15,7 +15,8 @@ import pytest
 
 from alphatwin_pipelines.corrections import CORRECTIONS_PATH
 from alphatwin_pipelines.schema import canonical_to_arrow, to_canonical
-from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions, read_adjusted
+from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
+from alphatwin_pipelines.tables import read_adjusted
 from alphatwin_pipelines.stages.quality import residual_errors, validate_sessions
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FACTORS, QUARANTINED, RAW, VALIDATED

@@ -14,9 +14,9 @@ import pytest
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.features import compute_features, max_lookback
 from alphatwin_pipelines.sources.synthetic import SyntheticSource
-from alphatwin_pipelines.stages.cleaning import read_adjusted
+from alphatwin_pipelines.tables import read_adjusted
 from alphatwin_pipelines.stages.features import feature_sessions
-from alphatwin_pipelines.stages.research_fixture import build_cleaned
+from tests.fixtures.research import build_cleaned
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import FACTORS, FEATURES
 

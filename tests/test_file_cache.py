@@ -71,7 +71,7 @@ def test_memory_stays_within_its_bound_least_recently_used_first(store):
 
 
 def test_read_adjusted_reuses_the_bars_a_previous_stage_read(research_dir):
-    from alphatwin_pipelines.stages.cleaning import read_adjusted
+    from alphatwin_pipelines.tables import read_adjusted
     from alphatwin_pipelines.storage import FILE_CACHE
 
     store = TableStore(research_dir)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from alphatwin_pipelines.validation import metrics as m
+from alphatwin_pipelines.stats import metrics as m
 
 # Equity, starting at 1.0 before the first return:
 #   1.10, 0.88, 0.924, 1.0164, 1.0164, 0.91476, 1.14345

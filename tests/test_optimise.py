@@ -13,7 +13,7 @@ import pytest
 from alphatwin_pipelines.optimise import NO_TRADE_SHARPE, PortfolioObjective, ProgressLogger, portfolio_metrics, run_study
 from alphatwin_pipelines.reproducibility import code_version, content_hash, input_hashes, library_versions, replay_metrics
 from alphatwin_pipelines.schema import frame_to_arrow
-from alphatwin_pipelines.stages.cleaning import read_adjusted
+from alphatwin_pipelines.tables import read_adjusted
 from alphatwin_pipelines.stages.optimisation import (
     OPTIMISED_COLUMNS,
     TRIAL_COLUMNS,

@@ -10,7 +10,7 @@ import pytest
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.sources.synthetic import SyntheticSource
 from alphatwin_pipelines.stages import scanner as scanner_stage
-from alphatwin_pipelines.stages.research_fixture import build_cleaned
+from tests.fixtures.research import build_cleaned
 from alphatwin_pipelines.stages.scanner import OUTPUT_TABLES, scan_sessions
 from alphatwin_pipelines.storage import TableStore
 

@@ -10,6 +10,8 @@ import hashlib
 import json
 import math
 import re
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -21,12 +23,13 @@ from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.reports import GateThresholds, ValidationSettings, gate_failures, regime_labels, validate_strategy
 from alphatwin_pipelines.reports.portfolio import benchmark_returns, run_portfolios
 from alphatwin_pipelines.schema import frame_to_arrow
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.stages.validation import replay_validation, validate_strategies
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, complexity_score, sample_params
-from alphatwin_pipelines.tables import OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION
-from alphatwin_pipelines.validation import compute_metrics, sharpe_ratio
+from alphatwin_pipelines.stats import compute_metrics, sharpe_ratio
+from alphatwin_pipelines.tables import (
+    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, read_adjusted, resolve_stored_path,
+)
 
 REAL_SYMBOLS = ["AAPL", "MSFT", "JNJ", "XOM"]
 
@@ -241,6 +244,18 @@ def test_asset_twice_gives_same_bytes_and_replays_from_record(validated_dir):
     urls = set(re.findall(r"https?://[^\s\"'<>)]+", page))
     assert urls <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}, urls  # namespaces, never fetched
     assert not re.search(r"<(script|link|img|iframe)\b", page)
+
+
+def test_report_paths_are_relative_and_resolve_after_the_data_dir_moves(validated_dir, tmp_path):
+    assert _materialize(validated_dir, min_dsr=0.0, max_pbo=1.0, min_oos_sharpe=-1e9).success
+    stored = TableStore(validated_dir).read_table(VALIDATION)["report_path"].tolist()
+    assert stored and all(not Path(p).is_absolute() and p.startswith("reports/") for p in stored)
+    moved = tmp_path / "mounted" / "elsewhere"
+    shutil.move(validated_dir, moved)
+    store = TableStore(moved)
+    for p in store.read_table(VALIDATION)["report_path"]:
+        page = resolve_stored_path(store, p)
+        assert page.parent == moved / "reports" and page.read_text().startswith("<!DOCTYPE html>")
 
 
 def test_gate_checks_block_with_reasons_when_no_strategy_clears(validated_dir):

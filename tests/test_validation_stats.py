@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphatwin_pipelines.validation import deflated_sharpe as ds
-from alphatwin_pipelines.validation import metrics
-from alphatwin_pipelines.validation.pbo import probability_of_backtest_overfitting, split_masks
+from alphatwin_pipelines.stats import deflated_sharpe as ds
+from alphatwin_pipelines.stats import metrics
+from alphatwin_pipelines.stats.pbo import probability_of_backtest_overfitting, split_masks
 
 GAMMA = 0.5772156649
 

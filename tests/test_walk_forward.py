@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphatwin_pipelines.validation.metrics import compute_metrics
-from alphatwin_pipelines.validation.walk_forward import walk_forward, walk_forward_windows
+from alphatwin_pipelines.stats.metrics import compute_metrics
+from alphatwin_pipelines.stats.walk_forward import walk_forward, walk_forward_windows
 
 DATES = pd.bdate_range("2020-01-01", periods=100)
 

@@ -1,9 +1,8 @@
 """Backtests of strategy signals with vectorbt, costs on by default.
 
-Importing this package sets ``NUMBA_CACHE_DIR`` (if unset) to
-``<ALPHATWIN_DATA_DIR or ./data>/.numba_cache`` before numba can be imported, so vectorbt's
-compiled kernels are reused by later processes; vectorbt itself is imported lazily, on the
-first backtest. Public API::
+vectorbt is imported lazily, on the first backtest. Importing this package changes nothing
+in the process: a process that backtests calls :func:`configure_numba_cache` first, so that
+vectorbt's compiled kernels are reused by later processes. Public API::
 
     run_backtest(spec_or_signals, market, costs=CostModel(), init_cash=100_000, fill="next_open")
     run_grid(family, {"fast": [10, 20], "slow": [50, 100]}, market, level=0)
@@ -15,7 +14,6 @@ Fill convention: a signal at the close of t fills at the open of t + 1 (see ``or
 
 from __future__ import annotations
 
-from alphatwin_pipelines.backtest.engine import configure_numba_cache  # noqa: I001  (first: sets the cache dir)
 from alphatwin_pipelines.backtest.costs import CostModel
 from alphatwin_pipelines.backtest.engine import (
     DEFAULT_INIT_CASH,
@@ -28,6 +26,7 @@ from alphatwin_pipelines.backtest.engine import (
     warm_up,
 )
 from alphatwin_pipelines.backtest.orders import FILLS, OrderPlan, account, plan_orders
+from alphatwin_pipelines.numba_cache import configure_numba_cache
 
 __all__ = [
     "DEFAULT_INIT_CASH", "FILLS", "BacktestResult", "CostModel", "OrderPlan", "account", "configure_numba_cache",

@@ -27,11 +27,8 @@ use ``stats``/``records_readable``, the most version-sensitive formatting paths.
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,36 +45,12 @@ from alphatwin_pipelines.strategies import (
 )
 from alphatwin_pipelines.backtest.orders import account, plan_orders
 from alphatwin_pipelines.strategies.families import ffill
-from alphatwin_pipelines.validation.metrics import compute_metrics
+from alphatwin_pipelines.stats.metrics import compute_metrics
 
 DEFAULT_INIT_CASH = 100_000.0
 
 
-def configure_numba_cache() -> Path:
-    """Default ``NUMBA_CACHE_DIR`` to ``<ALPHATWIN_DATA_DIR or ./data>/.numba_cache`` if unset.
-
-    Must run before numba is imported (numba reads it once); importing
-    ``alphatwin_pipelines.backtest`` does it. If numba was already imported, its config is
-    reloaded, but functions already decorated by an imported vectorbt keep their old cache
-    location. vectorbt's ``@njit(cache=True)`` kernels then load from disk in later
-    processes instead of compiling (10-20 s cold, ~0.2 s warm; see benchmarks/bench_backtests.py).
-    """
-    current = os.environ.get("NUMBA_CACHE_DIR")
-    if current:
-        return Path(current)
-    base = os.environ.get("ALPHATWIN_DATA_DIR") or "data"
-    path = Path(base).resolve() / ".numba_cache"
-    os.environ["NUMBA_CACHE_DIR"] = str(path)
-    if "numba" in sys.modules:
-        sys.modules["numba"].core.config.reload_config()
-    return path
-
-
-configure_numba_cache()
-
-
 def _vbt():
-    configure_numba_cache()
     import vectorbt as vbt  # lazy: ~2 s to import, not needed to build strategies
 
     return vbt

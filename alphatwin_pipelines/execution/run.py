@@ -23,9 +23,8 @@ from alphatwin_pipelines.execution.monitor import FillCheck, monitor_fills
 from alphatwin_pipelines.execution.orders import Dust, generate_orders
 from alphatwin_pipelines.execution.paper import PaperBroker
 from alphatwin_pipelines.execution.safeguards import Limits, check_orders
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import ALLOCATIONS, CLEANED
+from alphatwin_pipelines.tables import ALLOCATIONS, CLEANED, read_adjusted
 
 
 def allocation_path(data_dir, version: str) -> Path:

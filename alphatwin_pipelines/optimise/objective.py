@@ -3,7 +3,7 @@
 A spec runs on every shortlist symbol as an independent long-only account (costs on); the
 portfolio's daily return is the mean of the symbols' daily returns on that session (symbols
 without a bar that day are left out), i.e. an equal-weight book rebalanced daily. Its
-annualised Sharpe (:func:`~alphatwin_pipelines.validation.compute_metrics`) is the value.
+annualised Sharpe (:func:`~alphatwin_pipelines.stats.compute_metrics`) is the value.
 
 The market arrays may start before the in-sample window (``start``) so that long indicators
 are warm when it opens: signals are generated on the whole market (they are causal), then
@@ -32,7 +32,7 @@ import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel, simulate
 from alphatwin_pipelines.strategies import Indicators, MarketArrays, Signals, StrategySpec, generate, suggest_params
-from alphatwin_pipelines.validation import compute_metrics
+from alphatwin_pipelines.stats import compute_metrics
 
 #: The value of a trial whose portfolio never trades or has no defined Sharpe (cash).
 NO_TRADE_SHARPE = 0.0

@@ -24,17 +24,18 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from alphatwin_pipelines.storage import resolve_data_dir
 
 FINISHED = ("COMPLETE", "PRUNED")
 TRIAL_SEED_RULE = "TPESampler(seed=uint32 little-endian of sha256('<seed>:<i>')[:4]) for the i-th finished trial"
 
 
 def default_storage_url(data_dir) -> str:
-    return f"sqlite:///{Path(data_dir).resolve() / 'optuna.db'}"
+    return f"sqlite:///{resolve_data_dir(data_dir) / 'optuna.db'}"
 
 
 def study_name(family: str, level: int, key: str) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from alphatwin_pipelines.partition_keys import key_sessions
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import GATE
 
@@ -70,7 +71,7 @@ def gate_sessions(counts: pd.DataFrame, policy: GatePolicy = GatePolicy(), relea
     """
     sessions = pd.to_datetime(counts["session"])
     try:
-        released = pd.to_datetime(list(released), format="%Y-%m-%d")
+        released = key_sessions(released)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"release_sessions must be session dates as YYYY-MM-DD, got {list(released)!r}: {exc}") from exc
     allowed = allowed_defects(counts["rows_in"].to_numpy(), policy) if len(counts) else np.empty(0, np.int64)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from alphatwin_pipelines.quality.catalogue_bars import MAX_SPLIT_RATIO
 from alphatwin_pipelines.schema import BAR_COLUMNS, PRICE_COLUMNS
+from alphatwin_pipelines.tables import VALIDATED
 
 #: Columns of a ``validated_ohlcv`` partition: canonical bars plus the rule engine's extras.
 VALIDATED_COLUMNS: tuple[str, ...] = (*BAR_COLUMNS, "flags", "raw_row")
@@ -128,7 +129,7 @@ def run_gx_suite(
     frame: pd.DataFrame,
     docs_dir: str | Path,
     *,
-    suite_name: str = "validated_ohlcv",
+    suite_name: str = VALIDATED,
     run_name: str | None = None,
 ) -> GxOutcome:
     """Validate the whole frame and rebuild the Data Docs site under ``docs_dir``.

@@ -31,11 +31,11 @@ from alphatwin_pipelines.reports.gates import GateThresholds, gate_failures
 from alphatwin_pipelines.reports.portfolio import BookReturns, scale_costs, simulate_portfolios, spec_signals
 from alphatwin_pipelines.reports.regimes import regime_breakdown
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, default_params, sample_params
-from alphatwin_pipelines.validation import (
+from alphatwin_pipelines.stats import (
     compute_metrics, deflated_sharpe_ratio, kurtosis, probability_of_backtest_overfitting, sharpe_ratio,
     skewness, walk_forward, walk_forward_windows,
 )
-from alphatwin_pipelines.validation.metrics import PERIODS_PER_YEAR, n_trades
+from alphatwin_pipelines.stats.metrics import PERIODS_PER_YEAR, n_trades
 
 REPORTED_METRICS = ("sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown",
                     "max_drawdown_duration", "win_rate", "profit_factor", "exposure", "n_trades",

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from alphatwin_pipelines.reports.gates import GATES
-from alphatwin_pipelines.validation import drawdown, explain
+from alphatwin_pipelines.stats import drawdown, explain
 
 _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
           "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"

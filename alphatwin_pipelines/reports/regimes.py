@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from alphatwin_pipelines.strategies import MarketArrays
-from alphatwin_pipelines.validation.metrics import compute_metrics
+from alphatwin_pipelines.stats.metrics import compute_metrics
 
 TREND_WINDOW = 200
 VOL_WINDOW = 20

@@ -3,7 +3,7 @@
 Adjusted prices are not frozen into the cleaned files. Backward adjustment as of the latest
 session changes every earlier price of a symbol whenever it splits or pays a dividend, so
 stored adjusted history would be stale the day after. Instead the events table is kept per
-session and ``read_adjusted`` applies it when reading: a new session costs only that session,
+session and ``tables.read_adjusted`` applies it when reading: a new session costs only that session,
 a new event costs only that symbol's factors, and any ``as_of`` view (point in time) is exact.
 
 A session the quality gate holds back (``quality.gate``) publishes nothing here: no events,
@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust, corporate_actions
+from alphatwin_pipelines.adjustment import EVENT_COLUMNS, corporate_actions
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.cleaning import clean
 from alphatwin_pipelines.corrections import apply_corrections, load_corrections
 from alphatwin_pipelines.quality.gate import held_sessions
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FACTORS, VALIDATED, read_lookback, read_range, require_partitions
@@ -38,7 +39,7 @@ class SessionEvents:
 
     @property
     def key(self) -> str:
-        return f"{self.session:%Y-%m-%d}"
+        return session_key(self.session)
 
 
 @dataclass
@@ -75,11 +76,6 @@ def _without_held(store: TableStore, frame: pd.DataFrame, sessions: pd.DatetimeI
     start = frame["date"].min() if len(frame) else sessions[0]
     held = held_sessions(store, start, sessions[-1])
     return (frame[~frame["date"].isin(held)] if len(held) else frame), held
-
-
-def read_events(store: TableStore, as_of=None, start=None) -> pd.DataFrame:
-    """Every stored corporate-action event dated in [``start``, ``as_of``] (default: all)."""
-    return store.read_partitions(FACTORS, start=start, end=as_of, cached=True)
 
 
 #: How far back a missing symbol is still reported as a gap (beyond: it stopped trading).
@@ -119,29 +115,3 @@ def clean_sessions(store: TableStore, sessions: pd.DatetimeIndex, *, max_ffill: 
     fills = cleaned[cleaned["filled"]].groupby("date").size()
     filled = {s: int(fills.get(s, 0)) for s in sessions}
     return CleanReport(sessions, rows, filled, gaps, held[held.isin(sessions)])
-
-
-#: The cleaned columns ``adjust`` reads to add the adjusted ones.
-ADJUSTMENT_INPUTS = ("symbol", "date", "open", "high", "low", "close", "volume")
-
-
-def read_adjusted(store: TableStore, start=None, end=None, symbols=None, as_of=None, columns=None) -> pd.DataFrame:
-    """Cleaned bars with ``adj_open/high/low/close`` and ``adj_volume``, backward-adjusted as of
-    ``as_of`` (default: the latest cleaned session), using only events known by then.
-
-    ``columns`` limits the cleaned columns read to these plus ``ADJUSTMENT_INPUTS``: leaving
-    out the text columns (source, flags) cuts a five-year read by a third.
-    """
-    stored = store.stored_sessions(CLEANED)
-    if len(stored) == 0:
-        raise FileNotFoundError(f"{CLEANED} has no partitions under {store.data_dir}: materialise it first")
-    cutoff = pd.Timestamp(as_of) if as_of is not None else stored[-1]
-    upper = min(pd.Timestamp(end), cutoff) if end is not None else cutoff
-    wanted = None if columns is None else list(dict.fromkeys([*ADJUSTMENT_INPUTS, *columns]))
-    bars = store.read_partitions(CLEANED, start, upper, symbols=symbols, columns=wanted, cached=True)
-    # A bar is adjusted by the events after it only, so bars from ``start`` need no older event:
-    # a nightly run reads its lookback's events, not the whole history's.
-    events = read_events(store, as_of=cutoff, start=start)
-    if symbols and len(events):  # with no factors stored yet there is no symbol column to filter
-        events = events[events["symbol"].isin([s.upper() for s in symbols])]
-    return adjust(bars, factors=events if len(events) else pd.DataFrame(columns=list(EVENT_COLUMNS)), as_of=cutoff)

@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from alphatwin_pipelines.calendar import previous_sessions
+from alphatwin_pipelines.calendar import lookback_start
 from alphatwin_pipelines.features import FEATURES, max_lookback
 from alphatwin_pipelines.features.compute import REQUIRED_COLUMNS, FeatureBlock, compute_block, normalise_sessions
 from alphatwin_pipelines.quality.gate import held_sessions
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import CLEANED, FEATURES as FEATURE_TABLE, require_partitions
+from alphatwin_pipelines.tables import CLEANED, FEATURES as FEATURE_TABLE, read_adjusted, require_partitions
 
 #: Bar rows (lookback included) per computed block: 77 float64 columns of 1.5 M rows are 0.9 GB.
 ROW_BUDGET = 1_500_000
@@ -49,7 +48,7 @@ def feature_sessions(store: TableStore, sessions: pd.DatetimeIndex, row_budget: 
     """Compute and replace the feature partitions of ``sessions``."""
     require_partitions(store, CLEANED, sessions)
     lookback = max_lookback()
-    bars = read_adjusted(store, start=_window_start(sessions[0], lookback), end=sessions[-1], as_of=sessions[-1],
+    bars = read_adjusted(store, start=lookback_start(sessions[0], lookback), end=sessions[-1], as_of=sessions[-1],
                          columns=[c for c in REQUIRED_COLUMNS if not c.startswith("adj_")])
     bars = bars[list(REQUIRED_COLUMNS)]
     days = bars["date"].to_numpy(dtype="datetime64[ns]")
@@ -62,11 +61,6 @@ def feature_sessions(store: TableStore, sessions: pd.DatetimeIndex, row_budget: 
     return FeatureReport(rows, ready, lookback, held_sessions(store, sessions[0], sessions[-1]))
 
 
-def _window_start(session: pd.Timestamp, lookback: int) -> pd.Timestamp:
-    before = previous_sessions(session, lookback)
-    return before[0] if len(before) else session
-
-
 def _blocks(days: np.ndarray, sessions: pd.DatetimeIndex, lookback: int, budget: int) -> Iterator[tuple]:
     """Consecutive runs of ``sessions`` whose rows, with their lookback, fit ``budget`` (at least one session each)."""
     stored, counts = np.unique(days, return_counts=True)
@@ -75,7 +69,7 @@ def _blocks(days: np.ndarray, sessions: pd.DatetimeIndex, lookback: int, budget:
     rows_through = cumulative[np.searchsorted(stored, targets, side="right")]  # rows dated <= each session
     first = 0
     while first < len(sessions):
-        start = _window_start(sessions[first], lookback)
+        start = lookback_start(sessions[first], lookback)
         before = cumulative[np.searchsorted(stored, np.datetime64(start, "ns"), side="left")]
         last = max(first, int(np.searchsorted(rows_through, before + budget, side="right")) - 1)
         yield sessions[first : last + 1], start

@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel
+from alphatwin_pipelines.calendar import lookback_start
 from alphatwin_pipelines.optimise.objective import PortfolioObjective, portfolio_metrics
 from alphatwin_pipelines.optimise.progress import ProgressLogger
 from alphatwin_pipelines.optimise.study import default_storage_url, TRIAL_SEED_RULE, run_study, study_name
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
@@ -43,11 +45,11 @@ class OptimisationConfig:
     n_trials: int = 8
     seed: int = 42
     shortlist_size: int = 25
-    sector: str | None = None  # restrict the shortlist to one sector of the scanner results
-    symbols: tuple[str, ...] | None = None  # ... or to an explicit list of symbols
+    segment_sector: str | None = None  # only symbols of this sector (as in scanner_results.sector)
+    segment_symbols: tuple[str, ...] | None = None  # only these symbols (intersected with the shortlist)
     train_years: float = 2.0
     warmup_sessions: int = 320  # covers the longest lookback (vol_window 60 + the 252-session rank)
-    prune_on_estimate: bool = True
+    prune_on_estimate: bool = True  # median-prune trials on a cheap Sharpe estimate before the backtest
     costs: CostModel = field(default_factory=CostModel)
 
     def __post_init__(self):
@@ -113,8 +115,7 @@ def _window(store: TableStore, end: pd.Timestamp, train_years: float, warmup: in
     if len(inside) < 2:
         raise ValueError(f"{CLEANED} has fewer than two sessions in the {train_years}-year window ending "
                          f"{end:%Y-%m-%d}: materialise cleaned bars for that range first")
-    before = sessions[sessions < inside[0]][-warmup:] if warmup > 0 else sessions[:0]
-    warmup_start = before[0] if len(before) else inside[0]
+    warmup_start = lookback_start(inside[0], warmup, sessions)
     return inside[0], warmup_start, sessions[sessions >= warmup_start]
 
 
@@ -125,7 +126,7 @@ def _inputs(store: TableStore, sessions: pd.DatetimeIndex, scanner_partition) ->
     for table in (CLEANED, FACTORS):
         paths = [p for p in (store.partition_path(table, s) for s in sessions) if p.exists()]
         out[f"{table}[{span}]"] = content_hash(paths)
-    out[f"{SCANNER}/{scanner_partition:%Y-%m-%d}"] = content_hash([store.partition_path(SCANNER, scanner_partition)])
+    out[f"{SCANNER}/{session_key(scanner_partition)}"] = content_hash([store.partition_path(SCANNER, scanner_partition)])
     return out
 
 
@@ -134,7 +135,7 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
     """Run (or resume) every configured study and replace both output tables."""
     config = config or OptimisationConfig()
     t0 = time.perf_counter()
-    shortlist = select_shortlist(store, config.shortlist_size, config.sector, config.symbols)
+    shortlist = select_shortlist(store, config.shortlist_size, config.segment_sector, config.segment_symbols)
     end = shortlist.scanner_partition
     start, warmup_start, sessions = _window(store, end, config.train_years, config.warmup_sessions)
     bars = read_window_bars(store, shortlist.symbols, warmup_start, end, as_of=end)
@@ -162,7 +163,7 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         metrics = portfolio_metrics(spec, market, start, config.costs, indicators)
         record = make_record(spec, market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
                              inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
-                             study_name=name, objective=OBJECTIVE, scanner_partition=f"{end:%Y-%m-%d}",
+                             study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
                              best_trial=result.best_trial)
         sid = spec.spec_hash()
         rows.append({"strategy_id": sid, "family": family, "level": level, "complexity": complexity_score(spec),
@@ -171,7 +172,7 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
                      "n_pruned": result.n_pruned, "seed": config.seed, "study_name": name,
                      "is_sharpe": metrics["objective"], "is_sortino": metrics["sortino"], "is_cagr": metrics["cagr"],
                      "is_max_drawdown": metrics["max_drawdown"], "is_trades": metrics["trades"],
-                     "scanner_partition": f"{end:%Y-%m-%d}", "record_json": json.dumps(record, sort_keys=True)})
+                     "scanner_partition": session_key(end), "record_json": json.dumps(record, sort_keys=True)})
         trial_frames.append(result.trials.assign(strategy_id=sid, family=family, level=level)[TRIAL_COLUMNS])
     strategies = pd.DataFrame(rows, columns=OPTIMISED_COLUMNS).astype(
         {"level": "int64", "n_trials": "int64", "n_complete": "int64", "n_pruned": "int64", "seed": "int64",

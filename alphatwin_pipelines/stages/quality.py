@@ -1,4 +1,4 @@
-"""Validation stage: raw partitions in, validated and quarantined partitions out, plus the
+"""Quality stage: raw partitions in, validated and quarantined partitions out, plus the
 evidence each data-quality check needs.
 
 A range of sessions is validated in one call (the rule engine is vectorised, so a five-year
@@ -16,6 +16,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from alphatwin_pipelines.calendar import all_sessions
+from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.quality import missing_sessions, rule_catalogue, validate
 from alphatwin_pipelines.quality.gate import HELD, GatePolicy, gate_sessions
 from alphatwin_pipelines.schema import BAR_COLUMNS
@@ -46,7 +47,7 @@ def validated_bar_schema() -> pa.DataFrameSchema:
             pa.Check(lambda f: ~f.duplicated(["symbol", "date"]), name="one row per (symbol, date)"),
         ],
         strict=False,
-        name="validated_ohlcv",
+        name=VALIDATED,
     )
 
 
@@ -66,7 +67,7 @@ class SessionQuality:
 
     @property
     def key(self) -> str:
-        return f"{self.session:%Y-%m-%d}"
+        return session_key(self.session)
 
     @property
     def pass_rate(self) -> float:

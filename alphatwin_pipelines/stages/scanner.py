@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alphatwin_pipelines.calendar import previous_sessions
+from alphatwin_pipelines.calendar import lookback_start
 from alphatwin_pipelines.scanner import ScanConfig, ScanResult, run_scan
 from alphatwin_pipelines.scanner.cross_asset import CONTEXT_LOOKBACK
 from alphatwin_pipelines.scanner.signals import MAX_LOOKBACK
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import CLEANED, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT, TOP_PAIRS, UNIVERSE, require_partitions
+from alphatwin_pipelines.tables import (
+    CLEANED, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT, TOP_PAIRS, UNIVERSE, read_adjusted, require_partitions,
+)
 
 #: History read before the first scanned session: the slowest signal plus a warm-up for the
 #: recursive indicators (Wilder ADX/RSI, EMA crosses).
@@ -29,8 +30,7 @@ OUTPUT_TABLES = {SCANNER: "signals", SYMBOL_CONTEXT: "symbol_context", SECTOR_RO
 def scan_sessions(store: TableStore, sessions: pd.DatetimeIndex, client=None, config: ScanConfig | None = None) -> ScanResult:
     """Scan ``sessions`` and replace their partitions of the four scanner tables."""
     require_partitions(store, CLEANED, sessions)
-    before = previous_sessions(sessions[0], LOOKBACK_SESSIONS)
-    bars = read_adjusted(store, start=before[0] if len(before) else sessions[0], end=sessions[-1], as_of=sessions[-1],
+    bars = read_adjusted(store, start=lookback_start(sessions[0], LOOKBACK_SESSIONS), end=sessions[-1], as_of=sessions[-1],
                          columns=())
     universe = store.read_table(UNIVERSE)
     with store.batch():  # one unit: if anything fails, no partition is replaced

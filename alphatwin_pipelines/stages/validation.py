@@ -1,4 +1,4 @@
-"""Validation stage: optimised strategies + adjusted bars in; reports, OOS returns and positions out.
+"""Strategy validation stage: optimised strategies + adjusted bars in; reports, OOS returns and positions out.
 
 Every strategy is validated on the bars of its own symbols (``symbols_json``) over all cleaned
 history, adjusted as of the latest cleaned session. The three tables are written in one batch
@@ -27,17 +27,16 @@ from alphatwin_pipelines.reports.html import render_report
 from alphatwin_pipelines.reports.portfolio import benchmark_returns, run_portfolios
 from alphatwin_pipelines.reports.regimes import regime_labels
 from alphatwin_pipelines.schema import frame_to_arrow
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
 from alphatwin_pipelines.tables import (
-    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION,
+    OPTIMISATION_TRIALS, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, read_adjusted, stored_path,
 )
 
 REPORTS_DIR = "reports"
-OPTIMISED_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "start", "end",
-                     "n_trials", "is_sharpe", "scanner_partition", "record_json")
-TRIAL_COLUMNS = ("strategy_id", "trial_number", "params_json", "sharpe")
+OPTIMISED_INPUTS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "start", "end",
+                    "n_trials", "is_sharpe", "scanner_partition", "record_json")
+TRIAL_INPUTS = ("strategy_id", "trial_number", "params_json", "sharpe")
 REPORT_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "n_trials",
                   "is_sharpe", "oos_sharpe", "oos_sortino", "oos_cagr", "oos_max_drawdown", "dsr", "pbo", "passed",
                   "reasons", "report_path", "scanner_partition", "record_json")
@@ -83,8 +82,8 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
     settings = settings or ValidationSettings()
     optimised = store.read_table(OPTIMISED)
     trials = store.read_table(OPTIMISATION_TRIALS)
-    _require(optimised, OPTIMISED_COLUMNS, OPTIMISED)
-    _require(trials, TRIAL_COLUMNS, OPTIMISATION_TRIALS)
+    _require(optimised, OPTIMISED_INPUTS, OPTIMISED)
+    _require(trials, TRIAL_INPUTS, OPTIMISATION_TRIALS)
     if optimised["strategy_id"].duplicated().any():
         raise ValueError(f"{OPTIMISED} has duplicate strategy_id rows: re-materialise it")
     universe = MarketArrays.from_bars(read_adjusted(store), price="adj")
@@ -108,7 +107,7 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
                      "level": int(row["level"]), "n_trials": int(row["n_trials"]),
                      "oos_sharpe": m["sharpe"], "oos_sortino": m["sortino"], "oos_cagr": m["cagr"],
                      "oos_max_drawdown": m["max_drawdown"], "dsr": v.dsr, "pbo": v.pbo, "passed": v.passed,
-                     "reasons": "; ".join(v.failures.values()), "report_path": str(path),
+                     "reasons": "; ".join(v.failures.values()), "report_path": stored_path(store, path),
                      "record_json": _record(row, settings, symbols, last)})
         streams.append(pd.DataFrame({"date": v.oos_returns.index, "strategy_id": v.strategy_id,
                                      "return": v.oos_returns.to_numpy(dtype=float)}))

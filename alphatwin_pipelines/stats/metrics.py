@@ -28,7 +28,7 @@ import pandas as pd
 
 # Re-exported: the wording lives in .explain to keep this module to the arithmetic, but
 # callers have always imported explain from here.
-from alphatwin_pipelines.validation.explain import explain
+from alphatwin_pipelines.stats.explain import explain
 
 PERIODS_PER_YEAR = 252
 

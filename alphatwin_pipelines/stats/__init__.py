@@ -1,4 +1,4 @@
-"""Honest validation statistics: how good a backtest really is, after counting what was tried.
+"""Backtest statistics: how good a backtest really is, after counting what was tried.
 
 * :mod:`.metrics` - Sharpe, Sortino, CAGR, drawdowns, win rate, ... vectorised over strategies,
   each with a plain-English line from :func:`explain`.
@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from alphatwin_pipelines.validation.deflated_sharpe import (
+from alphatwin_pipelines.stats.deflated_sharpe import (
     DeflatedSharpe,
     annual_to_per_period,
     deflate_trials,
@@ -19,7 +19,7 @@ from alphatwin_pipelines.validation.deflated_sharpe import (
     probabilistic_sharpe_ratio,
     sharpe_ratio_std,
 )
-from alphatwin_pipelines.validation.metrics import (
+from alphatwin_pipelines.stats.metrics import (
     avg_holding_period,
     cagr,
     compute_metrics,
@@ -38,8 +38,8 @@ from alphatwin_pipelines.validation.metrics import (
     volatility,
     win_rate,
 )
-from alphatwin_pipelines.validation.pbo import PBOResult, probability_of_backtest_overfitting
-from alphatwin_pipelines.validation.walk_forward import (
+from alphatwin_pipelines.stats.pbo import PBOResult, probability_of_backtest_overfitting
+from alphatwin_pipelines.stats.walk_forward import (
     WalkForwardResult,
     Window,
     walk_forward,

@@ -41,7 +41,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from alphatwin_pipelines.validation.metrics import (
+from alphatwin_pipelines.stats.metrics import (
     PERIODS_PER_YEAR, _as_2d, kurtosis, sharpe_ratio, skewness,
 )
 

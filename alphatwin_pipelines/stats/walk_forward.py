@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from alphatwin_pipelines.validation.metrics import PERIODS_PER_YEAR, compute_metrics
+from alphatwin_pipelines.stats.metrics import PERIODS_PER_YEAR, compute_metrics
 
 __all__ = ["Window", "WalkForwardResult", "walk_forward_windows", "walk_forward"]
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alphatwin_pipelines.validation.metrics import _as_2d
+from alphatwin_pipelines.stats.metrics import _as_2d
 
 __all__ = ["PBOResult", "Degradation", "probability_of_backtest_overfitting", "split_masks"]
 

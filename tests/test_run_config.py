@@ -1,0 +1,45 @@
+"""Run config is derived from the engine's settings: same fields, same defaults, same validation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from pydantic import ValidationError
+
+from alphatwin_pipelines.execution.safeguards import Limits
+from alphatwin_pipelines.stages.optimisation import OptimisationConfig
+from assets.config import dataclass_from_config
+from assets.strategies import OptimisationRunConfig
+from jobs.execution import PaperExecutionConfig
+
+
+def _defaults(cls, exclude=()):
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.name not in exclude}
+
+
+def test_optimisation_run_config_has_every_engine_setting_with_its_default():
+    engine = _defaults(OptimisationConfig, exclude=("warmup_sessions", "costs"))
+    run = OptimisationRunConfig()
+    assert set(OptimisationRunConfig.model_fields) == set(engine)
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in run.model_dump().items()} == engine
+    assert dataclass_from_config(OptimisationConfig, run) == OptimisationConfig()
+
+
+def test_optimisation_run_config_reaches_the_engine_unchanged():
+    run = OptimisationRunConfig(families=["ma_cross"], levels=[0, 3], n_trials=2, segment_sector="Tech",
+                                segment_symbols=["AAA", "BBB"], train_years=1.5, prune_on_estimate=False)
+    settings = dataclass_from_config(OptimisationConfig, run)
+    assert settings == OptimisationConfig(families=("ma_cross",), levels=(0, 3), n_trials=2, segment_sector="Tech",
+                                          segment_symbols=("AAA", "BBB"), train_years=1.5, prune_on_estimate=False)
+    with pytest.raises(ValueError, match="unknown strategy families"):
+        dataclass_from_config(OptimisationConfig, OptimisationRunConfig(families=["ma_crossover"]))
+
+
+def test_paper_execution_limits_are_the_limits_dataclass():
+    config = PaperExecutionConfig(allocation_version="v1")
+    assert set(_defaults(Limits)) <= set(PaperExecutionConfig.model_fields)
+    assert config.limits() == Limits()
+    assert PaperExecutionConfig(allocation_version="v1", max_daily_loss=0.02).limits() == Limits(max_daily_loss=0.02)
+    with pytest.raises(ValidationError, match="hard-coded bound"):
+        PaperExecutionConfig(allocation_version="v1", max_daily_loss=5.0)
