@@ -365,7 +365,7 @@ def synthetic_run(tmp_path_factory, instance):
     data = tmp_path_factory.mktemp("synthetic") / "data"
     resources = with_universe(instance, {
         "storage": StorageResource(data_dir=str(data)),
-        "market_data": MarketDataResource(source="synthetic", synthetic_symbols=40),
+        "market_data": MarketDataResource(source="synthetic", synthetic_symbols=40, synthetic_defects="0"),
     })
     return data, run(instance, resources, PIPELINE, *SYN_RANGE)
 
