@@ -50,7 +50,10 @@ VOLUME_SURPRISE = 0.35
 VOLUME_NOISE = 0.3
 #: Enough for any test universe; beyond it tickers would get scarce and the panel large.
 MAX_SYMBOLS = 10_000
-DEFAULT_SEED = 7
+#: Every seed gives the same long-run statistics (tests/test_synthetic_calibration.py); this one
+#: also makes the demo's window (`make run`, 2024-2025) an ordinary stretch of market rather than
+#: a boom in which every strategy looks excellent.
+DEFAULT_SEED = 10
 
 
 class SyntheticSource(BarSource):
