@@ -142,3 +142,63 @@ def test_default_rate_is_small_and_the_rate_is_checked():
     for bad in (-0.1, MAX_RATE * 2):
         with pytest.raises(SourceConfigError, match="ALPHATWIN_SYNTHETIC_DEFECTS"):
             SyntheticSource(defects=bad)
+
+
+def test_the_default_demo_run_quarantines_flags_and_names_gaps_yet_runs_through(tmp_path, monkeypatch, capsys):
+    """The default market (1000 symbols, default rate) through raw and quality in one Dagster run."""
+    import dagster as dg
+
+    from alphatwin_pipelines import load
+    from assets.ingestion import raw_ohlcv, universe
+    from assets.quality import (CHECK_NO_ERROR_ROWS, CHECK_NO_MISSING_SESSIONS, CHECK_PASS_RATE, CHECK_SCHEMA,
+                                validated_and_quarantined_ohlcv)
+    from assets.resources import MarketDataResource, StorageResource
+
+    data = tmp_path / "data"
+    resources = {"storage": StorageResource(data_dir=str(data)), "market_data": MarketDataResource(source="synthetic")}
+    window = ("2024-01-02", "2024-03-28")
+    tags = {"dagster/asset_partition_range_start": window[0], "dagster/asset_partition_range_end": window[1]}
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize([universe], resources=resources, instance=instance).success
+        result = dg.materialize([raw_ohlcv, validated_and_quarantined_ohlcv], tags=tags, resources=resources,
+                                instance=instance, raise_on_error=False)
+    assert result.success, "the blocking checks let the default demo run through"
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    for name in (CHECK_SCHEMA, CHECK_PASS_RATE, CHECK_NO_ERROR_ROWS):
+        assert checks[name].passed, (name, checks[name].description)
+
+    source = SyntheticSource()
+    symbols = source.universe()["symbol"].tolist()
+    truth = source.injected_defects(symbols, sessions_between(*window))
+    quarantined = load("quarantined_ohlcv", data_dir=data)
+    errors = truth[truth["outcome"] == "quarantined"]
+    assert len(quarantined) >= len(errors) > 5
+    rules = quarantined.assign(date=pd.to_datetime(quarantined["date"])).set_index(["symbol", "date"])["rule_id"]
+    for defect in errors.itertuples():
+        assert defect.expected_rule in ",".join(rules.loc[[(defect.symbol, defect.date)]]), defect
+    assert set(_keys(quarantined.assign(date=pd.to_datetime(quarantined["date"])))) == set(_keys(errors))
+
+    gaps = checks[CHECK_NO_MISSING_SESSIONS]
+    assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.WARN
+    table = gaps.metadata["failures"].md_str
+    missing = truth[(truth["kind"] == "missing_session") & truth["date"].between(*window, inclusive="neither")]
+    assert len(missing) > 0
+    for defect in missing.itertuples():
+        assert f"| {defect.symbol} | {defect.date:%Y-%m-%d}" in table, defect
+    flagged = load("validated_ohlcv", data_dir=data)
+    assert flagged["flags"].str.contains("volume.zero").any() or flagged["flags"].str.contains("price.stale").any()
+
+    # `make run` ends with the inventory, which prints these counts by rule.
+    from alphatwin_pipelines import inventory
+    from alphatwin_pipelines.storage import TableStore
+
+    rows, by_rule = inventory.rows_by_rule(TableStore(data), "quarantined_ohlcv", "rule_id")
+    assert rows == len(quarantined)
+    assert by_rule.to_dict() == quarantined["rule_id"].str.split(",").explode().value_counts().to_dict()
+    flagged_rows, flags = inventory.rows_by_rule(TableStore(data), "validated_ohlcv", "flags")
+    assert flagged_rows == int((flagged["flags"] != "").sum()) and flags.get("session.gap_before", 0) > 0
+    monkeypatch.setenv("ALPHATWIN_DATA_DIR", str(data))
+    inventory.main([])
+    printed = capsys.readouterr().out
+    assert f"Quarantined in quarantined_ohlcv (ERROR rules): {rows:,} row(s), by rule:" in printed
+    assert all(rule in printed for rule in by_rule.index)
