@@ -37,7 +37,8 @@ def build_research_data(data_dir, *, n_symbols: int = 40, start: str = "2023-01-
     """:func:`build_cleaned`, then features and (optionally) scanner tables in ``data_dir``."""
     store = TableStore(Path(data_dir))
     sessions = sessions_between(start, end)
-    build_cleaned(store, make_source("synthetic", seed=seed, n_symbols=n_symbols), sessions)
+    # Clean bars: the research stages are tested on the market itself, the defects elsewhere.
+    build_cleaned(store, make_source("synthetic", seed=seed, n_symbols=n_symbols, defects=0), sessions)
     feature_sessions(store, sessions)
     if scan:
         scan_sessions(store, sessions)
