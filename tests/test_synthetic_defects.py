@@ -202,3 +202,23 @@ def test_the_default_demo_run_quarantines_flags_and_names_gaps_yet_runs_through(
     printed = capsys.readouterr().out
     assert f"Quarantined in quarantined_ohlcv (ERROR rules): {rows:,} row(s), by rule:" in printed
     assert all(rule in printed for rule in by_rule.index)
+
+
+def test_raw_ohlcv_lists_the_injected_defects_in_its_run_metadata(tmp_path):
+    import dagster as dg
+
+    from assets.ingestion import raw_ohlcv, universe
+    from assets.resources import MarketDataResource, StorageResource
+
+    resources = {"storage": StorageResource(data_dir=str(tmp_path / "data")),
+                 "market_data": MarketDataResource(source="synthetic", synthetic_symbols=100, synthetic_defects="0.02")}
+    day = "2024-05-15"
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize([universe], resources=resources, instance=instance).success
+        result = dg.materialize([raw_ohlcv], partition_key=day, resources=resources, instance=instance)
+    metadata = result.asset_materializations_for_node("raw_ohlcv")[0].metadata
+    source = SyntheticSource(n_symbols=100, defects=0.02)
+    truth = source.injected_defects(source.universe()["symbol"].tolist(), pd.DatetimeIndex([day]))
+    assert metadata["injected_defects"].value == len(truth) > 0
+    listed = metadata["injected_defects_list"].md_str
+    assert all(f"| {d.symbol} |" in listed and d.kind in listed for d in truth.itertuples())
