@@ -56,6 +56,7 @@ DEFECT_KINDS: tuple[DefectKind, ...] = (
 )
 UNRECORDED_SPLIT = DefectKind("unrecorded_split", "return.outlier", "flagged", 0.0,
                               "a forward split whose ratio the feed left at 1.0")
+_STALE = next(k for k in DEFECT_KINDS if k.name == "stale_bars")
 _CDF = np.cumsum([k.weight for k in DEFECT_KINDS]) / sum(k.weight for k in DEFECT_KINDS)
 DEFECT_COLUMNS = ("symbol", "date", "kind", "expected_rule", "outcome", "detail")
 
@@ -108,7 +109,7 @@ def plan_defects(panel: Panel, seed: int, members: np.ndarray, rows: np.ndarray,
             quiet = not ({row - 1, row, row + 1} & dividends) and not np.isin([row - 1, row], split_rows).any()
             if not (c.list_row < row < last) or not quiet:
                 continue
-            if kind.name == "stale_bars":
+            if kind is _STALE:
                 repeats = STALE_REPEATS[0] + int(u[3] * (STALE_REPEATS[1] - STALE_REPEATS[0] + 1))
                 plan += _stale(j, row, repeats, split_rows, dividends, last, wanted)
             elif row in wanted:
@@ -125,7 +126,7 @@ def _stale(j, source_row, repeats, split_rows, dividends, last, wanted) -> list[
         if row >= last or row in dividends or row in split_rows:
             break
         if row in wanted:
-            out.append(Defect(j, row, DEFECT_KINDS[3], float(n), source_row))
+            out.append(Defect(j, row, _STALE, float(n), source_row))
     return out
 
 
