@@ -1,15 +1,18 @@
 """Print what is stored under the data directory: ``python -m alphatwin_pipelines.inventory``.
 
-`make run` ends with this, so a user sees at once what was built and where it lives.
+`make run` ends with this, so a user sees at once what was built and where it lives, and how
+many rows the quality rules quarantined or flagged, by rule.
 """
 
 from __future__ import annotations
 
 import sys
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.tables import QUARANTINED, VALIDATED
 
 
 def inventory(store: TableStore) -> list[dict]:
@@ -33,6 +36,25 @@ def inventory(store: TableStore) -> list[dict]:
     return rows
 
 
+def rows_by_rule(store: TableStore, table: str, column: str) -> tuple[int, pd.Series]:
+    """Stored rows of ``table`` that name a rule in ``column`` (comma-separated rule ids), and
+    how many name each rule (a row broken by two rules counts for both)."""
+    folder = store.table_dir(table)
+    files = sorted(f for f in folder.glob("*.parquet") if not f.name.startswith(".")) if folder.is_dir() else []
+    if not files:
+        return 0, pd.Series(dtype="int64")
+    ids = pd.concat([pq.read_table(f, columns=[column]).to_pandas()[column] for f in files], ignore_index=True)
+    ids = ids[ids.fillna("") != ""]
+    counts = ids.str.split(",").explode().value_counts()
+    return len(ids), counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+
+
+def _print_by_rule(title: str, rows: int, counts: pd.Series) -> None:
+    print(f"\n{title}: {rows:,} row(s)" + (", by rule:" if len(counts) else ""))
+    for rule, n in counts.items():
+        print(f"  {rule:<28} {n:>10,}")
+
+
 def main(argv=None) -> int:
     store = TableStore()
     rows = inventory(store)
@@ -44,6 +66,9 @@ def main(argv=None) -> int:
     log = store.rejected_log_path
     if log.exists():
         print(f"  rejected-inputs log: {log} ({sum(1 for _ in open(log)):,} records)")
+    if store.table_dir(QUARANTINED).is_dir():
+        _print_by_rule(f"Quarantined in {QUARANTINED} (ERROR rules)", *rows_by_rule(store, QUARANTINED, "rule_id"))
+        _print_by_rule(f"Flagged in {VALIDATED} (WARNING rules, rows kept)", *rows_by_rule(store, VALIDATED, "flags"))
     print("\nIn a notebook:  from alphatwin_pipelines import load; load('raw_ohlcv', symbols=['...'], start='2025-01-02')")
     return 0
 

@@ -82,6 +82,11 @@ def raw_ohlcv(
     for warning in report.warnings:
         context.log.warning(warning)
     shared = _run_metadata(report, cost, len(sessions))
+    injected = getattr(source, "injected_defects", None)
+    if callable(injected):  # the synthetic market says what it damaged, to compare with the quarantine
+        truth = injected(symbols, sessions)
+        shared["injected_defects"] = len(truth)
+        shared["injected_defects_list"] = dg.MetadataValue.md(markdown_table(truth, limit=100))
     for session in report.sessions:
         context.add_asset_metadata(
             {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from alphatwin_pipelines.sources import BarSource, make_source
+from alphatwin_pipelines.sources import BarSource, SourceConfigError, make_source
 from alphatwin_pipelines.storage import DATA_DIR_ENV, TableStore, resolve_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +52,9 @@ class MarketDataResource(dg.ConfigurableResource):
     source: str = "synthetic"
     source_path: str | None = None
     universe: str | None = None
-    synthetic_seed: int = 7
+    synthetic_seed: int | None = None  # None: the synthetic source's default
     synthetic_symbols: int = 1000
+    synthetic_defects: str | None = None  # a rate of injected data defects; None: the source's default, "0": none
     polygon_api_key: str | None = None
     polygon_base_url: str | None = None
     polygon_calls_per_minute: int = 5
@@ -71,7 +72,12 @@ class MarketDataResource(dg.ConfigurableResource):
     def _build(self, kind: str, path: str | None) -> BarSource:
         kind = kind.strip().lower()
         if kind == "synthetic":
-            return make_source(kind, seed=self.synthetic_seed, n_symbols=self.synthetic_symbols)
+            settings = {"n_symbols": self.synthetic_symbols}
+            if self.synthetic_seed is not None:
+                settings["seed"] = self.synthetic_seed
+            if self.synthetic_defects not in (None, ""):
+                settings["defects"] = _rate(self.synthetic_defects)
+            return make_source(kind, **settings)
         if kind == "csv":
             return make_source(kind, path=path or "")
         if kind == "yfinance":
@@ -84,6 +90,13 @@ class MarketDataResource(dg.ConfigurableResource):
                 calls_per_minute=self.polygon_calls_per_minute,
             )
         return make_source(kind)
+
+
+def _rate(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise SourceConfigError(f"ALPHATWIN_SYNTHETIC_DEFECTS must be a number such as 0.0005 (0: no defects), got {text!r}") from None
 
 
 class DaskResource(dg.ConfigurableResource):
@@ -190,6 +203,7 @@ def default_resources() -> dict:
             source_path=env_or("ALPHATWIN_SOURCE_PATH", None),
             universe=env_or("ALPHATWIN_UNIVERSE", None),
             synthetic_symbols=env_int_or("ALPHATWIN_SYNTHETIC_SYMBOLS", 1000),
+            synthetic_defects=env_or("ALPHATWIN_SYNTHETIC_DEFECTS", None),
             polygon_api_key=env_or("POLYGON_API_KEY", None),
             polygon_base_url=env_or("POLYGON_BASE_URL", None),
             secondary_source=env_or("ALPHATWIN_SECONDARY_SOURCE", None),

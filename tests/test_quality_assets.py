@@ -339,7 +339,7 @@ def synthetic_run(tmp_path_factory, module_instance):
     data = tmp_path_factory.mktemp("synthetic") / "data"
     resources = with_universe(module_instance, {
         "storage": StorageResource(data_dir=str(data)),
-        "market_data": MarketDataResource(source="synthetic", synthetic_symbols=40),
+        "market_data": MarketDataResource(source="synthetic", synthetic_symbols=40, synthetic_defects="0"),
     })
     return data, run(module_instance, resources, PIPELINE, *SYN_RANGE)
 

@@ -36,7 +36,8 @@ def autocorr(wide: pd.DataFrame, lag: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def source() -> SyntheticSource:
-    return SyntheticSource()
+    """The clean market (no injected defects: test_synthetic_defects covers those)."""
+    return SyntheticSource(defects=0)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_universe_is_gics_sectors_with_realistic_unique_tickers(source):
 
 def test_universe_prefix_is_stable_across_sizes_and_depends_on_seed(source):
     big = source.universe().set_index("symbol")
-    small = SyntheticSource(n_symbols=50).universe().set_index("symbol")
+    small = SyntheticSource(n_symbols=50, defects=0).universe().set_index("symbol")
     assert len(small) == 50
     pdt.assert_frame_equal(small, big.loc[small.index])
     other = SyntheticSource(seed=8).universe()
@@ -84,9 +85,9 @@ def test_universe_prefix_is_stable_across_sizes_and_depends_on_seed(source):
 
 
 def test_make_source_builds_the_synthetic_source():
-    built = make_source("synthetic", seed=3, n_symbols=20)
+    built = make_source("synthetic", seed=3, n_symbols=20, defects=0.001)
     assert isinstance(built, SyntheticSource) and built.name == "synthetic"
-    assert (built.seed, built.n_symbols) == (3, 20)
+    assert (built.seed, built.n_symbols, built.defects) == (3, 20, 0.001)
 
 
 def test_bars_are_canonical(source, five_years):
@@ -195,16 +196,28 @@ def test_rows_only_on_sessions_and_every_session_while_listed(source, symbols):
     assert (per_symbol == len(sessions)).sum() >= 25
 
 
-def test_unknown_symbols_are_rejected_not_raised(source, symbols):
-    result = source.fetch(["ZZZZZZ", symbols[0].lower(), symbols[0]], sessions_between("2024-12-20", "2024-12-31"))
-    assert [r.symbol for r in result.rejections] == ["ZZZZZZ"]
+def test_symbols_outside_the_universe_are_generated_from_their_name(source, symbols):
+    window = sessions_between("2024-12-02", "2024-12-31")
+    made_up = [f"Q{a}{b}" for a in "ABCDEFGH" for b in "JKLMN"]  # 40 tickers the market does not list
+    assert not set(made_up) & set(symbols)
+    result = source.fetch(["not a ticker", symbols[0].lower(), *made_up], window)
+    assert [r.symbol for r in result.rejections] == ["NOT A TICKER"]
     rejection = result.rejections[0]
     assert rejection.rule == RULE_NO_DATA == "no_data" and rejection.source == "synthetic"
-    assert "ZZZZZZ" in rejection.reason and "not one of the synthetic market's" in rejection.reason
-    assert set(result.bars["symbol"]) == {symbols[0]} and len(result.bars) == 7
-    nothing = source.fetch(["NOPE"], sessions_between("2024-12-20", "2024-12-31"))
+    assert "'NOT A TICKER' is not a ticker" in rejection.reason
+    bars = result.bars
+    assert len(set(bars["symbol"]) & set(made_up)) >= 30  # a few list later or were delisted, like anywhere
+    assert (bars.groupby("symbol").size() <= len(window)).all() and symbols[0] in set(bars["symbol"])
+    # The same bars whatever else is asked for, in one request or alone, and like a listed symbol's.
+    alone = source.fetch([made_up[3]], window).bars
+    pdt.assert_frame_equal(alone, bars[bars["symbol"] == made_up[3]].reset_index(drop=True))
+    ohlc_ok = (bars["low"] <= bars[["open", "close"]].min(axis=1)) & (bars[["open", "close"]].max(axis=1) <= bars["high"])
+    assert ohlc_ok.all() and (bars["volume"] > 0).all()
+    generated = bars[bars["symbol"].isin(made_up)]
+    assert generated["close"].nunique() > 30  # companies of their own, not copies of one path
+    nothing = source.fetch(["NOT A TICKER"], window)
     assert nothing.bars.empty and nothing.bars.dtypes.to_dict() == empty_bars().dtypes.to_dict()
-    assert nothing.failed_symbols() == {"NOPE"}
+    assert nothing.failed_symbols() == {"NOT A TICKER"}
 
 
 def test_no_sessions_gives_empty_bars(source, symbols):
@@ -225,7 +238,7 @@ def test_fetch_does_not_mutate_its_inputs(source, symbols):
 
 def test_same_seed_gives_identical_bars_in_a_fresh_computation():
     sessions = sessions_between("2023-01-03", "2023-03-31")
-    first = SyntheticSource(seed=11, n_symbols=40)
+    first = SyntheticSource(seed=11, n_symbols=40)  # defects included: they are deterministic too
     before = first.fetch(first.universe()["symbol"].tolist(), sessions).bars
     synthetic._panel.cache_clear()
     second = SyntheticSource(seed=11, n_symbols=40)
@@ -239,7 +252,7 @@ def test_same_seed_gives_identical_bars_in_a_fresh_computation():
 
 def test_a_session_has_the_same_bars_however_it_is_requested(source, symbols, five_years):
     day = pd.Timestamp("2024-06-14")
-    small = SyntheticSource(n_symbols=50)
+    small = SyntheticSource(n_symbols=50, defects=0)
     small_symbols = small.universe()["symbol"].tolist()
     subset = small_symbols[::3]
     single = source.fetch(subset, pd.DatetimeIndex([day])).bars

@@ -96,10 +96,10 @@ class LiveUI:
 
 def _universe_symbols() -> tuple[str, ...]:
     """The first synthetic companies: a small universe whose bars the synthetic source really has."""
+    from alphatwin_pipelines.sources.synthetic import DEFAULT_SEED
     from alphatwin_pipelines.sources.synthetic_model import make_universe
-    from assets.resources import MarketDataResource
 
-    return tuple(sorted(symbol for symbol, _, _ in make_universe(MarketDataResource().synthetic_seed, UNIVERSE_SIZE)))
+    return tuple(sorted(symbol for symbol, _, _ in make_universe(DEFAULT_SEED, UNIVERSE_SIZE)))
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,8 @@ def live_ui(tmp_path_factory):
         # Render only these symbols' market: a 1000-symbol market costs the run ~5 s, which can push
         # the backfill past the daemon's 30 s cycle.
         "ALPHATWIN_SYNTHETIC_SYMBOLS": str(UNIVERSE_SIZE),
+        # Clean bars: this test drives the UI, not the quality rules (test_synthetic_defects does).
+        "ALPHATWIN_SYNTHETIC_DEFECTS": "0",
         "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO_ROOT / ".numba_cache")),
     }
     try:

@@ -267,14 +267,21 @@ def _column(companies, attr: str) -> np.ndarray:
     return np.array([getattr(c, attr) for c in companies])
 
 
-def build_panel(seed: int, n_symbols: int, last_row: int) -> Panel:
-    """Simulate every company from the calendar origin to ``last_row``.
+def sector_of(seed: int, symbol: str) -> int:
+    """The sector of a symbol the generated universe does not list, drawn from its own name."""
+    u = np.random.Generator(stream(seed, symbol, "sector")).random()
+    return int(np.searchsorted(_SECTOR_CDF, u, side="right"))
 
-    Works in place on (N, T) arrays so that no more than three are alive at once.
+
+def build_panel(seed: int, members: tuple[tuple[str, int], ...], last_row: int) -> Panel:
+    """Simulate the companies ``members`` ((symbol, sector) pairs) from the calendar origin to ``last_row``.
+
+    A company depends only on its symbol and sector (the factors are shared streams), so any
+    list of members gives each one the same path. Works in place on (N, T) arrays so that no
+    more than three are alive at once.
     """
-    universe = make_universe(seed, n_symbols)
-    symbols = tuple(symbol for symbol, _, _ in universe)
-    companies = tuple(company(seed, symbol, sector) for symbol, sector, _ in universe)
+    symbols = tuple(symbol for symbol, _ in members)
+    companies = tuple(company(seed, symbol, sector) for symbol, sector in members)
     count = last_row + 1
 
     def col(attr: str) -> np.ndarray:
