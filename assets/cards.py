@@ -2,8 +2,10 @@
 
 Each card's Markdown, with its chart inline, is in this asset's metadata; the files live in
 ``<data_dir>/cards/<strategy_id>/<version>/`` and the card is also added to the strategy's
-HTML report. A strategy whose spec cannot be exported to a target still gets its card; the
-``card_exports`` check (a warning, not blocking) lists every such strategy and target.
+HTML report. A strategy whose spec cannot be read or exported still gets its card; the
+``card_exports`` check (a warning, not blocking) fails on such bad specs and names each strategy
+and target. Valid specs a target cannot express (breadth or index regimes in Pine Script) are
+listed in its metadata without failing it.
 """
 
 import dagster as dg
@@ -25,7 +27,8 @@ MAX_CARDS_IN_METADATA = 20
     description="Per validated strategy: rules in plain language, gate sentences, an entry/exit chart and "
                 "exported code (Python backtest, Pine Script v5, Alpaca paper orders), content-hashed per version.",
     check_specs=[dg.AssetCheckSpec(CARD_EXPORTS_CHECK, asset=STRATEGY_CARDS,
-                                   description="Every strategy's spec could be exported to every target.")],
+                                   description="Every strategy's spec is valid and every target that can "
+                                               "express it was written.")],
 )
 def strategy_cards(context: dg.AssetExecutionContext, storage: StorageResource):
     from alphatwin_pipelines.stages.cards import build_strategy_cards
@@ -38,17 +41,22 @@ def strategy_cards(context: dg.AssetExecutionContext, storage: StorageResource):
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for error in run.errors:
         context.log.warning(error)
+    for limit in run.unsupported:
+        context.log.info(limit)
     table = run.table.assign(strategy_id=run.table["strategy_id"].str[:12])[
         ["strategy_id", "family", "level", "passed", "version", "card_dir"]]
     cards = {f"card {c.data['family']} L{c.data['level']} {c.strategy_id[:12]}": dg.MetadataValue.md(c.markdown(True))
              for c in run.cards[:MAX_CARDS_IN_METADATA]}
     yield dg.MaterializeResult(metadata={
         "cards": len(run.cards), "new_versions": run.created, "export_errors": len(run.errors),
+        "not_exported": len(run.unsupported),
         "index": dg.MetadataValue.md(markdown_table(table, limit=100)),
         "cards_dir": dg.MetadataValue.path(str(store.data_dir / "cards")),
         **cards, **cost.as_metadata()})
     failures = pd.DataFrame({"problem": run.errors})
+    limits = pd.DataFrame({"not exported": run.unsupported})
     yield dg.AssetCheckResult(check_name=CARD_EXPORTS_CHECK, passed=not run.errors,
                               severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"problems": len(run.errors),
-                                        "details": dg.MetadataValue.md(markdown_table(failures, limit=100))})
+                              metadata={"problems": len(run.errors), "not_exported": len(run.unsupported),
+                                        "details": dg.MetadataValue.md(markdown_table(failures, limit=100)),
+                                        "target_limits": dg.MetadataValue.md(markdown_table(limits, limit=100))})

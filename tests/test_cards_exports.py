@@ -144,13 +144,15 @@ def test_bad_specs_name_the_strategy_and_the_target():
     sid = "f" * 64
     pairs = json.dumps({"family": "pairs", "level": 0, "params": {}, "version": 1})
     for target in ("python", "pine", "alpaca"):
-        with pytest.raises(ExportError, match=f"strategy {sid}, target {target}: family 'pairs' cannot be expressed"):
+        with pytest.raises(ExportError, match=f"strategy {sid}, target {target}: family 'pairs' cannot be expressed") as bad:
             export(sid, pairs, target)
+        assert not bad.value.unsupported  # not a family of this project: a bad spec
     crossed = json.dumps({"family": "ma_cross", "level": 0, "params": {"fast": 60, "slow": 50}, "version": 1})
     with pytest.raises(ExportError, match=rf"strategy {sid}, target python: invalid spec \(fast \(60\) must be below"):
         export(sid, crossed, "python")
-    with pytest.raises(ExportError, match=f"target pine: level 6 uses \\['breadth_regime'\\]"):
+    with pytest.raises(ExportError, match=f"target pine: level 6 uses \\['breadth_regime'\\]") as limit:
         export(sid, StrategySpec("rsi_reversion", {}, 6).to_json(), "pine")
+    assert limit.value.unsupported  # a valid spec Pine cannot express
     wide = StrategySpec("ma_cross", {"fast": 3, "slow": 300}).to_json()  # a valid spec outside the inputs' ranges
     with pytest.raises(ExportError, match="target pine: parameter fast=3 is outside the input range"):
         export(sid, wide, "pine")

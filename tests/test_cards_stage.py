@@ -58,6 +58,7 @@ def test_cards_for_every_strategy_and_bad_specs_named(validated_dir):
             for target in ("python", "pine", "alpaca"):
                 assert f"strategy {row.strategy_id}, target {target}:" in row.errors
             assert "chart.png" not in files and "strategy.py" not in files and card["code"] == {}
+            assert card["rules"] == {"error": [card["rules"]["error"][0]]} and "spec cannot be read" in files["card.md"].decode()
             continue
         assert files["chart.png"][:8] == b"\x89PNG\r\n\x1a\n"
         assert card["chart"]["symbol"] in card["symbols"]
@@ -65,7 +66,8 @@ def test_cards_for_every_strategy_and_bad_specs_named(validated_dir):
         expected = {"strategy.py", "alpaca_orders.py"} | ({"strategy.pine"} if card["level"] < 6 else set())
         assert set(card["code"].values()) == expected and expected <= set(files)
         if card["level"] >= 6:
-            assert f"strategy {row.strategy_id}, target pine: level {card['level']} uses" in row.errors
+            assert f"strategy {row.strategy_id}, target pine: level {card['level']} uses" in row.not_exported
+        assert row.errors == ""
         page = (validated_dir / "reports" / f"{row.strategy_id}.html").read_text()
         assert page.count('<section id="strategy-card">') == 1 and "data:image/png;base64," in page
         assert page.index('<section id="strategy-card">') < page.index("</body>")
@@ -107,4 +109,5 @@ def test_asset_shows_cards_in_metadata_and_warns_on_exports(validated_dir):
     assert sum("data:image/png;base64," in md for md in shown) == len(STUDIES)
     check = {e.check_name: e for e in result.get_asset_check_evaluations()}[CARD_EXPORTS_CHECK]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert check.metadata["problems"].value >= 6  # 3 targets x 2 bad specs, + Pine for the level-7 strategy
+    assert check.metadata["problems"].value == 6  # 3 targets x 2 bad specs
+    assert check.metadata["not_exported"].value == 1  # Pine for the level-7 strategy: a limit, not a problem

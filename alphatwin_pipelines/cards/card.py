@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from alphatwin_pipelines.cards.export import DEFAULT_COSTS, TARGETS, ExportError, export, parse_spec
+from alphatwin_pipelines.cards.export import DEFAULT_COSTS, TARGETS, ExportError, export
 from alphatwin_pipelines.cards.rules import SECTIONS, rule_sections
 from alphatwin_pipelines.reports.gates import DSR_GATE, GATES, OOS_SHARPE_GATE, PBO_GATE
-from alphatwin_pipelines.strategies import MarketArrays, generate
+from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, generate
 
 CHART_FILE, JSON_FILE, MARKDOWN_FILE = "chart.png", "card.json", "card.md"
 #: How each gate's failure reason begins (reports.gates.gate_failures; a test keeps them in step).
@@ -38,7 +38,8 @@ class Card:
     passed: bool
     data: dict  # what card.json holds
     files: dict[str, bytes] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # bad specs or missing inputs
+    unsupported: list[str] = field(default_factory=list)  # valid specs a target cannot express
     chart: bytes | None = None
 
     def markdown(self, embed_chart: bool = False) -> str:
@@ -95,6 +96,7 @@ def build_card(row: dict, market: MarketArrays | None, oos: pd.Series, init_cash
     costs = _costs(row)
     title = f"{row.get('family')} level {row.get('level')} ({sid[:12]})"
     errors: list[str] = []
+    unsupported: list[str] = []
     files: dict[str, bytes] = {}
     exported = {}
     for target in TARGETS:
@@ -103,12 +105,11 @@ def build_card(row: dict, market: MarketArrays | None, oos: pd.Series, init_cash
             files[ex.filename] = ex.text.encode("utf-8")
             exported[target] = ex.filename
         except ExportError as exc:
-            errors.append(str(exc))
+            (unsupported if exc.unsupported else errors).append(str(exc))
     try:
-        spec = parse_spec(sid, row["spec_json"], "card")
-    except ExportError as exc:
-        spec, rules = None, {"error": [str(exc)]}
-        errors.insert(0, str(exc))
+        spec = StrategySpec.from_json(row["spec_json"])
+    except (KeyError, TypeError, ValueError) as exc:  # each target's error above names it too
+        spec, rules = None, {"error": [f"strategy {sid}: the spec cannot be read ({exc}), so no rules are stated"]}
     else:
         rules = rule_sections(spec, costs, symbols)
     chart, symbol = None, None
@@ -129,11 +130,11 @@ def build_card(row: dict, market: MarketArrays | None, oos: pd.Series, init_cash
         "chart": {"file": CHART_FILE, "symbol": symbol,
                   "period": [f"{oos.index[0]:%Y-%m-%d}", f"{oos.index[-1]:%Y-%m-%d}"] if len(oos) else None}
         if chart else None,
-        "code": exported, "errors": errors,
+        "code": exported, "errors": errors, "not_exported": unsupported,
     }
     files[JSON_FILE] = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
     files[MARKDOWN_FILE] = card_markdown(data, None).encode("utf-8")
-    return Card(sid, title, bool(row.get("passed")), data, files, errors, chart)
+    return Card(sid, title, bool(row.get("passed")), data, files, errors, unsupported, chart)
 
 
 def card_markdown(data: dict, chart: bytes | None) -> str:
@@ -152,6 +153,6 @@ def card_markdown(data: dict, chart: bytes | None) -> str:
         lines += [f"![entries and exits of {data['chart']['symbol']}]({src})", ""]
     if data["code"]:
         lines.append("**Code**: " + ", ".join(f"{t} `{f}`" for t, f in data["code"].items()))
-    for err in data["errors"]:
-        lines.append(f"- ⚠️ {err}")
+    lines += [f"- ⚠️ {err}" for err in data["errors"]]
+    lines += [f"- Not exported: {why}" for why in data["not_exported"]]
     return "\n".join(lines).rstrip() + "\n"

@@ -34,10 +34,11 @@ TARGET_FAMILIES = {target: FAMILIES for target in TARGETS}
 
 
 class ExportError(ValueError):
-    """A strategy cannot be exported to a target; the message names both."""
+    """A strategy cannot be exported to a target; the message names both. ``unsupported`` is True
+    when the spec is valid but the target cannot express it (a known limit, not a bad spec)."""
 
-    def __init__(self, strategy_id: str, target: str, reason: str):
-        self.strategy_id, self.target, self.reason = strategy_id, target, reason
+    def __init__(self, strategy_id: str, target: str, reason: str, unsupported: bool = False):
+        self.strategy_id, self.target, self.reason, self.unsupported = strategy_id, target, reason, unsupported
         super().__init__(f"strategy {strategy_id}, target {target}: {reason}")
 
 
@@ -67,7 +68,7 @@ def parse_spec(strategy_id: str, spec_json: str, target: str) -> StrategySpec:
     families = TARGET_FAMILIES.get(target, FAMILIES)
     if family not in families:
         raise ExportError(strategy_id, target, f"family {family!r} cannot be expressed in {target}; "
-                                               f"it expresses {list(families)}")
+                                               f"it expresses {list(families)}", unsupported=family in FAMILIES)
     try:
         return StrategySpec.from_json(spec_json)
     except (KeyError, TypeError, ValueError) as exc:
@@ -82,12 +83,13 @@ def _check_target(strategy_id: str, spec: StrategySpec, target: str) -> None:
     cross = [f for f in spec.features if f in PINE_CROSS_SECTIONAL]
     if cross:
         raise ExportError(strategy_id, target, f"level {spec.level} uses {cross}, which need every symbol of the "
-                                               "shortlist; a TradingView strategy sees one chart symbol")
+                                               "shortlist; a TradingView strategy sees one chart symbol",
+                          unsupported=True)
     for name, (low, high, kind) in search_space(spec.family, spec.level).items():
         value = spec.params[name]
         if kind != "categorical" and not low <= value <= high:
             raise ExportError(strategy_id, target, f"parameter {name}={value} is outside the input range "
-                                                   f"[{low}, {high}] the script exposes")
+                                                   f"[{low}, {high}] the script exposes", unsupported=True)
 
 
 def _py(value: dict) -> str:

@@ -29,7 +29,8 @@ from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays
 from alphatwin_pipelines.tables import STRATEGY_CARDS, STRATEGY_RETURNS, VALIDATION
 
-CARD_COLUMNS = ("strategy_id", "family", "level", "passed", "version", "card_dir", "files", "errors")
+CARD_COLUMNS = ("strategy_id", "family", "level", "passed", "version", "card_dir", "files", "errors",
+                "not_exported")
 _SECTION = re.compile(r'\n?<section id="strategy-card">.*?</section>\n?', re.S)
 
 
@@ -42,6 +43,10 @@ class CardsRun:
     @property
     def errors(self) -> list[str]:
         return [e for c in self.cards for e in c.errors]
+
+    @property
+    def unsupported(self) -> list[str]:
+        return [e for c in self.cards for e in c.unsupported]
 
 
 def _market_for(row: dict, universe: MarketArrays | None) -> MarketArrays | None:
@@ -70,6 +75,7 @@ def card_html(card: Card) -> str:
     if d["code"]:
         parts.append("<p>Code: " + ", ".join(html.escape(f"{t}: {f}") for t, f in d["code"].items()) + "</p>")
     parts += [f'<p class="fail">{html.escape(e)}</p>' for e in d["errors"]]
+    parts += [f"<p>Not exported: {html.escape(e)}</p>" for e in d["not_exported"]]
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -115,7 +121,8 @@ def build_strategy_cards(store: TableStore) -> CardsRun:
         rows.append({"strategy_id": card.strategy_id, "family": str(row.get("family")), "level": int(row["level"]),
                      "passed": card.passed, "version": folder.name,
                      "card_dir": str(folder.relative_to(store.data_dir)),
-                     "files": json.dumps(sorted(card.files)), "errors": "; ".join(card.errors)})
+                     "files": json.dumps(sorted(card.files)), "errors": "; ".join(card.errors),
+                     "not_exported": "; ".join(card.unsupported)})
     table = pd.DataFrame(rows, columns=list(CARD_COLUMNS)).astype({"level": "int64", "passed": "bool"})
     store.write_table(STRATEGY_CARDS, frame_to_arrow(table))
     return CardsRun(table, cards, created)
