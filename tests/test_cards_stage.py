@@ -111,3 +111,18 @@ def test_asset_shows_cards_in_metadata_and_warns_on_exports(validated_dir):
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["problems"].value == 6  # 3 targets x 2 bad specs
     assert check.metadata["not_exported"].value == 1  # Pine for the level-7 strategy: a limit, not a problem
+
+
+def test_a_card_without_bars_or_readable_symbols_says_so_and_keeps_its_code():
+    import pandas as pd
+
+    from alphatwin_pipelines.cards.card import build_card
+    from alphatwin_pipelines.strategies import StrategySpec
+
+    sid = "9" * 64
+    card = build_card({"strategy_id": sid, "family": "ma_cross", "level": 0, "spec_json": StrategySpec("ma_cross").to_json(),
+                       "symbols_json": "AAPL,MSFT", "passed": False, "reasons": ""}, None, pd.Series(dtype=float))
+    assert card.errors[0].startswith(f"strategy {sid}: symbols_json is not a JSON list")
+    assert card.errors[1].startswith(f"strategy {sid}, target chart: no adjusted bars")
+    assert {"strategy.py", "strategy.pine", "alpaca_orders.py", "card.json", "card.md"} == set(card.files)
+    assert card.chart is None and card.data["chart"] is None

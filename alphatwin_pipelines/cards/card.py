@@ -92,10 +92,14 @@ def _chart(spec, market: MarketArrays, oos: pd.Series, title: str) -> tuple[byte
 def build_card(row: dict, market: MarketArrays | None, oos: pd.Series, init_cash: float = 100_000.0) -> Card:
     """The card of one ``validation_reports`` row (never raises for a bad spec: see ``errors``)."""
     sid = str(row["strategy_id"])
-    symbols = list(json.loads(row.get("symbols_json") or "[]"))
+    errors: list[str] = []
+    try:
+        symbols = [str(x) for x in json.loads(row.get("symbols_json") or "[]")]
+    except (TypeError, ValueError):
+        symbols = []
+        errors.append(f"strategy {sid}: symbols_json is not a JSON list of symbols ({row.get('symbols_json')!r})")
     costs = _costs(row)
     title = f"{row.get('family')} level {row.get('level')} ({sid[:12]})"
-    errors: list[str] = []
     unsupported: list[str] = []
     files: dict[str, bytes] = {}
     exported = {}
