@@ -56,7 +56,7 @@ MATERIALIZE := $(DAGSTER) asset materialize -f definitions.py -d .
 DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features,scanner_results,symbol_context,sector_rotation,top_pairs
 
 # Whole-table research stages on the latest scanner session, then the dbt marts over everything.
-RESEARCH_ASSETS := optimised_strategies,validation_reports,strategy_returns,strategy_positions,portfolio_allocations
+RESEARCH_ASSETS := optimised_strategies,validation_reports,strategy_returns,strategy_positions,strategy_cards,portfolio_allocations
 
 run: setup
 	$(MATERIALIZE) --select universe

@@ -33,6 +33,7 @@ OPTIMISATION_TRIALS = "optimisation_trials"
 VALIDATION = "validation_reports"
 STRATEGY_RETURNS = "strategy_returns"
 STRATEGY_POSITIONS = "strategy_positions"
+STRATEGY_CARDS = "strategy_cards"
 ALLOCATIONS = "portfolio_allocations"
 REBALANCE_SUGGESTIONS = "rebalance_suggestions"
 #: The append-only log of rejected input rows (a JSON-lines file, not Parquet).
