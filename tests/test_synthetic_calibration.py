@@ -15,7 +15,7 @@ import pytest
 
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.sources.synthetic import SyntheticSource
-from alphatwin_pipelines.validation.metrics import sharpe_ratio, volatility
+from alphatwin_pipelines.stats.metrics import sharpe_ratio, volatility
 
 #: The window `make run` materialises (Makefile RUN_START..RUN_END): the demo's research period.
 DEMO_WINDOW = ("2024-01-02", "2025-12-31")

@@ -24,10 +24,11 @@ from alphatwin_pipelines.atomic import atomic_write_bytes
 from alphatwin_pipelines.cards.card import Card, build_card
 from alphatwin_pipelines.cards.store import write_version
 from alphatwin_pipelines.schema import frame_to_arrow
-from alphatwin_pipelines.stages.cleaning import read_adjusted
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays
-from alphatwin_pipelines.tables import STRATEGY_CARDS, STRATEGY_RETURNS, VALIDATION
+from alphatwin_pipelines.tables import (
+    STRATEGY_CARDS, STRATEGY_RETURNS, VALIDATION, read_adjusted, resolve_stored_path, stored_path,
+)
 
 CARD_COLUMNS = ("strategy_id", "family", "level", "passed", "version", "card_dir", "files", "errors",
                 "not_exported")
@@ -98,8 +99,7 @@ def put_card_in_report(page: Path, section: str) -> bool:
 def _report_page(store: TableStore, path) -> Path | None:
     if not isinstance(path, str) or not path:
         return None
-    page = Path(path)
-    return page if page.is_absolute() else store.data_dir / page
+    return resolve_stored_path(store, path)
 
 
 def build_strategy_cards(store: TableStore) -> CardsRun:
@@ -120,7 +120,7 @@ def build_strategy_cards(store: TableStore) -> CardsRun:
         cards.append(card)
         rows.append({"strategy_id": card.strategy_id, "family": str(row.get("family")), "level": int(row["level"]),
                      "passed": card.passed, "version": folder.name,
-                     "card_dir": str(folder.relative_to(store.data_dir)),
+                     "card_dir": stored_path(store, folder),
                      "files": json.dumps(sorted(card.files)), "errors": "; ".join(card.errors),
                      "not_exported": "; ".join(card.unsupported)})
     table = pd.DataFrame(rows, columns=list(CARD_COLUMNS)).astype({"level": "int64", "passed": "bool"})
