@@ -4,10 +4,10 @@ Orders (see :mod:`.orders`): a signal decided at the close of t fills at the OPE
 default, long-only, costs on (:class:`CostModel`). Each column is an independent account with
 ``init_cash`` (no cash sharing), so a grid column equals the same backtest run alone.
 
-Why ``Portfolio.from_orders`` and not ``from_signals``: in vectorbt 1.2 the static
+Why ``Portfolio.from_orders`` and not ``from_signals``: vectorbt's static
 ``simulate_from_signals_nb`` kernel is ``@njit`` *without* ``cache=True``, so every process
-recompiles it (~8-15 s), while ``simulate_from_orders_nb`` and the record kernels are cached
-in ``NUMBA_CACHE_DIR``. The signal -> order step is the state machine ``from_signals``
+recompiles it, while ``simulate_from_orders_nb`` and the record kernels are cached in
+``NUMBA_CACHE_DIR``. The signal -> order step is the state machine ``from_signals``
 applies (:mod:`alphatwin_pipelines.strategies.filters`), done in NumPy.
 
 Valuation: positions are marked at the close; a close missing inside a symbol's life is
@@ -16,9 +16,9 @@ forward-filled. Equity is ``cash + shares * close`` and the daily return
 ``value()`` and ``returns()``. Returns are NaN before a symbol's first bar and after its last
 one (no observation), so ``compute_metrics`` does not count those sessions.
 
-pandas 3.1 + vectorbt 1.2 (checked by the tests): ``from_orders``, ``assets``, ``cash``,
-``value``, ``returns`` and the order/trade records work. Two pandas-3 costs are worked around
-here rather than patched: pandas 3 copies an ndarray passed to ``pd.DataFrame`` (vectorbt's
+With the pinned pandas and vectorbt (checked by the tests), ``from_orders``, ``assets``,
+``cash``, ``value``, ``returns`` and the order/trade records work. Two pandas costs are worked
+around here rather than patched: pandas copies an ndarray passed to ``pd.DataFrame`` (vectorbt's
 ``ArrayWrapper.wrap`` does that for every intermediate), so the accounts are rolled up from
 the record arrays (:func:`.orders.account`); and ``pd.Index(multiindex)`` flattens to tuples,
 so column indexes are passed through untouched. We read record arrays directly and never
@@ -60,7 +60,7 @@ def configure_numba_cache() -> Path:
     ``alphatwin_pipelines.backtest`` does it. If numba was already imported, its config is
     reloaded, but functions already decorated by an imported vectorbt keep their old cache
     location. vectorbt's ``@njit(cache=True)`` kernels then load from disk in later
-    processes instead of compiling (10-20 s cold, ~0.2 s warm; see benchmarks/bench_backtests.py).
+    processes instead of compiling (figures: benchmarks/README.md, backtests).
     """
     current = os.environ.get("NUMBA_CACHE_DIR")
     if current:
@@ -78,7 +78,7 @@ configure_numba_cache()
 
 def _vbt():
     configure_numba_cache()
-    import vectorbt as vbt  # lazy: ~2 s to import, not needed to build strategies
+    import vectorbt as vbt  # lazy: slow to import, not needed to build strategies
 
     return vbt
 
