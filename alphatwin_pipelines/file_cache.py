@@ -59,7 +59,7 @@ class FileCache:
 
     @staticmethod
     def _decode(paths: list[Path], columns) -> list[pa.Table]:
-        """One multi-threaded scan over all the files (far faster than file by file), cut back into files."""
+        """One multi-threaded scan over all the files (cheaper than file by file), cut back into files."""
         import pyarrow.dataset as ds  # slow to import: only when a stage reads, not when Dagster loads the code
 
         dataset = ds.dataset([str(p) for p in paths], format="parquet")
