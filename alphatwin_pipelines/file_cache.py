@@ -2,7 +2,7 @@
 
 One run materialises several assets in one process, and they read the same partitions: the
 feature stage and the scanner both read five years of cleaned bars and every factor file in
-a backfill (1.3-1.9 s each time, mostly decoding 2,500 files). An entry is keyed by the
+a backfill (mostly decoding thousands of small files). An entry is keyed by the
 file's path and identity (inode, modification time, size): every write replaces a file with
 a new inode, so a replaced file is never served from memory. Entries hold the columns that
 were read; a request for other columns reads the file again. Least recently used entries go
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-#: Enough for five years of 1000 symbols' cleaned bars plus their factors (~200 MB).
+#: Enough for five years of 1000 symbols' cleaned bars plus their factors.
 DEFAULT_MAX_BYTES = 512 * 2**20
 
 
@@ -59,8 +59,8 @@ class FileCache:
 
     @staticmethod
     def _decode(paths: list[Path], columns) -> list[pa.Table]:
-        """One multi-threaded scan over all the files (far faster than file by file), cut back into files."""
-        import pyarrow.dataset as ds  # ~0.4 s to import: only when a stage reads, not when Dagster loads the code
+        """One multi-threaded scan over all the files (cheaper than file by file), cut back into files."""
+        import pyarrow.dataset as ds  # slow to import: only when a stage reads, not when Dagster loads the code
 
         dataset = ds.dataset([str(p) for p in paths], format="parquet")
         table = dataset.to_table(columns=list(columns) if columns is not None else None)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,10 +35,9 @@ FILE_CACHE = FileCache()
 
 # Fixed writer settings: the same table always serialises to the same bytes. Dictionary
 # encoding pays off only for strings (symbols, sources, flags); on floats it costs time for
-# nothing. Codecs per column: zstd level 1 (as small as level 3 in half the time) for strings,
-# integers and timestamps, which repeat; snappy for floats, whose mantissas are close to
-# random: zstd saves ~7 % there at twice the CPU (a 1000-symbol feature session: 3.7 -> 1.8 ms
-# to encode, 521 -> 558 KiB).
+# nothing. Codecs per column: zstd level 1 (as small as level 3, faster) for strings, integers
+# and timestamps, which repeat; snappy for floats, whose mantissas are close to random, so zstd
+# saves little space there for much more CPU.
 _PARQUET_OPTIONS = dict(write_statistics=True)
 
 
@@ -76,6 +74,27 @@ def _holds(path: Path, payload: pa.Buffer) -> bool:
         return False
 
 
+def _write_temp(path: Path, data: pa.Table, stale) -> str | None:
+    """Encode ``data`` and write it to a new temporary file beside ``path`` (on a writer thread);
+    the temporary's path, or None when ``path`` already holds exactly these bytes (a re-run on
+    unchanged inputs then creates, renames and frees no file)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(data, sink, **_parquet_options(data.schema))
+    payload = sink.getvalue()
+    if _holds(path, payload):
+        for old in stale:
+            old.unlink(missing_ok=True)
+        return None
+    tmp = _new_temp(path, stale)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(memoryview(payload))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_parquet_options(table.schema)))
 
@@ -85,19 +104,18 @@ class TableStore:
 
     def __init__(self, data_dir: str | os.PathLike | None = None):
         self.data_dir = resolve_data_dir(data_dir)
-        self._pending: list[list] | None = None  # [temporary path or None, final path]
+        self._pending: list[tuple[Future, Path]] | None = None  # (writer's temporary or None, final path)
         self._stale: dict[Path, dict[str, list[Path]]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._queued: deque = deque()
 
     @contextmanager
     def batch(self):
         """Write many files as one unit: all temporary files first, one ``os.sync``, then the renames.
 
         Every file is still complete on disk before its ``os.replace`` (so no reader ever sees
-        a torn file), but a five-year backfill pays one sync instead of thousands of fsyncs.
-        Files are encoded and written on ``WRITE_THREADS`` threads. If the block (or any
-        write) raises, no file of the batch is replaced at all.
+        a torn file), but a backfill pays one sync instead of an fsync per file. Files are
+        encoded and written on ``WRITE_THREADS`` threads. If the block (or any write) raises,
+        no file of the batch is replaced at all.
         """
         if self._pending is not None:
             yield self
@@ -106,25 +124,25 @@ class TableStore:
         self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="parquet-write")
         try:
             yield self
-            while self._queued:
-                self._queued.popleft().result()
+            # in the order written, so a path written twice keeps the last; None: unchanged
+            replaced = [(future.result(), final) for future, final in self._pending]
         except BaseException:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            for tmp, _ in self._pending:
-                if tmp is not None:
-                    Path(tmp).unlink(missing_ok=True)
+            for future, _ in self._pending:
+                if not future.cancelled() and future.exception() is None and future.result():
+                    Path(future.result()).unlink(missing_ok=True)
             raise
         else:
             self._pool.shutdown(wait=True)
-            os.sync()
-            replaced = [(tmp, final) for tmp, final in self._pending if tmp is not None]  # None: unchanged
+            replaced = [(tmp, final) for tmp, final in replaced if tmp is not None]
+            if replaced:
+                os.sync()
             for tmp, final in replaced:
                 os.replace(tmp, final)
             for folder in sorted({final.parent for _, final in replaced}):
                 fsync_dir(folder)
         finally:
             self._pending, self._pool, self._stale = None, None, {}
-            self._queued.clear()
 
     def _write(self, path: Path, data: pa.Table) -> Path:
         if self._pending is None:
@@ -135,31 +153,10 @@ class TableStore:
             folder.mkdir(parents=True, exist_ok=True)
             self._stale[folder] = _temps_by_target(folder)
         stale = self._stale[folder].pop(path.name, ())
-        while len(self._queued) >= _MAX_QUEUED:
-            self._queued.popleft().result()
-        slot = [None, path]  # renamed in the order written, so a path written twice keeps the last
-        self._pending.append(slot)
-        self._queued.append(self._pool.submit(self._write_temp, slot, data, stale))
+        if len(self._pending) >= _MAX_QUEUED:  # back-pressure: wait for the write _MAX_QUEUED back
+            self._pending[-_MAX_QUEUED][0].result()
+        self._pending.append((self._pool.submit(_write_temp, path, data, stale), path))
         return path
-
-    @staticmethod
-    def _write_temp(slot: list, data: pa.Table, stale) -> None:
-        """On a writer thread: creating a file costs as much as encoding a small one on some
-        filesystems (0.03-1 ms here), so it overlaps the producer's work too.
-
-        A file whose stored bytes are already exactly the new ones is left alone (no temporary,
-        no rename): re-running a backfill on unchanged inputs then creates and frees no file.
-        """
-        sink = pa.BufferOutputStream()
-        pq.write_table(data, sink, **_parquet_options(data.schema))
-        payload = sink.getvalue()
-        if _holds(slot[1], payload):
-            for old in stale:
-                old.unlink(missing_ok=True)
-            return
-        slot[0] = _new_temp(slot[1], stale)  # before writing: a failed batch removes it
-        with open(slot[0], "wb") as fh:
-            fh.write(memoryview(payload))
 
     def write_sessions(self, table: str, frame: pd.DataFrame, sessions, *, key: str = "date", to_arrow=None) -> dict:
         """Replace the partition of every session in ``sessions`` with ``frame``'s rows of that session.
@@ -175,9 +172,9 @@ class TableStore:
                                 to_arrow=None) -> dict[str, dict]:
         """``write_sessions`` for several tables at once, session by session across the tables.
 
-        Creating a file holds its folder's lock, and on ext4 here a creation costs 0.2-1 ms:
-        two threads creating files in one folder take turns, in two folders they run side by
-        side (measured 2x). Interleaving the tables keeps the writer threads in different folders.
+        Creating a file holds its folder's lock: two threads creating files in one folder take
+        turns, in two folders they run side by side. Interleaving the tables keeps the writer
+        threads in different folders.
         """
         from alphatwin_pipelines.schema import frame_to_arrow
 

@@ -122,7 +122,7 @@ def _check_results(config: QualityCheckConfig, report, store):
                   f"{len(gaps)} gap(s), {len(long_gaps)} longer than {config.fillable_gap_sessions} session(s)",
                   {"missing_symbol_sessions": int(gaps["sessions"].sum()) if len(gaps) else 0}, severity)
 
-    from alphatwin_pipelines.quality.gx_report import run_gx_suite  # great_expectations costs ~4 s to import
+    from alphatwin_pipelines.quality.gx_report import run_gx_suite  # great_expectations is slow to import
 
     outcome = run_gx_suite(validated, store.data_dir / "gx_docs")
     yield _result(CHECK_GX_SUITE, outcome.success, pd.DataFrame(outcome.failed),

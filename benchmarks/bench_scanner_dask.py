@@ -70,10 +70,10 @@ def make_cleaned(n_symbols: int, n_sessions: int, seed: int = 2024) -> tuple[pd.
 class TreeRSS:
     """Peak RSS of this process alone and of this process plus all descendants.
 
-    Listing the descendants scans every process on the machine (~4 ms here), which every
-    100 ms took ~4 % of a core from the driver: free on the idle core of a 1-worker run, not
-    in a 2-worker one. So the list is taken once on entry and refreshed every ``refresh_s``;
-    a sample reads only the known processes' RSS (~0.1 ms)."""
+    Listing the descendants scans every process on the machine, which at every sample takes
+    CPU from the driver: free on the idle core of a 1-worker run, not in a 2-worker one. So the
+    list is taken once on entry and refreshed every ``refresh_s``; a sample reads only the
+    known processes' RSS."""
 
     def __init__(self, interval_s: float = 0.1, refresh_s: float = 5.0):
         self.me = psutil.Process()

@@ -207,3 +207,23 @@ def test_a_batch_leaves_files_that_already_hold_the_new_bytes_untouched(tmp_path
     reread.write_sessions("raw_ohlcv", changed, pd.DatetimeIndex(days), to_arrow=bars_to_arrow)
     assert {d: _sha(paths[d]) for d in days} == {d: _sha(reread.partition_path("raw_ohlcv", d)) for d in days}
     assert not stale.exists() and not list(paths[days[0]].parent.glob(".*.tmp"))
+
+
+def test_a_write_failing_after_its_temporary_exists_leaves_no_temporary(tmp_path, monkeypatch):
+    from alphatwin_pipelines import storage
+
+    store = TableStore(tmp_path)
+    good = bars_to_arrow(_bars())
+    store.write_partition("raw_ohlcv", "2024-01-02", good)
+    before = _sha(store.partition_path("raw_ohlcv", "2024-01-02"))
+
+    def disk_full(payload):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage, "memoryview", disk_full, raising=False)  # the temporary is open by then
+    with pytest.raises(OSError, match="disk full"):
+        store.write_sessions("raw_ohlcv", _bars(seed=5), pd.DatetimeIndex(["2024-01-02", "2024-01-03"]),
+                             to_arrow=bars_to_arrow)
+    assert _sha(store.partition_path("raw_ohlcv", "2024-01-02")) == before
+    assert not store.partition_path("raw_ohlcv", "2024-01-03").exists()
+    assert not list(store.table_dir("raw_ohlcv").glob(".*.tmp"))

@@ -4,10 +4,10 @@ Orders (see :mod:`.orders`): a signal decided at the close of t fills at the OPE
 default, long-only, costs on (:class:`CostModel`). Each column is an independent account with
 ``init_cash`` (no cash sharing), so a grid column equals the same backtest run alone.
 
-Why ``Portfolio.from_orders`` and not ``from_signals``: in vectorbt 1.2 the static
+Why ``Portfolio.from_orders`` and not ``from_signals``: vectorbt's static
 ``simulate_from_signals_nb`` kernel is ``@njit`` *without* ``cache=True``, so every process
-recompiles it (~8-15 s), while ``simulate_from_orders_nb`` and the record kernels are cached
-in ``NUMBA_CACHE_DIR``. The signal -> order step is the state machine ``from_signals``
+recompiles it, while ``simulate_from_orders_nb`` and the record kernels are cached in
+``NUMBA_CACHE_DIR``. The signal -> order step is the state machine ``from_signals``
 applies (:mod:`alphatwin_pipelines.strategies.filters`), done in NumPy.
 
 Valuation: positions are marked at the close; a close missing inside a symbol's life is
@@ -16,9 +16,9 @@ forward-filled. Equity is ``cash + shares * close`` and the daily return
 ``value()`` and ``returns()``. Returns are NaN before a symbol's first bar and after its last
 one (no observation), so ``compute_metrics`` does not count those sessions.
 
-pandas 3.1 + vectorbt 1.2 (checked by the tests): ``from_orders``, ``assets``, ``cash``,
-``value``, ``returns`` and the order/trade records work. Two pandas-3 costs are worked around
-here rather than patched: pandas 3 copies an ndarray passed to ``pd.DataFrame`` (vectorbt's
+With the pinned pandas and vectorbt (checked by the tests), ``from_orders``, ``assets``,
+``cash``, ``value``, ``returns`` and the order/trade records work. Two pandas costs are worked
+around here rather than patched: pandas copies an ndarray passed to ``pd.DataFrame`` (vectorbt's
 ``ArrayWrapper.wrap`` does that for every intermediate), so the accounts are rolled up from
 the record arrays (:func:`.orders.account`); and ``pd.Index(multiindex)`` flattens to tuples,
 so column indexes are passed through untouched. We read record arrays directly and never
@@ -51,7 +51,7 @@ DEFAULT_INIT_CASH = 100_000.0
 
 
 def _vbt():
-    import vectorbt as vbt  # lazy: ~2 s to import, not needed to build strategies
+    import vectorbt as vbt  # lazy: slow to import, not needed to build strategies
 
     return vbt
 

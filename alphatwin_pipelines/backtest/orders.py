@@ -10,7 +10,7 @@ Event-time packing: with percent-of-cash entries and sell-everything exits, an o
 depends only on the column's cash and shares, which change only at orders. So vectorbt can
 simulate each column on its own *event axis* (row m = the column's m-th order, plus one last
 row carrying the final close for open trades) instead of the full (T, K) calendar: the same
-fills, fees and trade records, ~20x fewer cells for daily strategies. ``simulate(...,
+fills, fees and trade records, far fewer cells for daily strategies. ``simulate(...,
 compress=False)`` runs the full calendar instead; a test checks both agree.
 """
 
@@ -156,8 +156,8 @@ def account(rows, cols, side, size, price, fees, shape, init_cash: float) -> tup
     vectorbt's bookkeeping (``pf.assets()`` / ``pf.cash()``): a buy adds ``size`` shares and
     costs ``size * price + fees``; a sell removes them and pays ``size * price - fees``. Done
     as row-wise cumulative sums: vectorbt's own kernels walk the C-ordered (T, K) arrays
-    column by column and wrap every step in a DataFrame that pandas 3 copies (~5x slower on a
-    5,000-column grid). A test checks the result against ``pf.assets()`` and ``pf.cash()``.
+    column by column and wrap every step in a DataFrame that pandas copies, which is slower on
+    wide grids. A test checks the result against ``pf.assets()`` and ``pf.cash()``.
     """
     flow = np.zeros(shape)
     cash = np.zeros(shape)

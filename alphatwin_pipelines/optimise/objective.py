@@ -18,8 +18,8 @@ Pruning (multi-fidelity): before the vectorbt simulation, each trial reports a c
 estimate of the same Sharpe (:func:`estimate_sharpe`: the resolved position filled at the next
 open, fees and slippage per unit of turnover, no impact, no compounding) as step 0, so a
 pruner can drop a trial whose estimate falls below the median of earlier trials without paying
-for the backtest. (Symbol chunks were tried first: vectorbt's fixed cost per call, ~50 ms,
-made four chunked simulations slower than one, pruned or not.) The value of a trial that runs
+for the backtest. (Symbol chunks were tried first: vectorbt's fixed cost per call made four
+chunked simulations slower than one, pruned or not.) The value of a trial that runs
 to the end is :func:`portfolio_metrics`' objective, bit for bit.
 """
 

@@ -10,7 +10,7 @@
   Speed); trials another client left RUNNING in the storage are marked FAIL.
 * Speed: trials run against an in-memory copy of the stored study and each finished trial is
   written to the storage at once (``add_trial``). Sampling straight from the RDB re-reads the
-  trials on every ``suggest_*`` call, which took ~40 % of a short trial on SQLite.
+  trials on every ``suggest_*`` call, a large share of a short trial on SQLite.
 * Reproducibility: the sampler of the i-th finished trial is ``TPESampler(seed=f(seed, i))``,
   a function of the seed and of the trials before it only, so an interrupted study resumed to
   ``n`` trials draws exactly what an uninterrupted one does; the pruner (median of earlier
@@ -83,10 +83,10 @@ def open_storage(url: str):
     """An ``RDBStorage``; SQLite files run in WAL mode with ``synchronous=NORMAL``.
 
     An Optuna trial commits a dozen small transactions; with SQLite's default full sync each
-    costs an fsync (~10 ms on a busy disk), which was half the time of a short trial. WAL +
-    NORMAL keeps the database consistent after a crash (a power cut may lose the last trials,
-    which a resumed study simply runs again). Cached per URL: connecting and checking the
-    schema costs ~0.5 s, once per process instead of once per study.
+    costs an fsync, a large share of a short trial. WAL + NORMAL keeps the database consistent
+    after a crash (a power cut may lose the last trials, which a resumed study simply runs
+    again). Cached per URL: connecting and checking the schema is paid once per process
+    instead of once per study.
     """
     import optuna
     from sqlalchemy import event

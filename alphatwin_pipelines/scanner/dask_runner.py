@@ -34,25 +34,21 @@ SHARDS_PER_WORKER = 3
 RANK_GROUPS_PER_WORKER = 2
 #: Context chunks fetched per round trip (40 chunks in a 5-year backfill).
 CONTEXT_GATHER_BATCH = 8
-#: Task priorities (higher first). The shards' returns are ~1 % of the work and unblock the
-#: context; the signals and their ranking come next, so finished groups reach the caller
-#: early; the context chunks fill every gap, e.g. while another worker ends its last shard,
-#: where a worker used to wait for the slowest shard (0.1-0.3 s a backfill, measured).
+#: Task priorities (higher first). The shards' returns are a small part of the work and unblock
+#: the context; the signals and their ranking come next, so finished groups reach the caller
+#: early; the context chunks fill every gap, e.g. while another worker ends its last shard.
 RETURNS, SIGNALS, RANKING, CONTEXT = 3, 2, 1, 0
-#: Dask config for local workers: the statistical profiler samples every thread's stack every
-#: 10 ms, holding the GIL; the context tasks ran 3.5 s with it and 2.9-3.2 s without (measured).
+#: Dask config for local workers: the statistical profiler samples every thread's stack
+#: while holding the GIL, which slows the context tasks.
 WORKER_CONFIG = {"distributed": {"worker": {"profile": {"enabled": False}}}}
-#: Dask config for local clusters, scheduler and workers alike: the event-loop health tick every
-#: 500 ms (the value of Dask's own test suite) instead of every 20 ms, system metrics every
-#: second instead of every 500 ms. Idle, a 2-worker cluster took 12 % of a core before and
-#: 5 % after (measured), and a 2-core machine pays that during every run too.
+#: Dask config for local clusters, scheduler and workers alike: a slower event-loop health tick
+#: (the value of Dask's own test suite) and system-metrics interval, because an idle cluster's
+#: housekeeping otherwise takes CPU that a small machine pays during every run.
 LOCAL_CLUSTER_CONFIG = {"distributed.admin.tick.interval": "500ms", "distributed.admin.system-monitor.interval": "1s"}
-#: glibc malloc settings for local worker processes. Dask's own MALLOC_TRIM_THRESHOLD_=64 KiB
-#: also turns off glibc's adaptive mmap threshold, so every array over 128 KiB is mapped,
-#: unmapped when freed and faulted in again page by page: a 5-year scan took ~530 k page
-#: faults and ~2 s of kernel time in the workers. Arrays up to 32 MiB from the heap, and up to
-#: 256 MiB of free heap kept, cut that to ~25 k faults and ~0.5 s, for ~130 MiB more resident
-#: memory per worker (measured).
+#: glibc malloc settings for local worker processes. Dask's own MALLOC_TRIM_THRESHOLD_ also
+#: turns off glibc's adaptive mmap threshold, so every mid-sized array is mapped, unmapped when
+#: freed and faulted in again page by page. Serving arrays from the heap and keeping some free
+#: heap trades a little resident memory for most of those page faults.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
 
 
@@ -131,8 +127,8 @@ def _direct(client) -> bool | None:
     """Move data straight between this process and the workers when the cluster is ours.
 
     Through the scheduler (Dask's default), a LocalCluster's scheduler thread relays every
-    byte inside the driver process: gathering a backfill's ~150 MB of shard results took
-    ~1 s that way against ~0.1 s direct (measured). A remote scheduler keeps the default.
+    byte inside the driver process, several times slower than direct for a backfill's shard
+    results. A remote scheduler keeps the default.
     """
     return True if getattr(client, "cluster", None) is not None else None
 
@@ -165,7 +161,7 @@ def run_scan(
     panels, results = [], []
     for shard in make_shards(inputs.bars, n_shards or SHARDS_PER_WORKER * n_workers):
         # one shard at a time: the first shard's tasks run while the next ones are sent
-        # hash=False: a random key, not a hash of ~10 MB of bars per shard
+        # hash=False: a random key, not a hash of every shard's bars
         bars = client.scatter(shard, direct=direct, hash=False)
         panels.append(client.submit(shard_returns, bars, inputs.context_start, priority=RETURNS, pure=False))
         results.append(client.submit(scan_shard, bars, inputs.sessions, config, priority=SIGNALS, pure=False))
@@ -175,8 +171,8 @@ def run_scan(
     pieces = client.map(_split_hits, results, groups=groups, priority=RANKING, pure=False)
     sectors = client.scatter(inputs.sectors, broadcast=True, direct=direct, hash=False)
     names = client.scatter(symbol_names(inputs), broadcast=True, direct=direct, hash=False)
-    # named here, not on the driver: decoding 1.2 M rows × 4 name columns cost the driver ~0.2 s
-    # of a backfill, taken from the workers' cores
+    # named here, not on the driver: decoding a backfill's name columns on the driver takes CPU
+    # from the workers' cores
     ranked = [client.submit(_packed_ranked_signals,
                             [client.submit(getitem, p, g, priority=RANKING, pure=False) for p in pieces],
                             sessions, names, sectors, priority=RANKING, pure=False)
@@ -200,8 +196,8 @@ def run_scan(
 
     def context_tables() -> dict[str, pd.DataFrame]:
         # a few chunks at a time in session order, each batch fetched as soon as it is done:
-        # gathering all at once moved ~60 MB after the last task ended (0.1-0.15 s of a 5 s
-        # scan), and one round trip per chunk cost the driver's event loop for 40 of them
+        # gathering all at once moves everything after the last task ended, and one round trip
+        # per chunk costs the driver's event loop once per chunk
         chunks = [chunk for first in range(0, len(context), CONTEXT_GATHER_BATCH)
                   for chunk in client.gather(context[first : first + CONTEXT_GATHER_BATCH], direct=direct)]
         tables = [(concat_packed([c[0] for c in chunks]), concat_packed([c[1] for c in chunks]))] if chunks else []

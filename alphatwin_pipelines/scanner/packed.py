@@ -13,7 +13,7 @@ class PackedStrings(NamedTuple):
     """Strings as Arrow's offsets + bytes in two NumPy arrays.
 
     Dask ships NumPy arrays as raw out-of-band frames, several times faster than a pickled
-    string column; the evidence of a backfill is ~100 MB.
+    string column, and a backfill's evidence is large.
     """
 
     offsets: np.ndarray  # int64, n + 1
@@ -21,8 +21,8 @@ class PackedStrings(NamedTuple):
 
     @classmethod
     def from_arrow(cls, array: pa.Array | pa.ChunkedArray) -> PackedStrings:
-        """``data`` is a read-only view that keeps Arrow's buffer alive: copying ~100 MB per
-        backfill took up to 0.27 s."""
+        """``data`` is a read-only view that keeps Arrow's buffer alive, so the evidence is not
+        copied."""
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         array = array.cast(pa.large_string())
@@ -45,9 +45,9 @@ class PackedFrame(NamedTuple):
     pandas arrays.
 
     Pandas pickles an Arrow-backed column by first copying all its chunks into a new array
-    (pandas GH 42600), and Dask pickles a frame's blocks in the worker's offload thread:
-    ~0.1 s of each worker's CPU per backfill went to those copies (measured). NumPy arrays
-    are sent out of band, uncopied, and the frame is rebuilt on arrival without copies."""
+    (pandas GH 42600), and Dask pickles a frame's blocks in the worker's offload thread, which
+    those copies kept busy. NumPy arrays are sent out of band, uncopied, and the frame is
+    rebuilt on arrival without copies."""
 
     columns: tuple[str, ...]
     dtypes: tuple
@@ -80,9 +80,9 @@ def _unpacked(value, dtype):
 
 def concat_packed(parts: list[PackedFrame]) -> pd.DataFrame:
     """The frames of ``parts`` (same columns) stacked into one, as ``pd.concat`` would, but
-    without building a frame per part first: the 80 context chunks of a backfill cost the
-    driver ~0.13 s in frame construction alone (measured). Strings stay in their parts'
-    buffers, as chunks of one column."""
+    without building a frame per part first, which for a backfill's context chunks was
+    most of the driver's stacking time. Strings stay in their parts' buffers, as chunks of
+    one column."""
     if not parts:
         raise ValueError("concat_packed needs at least one part")
     if any(part.columns != parts[0].columns for part in parts):

@@ -15,7 +15,7 @@ def _lower_mask(n: int) -> np.ndarray:
 class Scratch:
     """Big buffers reused across a chunk's sessions. Dask's nanny sets MALLOC_TRIM_THRESHOLD_,
     which pins glibc's mmap threshold: each fresh multi-MB array would cost an mmap plus page
-    faults (5× slower context tasks on a worker than in a plain process, measured)."""
+    faults, making context tasks much slower on a worker than in a plain process."""
 
     def __init__(self):
         self._buffers: dict[str, np.ndarray] = {}

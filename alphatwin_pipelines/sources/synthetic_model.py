@@ -198,7 +198,7 @@ def _ar1_along_rows(shocks: np.ndarray, phi: float) -> np.ndarray:
     """y[t] = x[t] + phi * y[t-1] along each row.
 
     A plain loop over time on contiguous (time, key) rows: as fast as scipy's lfilter and
-    bit-identical to it, without the 2 s import of scipy.signal that every run would pay.
+    bit-identical to it, without the slow import of scipy.signal that every run would pay.
     """
     by_time = np.ascontiguousarray(shocks.T)
     for t in range(1, by_time.shape[0]):

@@ -241,7 +241,7 @@ def _yfinance_download(tickers: list[str], **options) -> pd.DataFrame:
     """``yfinance.download`` with network exceptions reaching its per-ticker error log.
 
     download() means to do this itself but sets ``config.network.hide_exceptions`` while
-    history() reads ``config.debug.hide_exceptions`` (yfinance 1.7), so a timeout on the
+    history() reads ``config.debug.hide_exceptions``, so a timeout on the
     chart request is otherwise reported as "possibly delisted". We set the flag history()
     reads for the duration of the call; download() still catches per ticker.
     """

@@ -26,7 +26,7 @@ from alphatwin_pipelines.quality.gate import held_sessions
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import CLEANED, FEATURES as FEATURE_TABLE, read_adjusted, require_partitions
 
-#: Bar rows (lookback included) per computed block: 77 float64 columns of 1.5 M rows are 0.9 GB.
+#: Bar rows (lookback included) per computed block: bounds the memory of one block's features.
 ROW_BUDGET = 1_500_000
 #: Sessions converted to Arrow together before being cut into one file each.
 WRITE_SESSIONS = 16

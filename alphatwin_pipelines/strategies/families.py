@@ -66,8 +66,8 @@ def previous_valid(x: np.ndarray) -> np.ndarray:
 def ffill(x: np.ndarray) -> np.ndarray:
     """Forward-fill NaNs down each column (leading NaNs stay). The result may be read-only.
 
-    pandas' ``ffill`` is used as a plain array kernel: ~9x faster than an index-accumulate in
-    NumPy on (1260, 5000) arrays, which matters for grid backtests.
+    pandas' ``ffill`` is used as a plain array kernel: faster than an index-accumulate in NumPy
+    on grid-sized arrays, which matters for grid backtests.
     """
     if x.ndim == 1:
         return pd.Series(x, copy=False).ffill().to_numpy()

@@ -160,7 +160,7 @@ class Signals:
             idx.flags.writeable = False
             object.__setattr__(self, "symbol_index", idx)
         if self.columns is not None and not isinstance(self.columns, pd.Index):
-            # (pandas 3: pd.Index(a MultiIndex) flattens it to tuples, so keep Index objects as they are)
+            # (pd.Index(a MultiIndex) flattens it to tuples, so keep Index objects as they are)
             object.__setattr__(self, "columns", pd.Index(self.columns))
         if self.columns is not None and len(self.columns) != entries.shape[1]:
             raise ValueError("columns must label every signal column")
