@@ -1,22 +1,17 @@
-"""The deployment instance (dagster.postgres.yaml) against a real PostgreSQL server.
+"""The deployment instance (dagster.postgres.yaml) against a real PostgreSQL server whose
+connections drop mid-run: the run must reach a final state and its retry complete the backfill.
 
-Every test uses ``dagster.postgres.yaml`` unchanged as ``$DAGSTER_HOME/dagster.yaml``, with the
-connection given only through ``DAGSTER_PG_*``, in a database created for this module and dropped
-afterwards. The server is ``127.0.0.1:5432``, user ``postgres`` (the libpq variables ``PGHOST``,
-``PGPORT``, ``PGUSER`` and ``PGPASSWORD`` override that); the module is skipped when it does not
-answer. The market is the synthetic one, cut to 20 symbols through ``ALPHATWIN_UNIVERSE``.
+The database, DAGSTER_HOME, environment and process helpers come from tests/postgres_support.py;
+the module is skipped when no server answers. The backfill-recording test is in
+test_postgres_backfill.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,242 +20,32 @@ from pathlib import Path
 
 import pytest
 
-psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 comes with dagster-postgres (the dagster extra)")
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-DAGSTER = BIN / "dagster"
-DAGSTER_DAEMON = BIN / "dagster-daemon"
-INSTANCE_YAML = REPO_ROOT / "dagster.postgres.yaml"
-
-PG_HOST = os.environ.get("PGHOST") or "127.0.0.1"
-PG_PORT = int(os.environ.get("PGPORT") or 5432)
-PG_USER = os.environ.get("PGUSER") or "postgres"
-PG_PASSWORD = os.environ.get("PGPASSWORD") or ""
-
-LOCATION = "alphatwin_pipelines"
-ASSET_JOB = "__ASSET_JOB"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
+from postgres_support import (  # noqa: F401  (pg_db and deployment are fixtures)
+    ASSET_JOB,
+    DAGSTER,
+    DAGSTER_DAEMON,
+    LOCATION,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    REPO_ROOT,
+    _free_port,
+    _materialize,
+    _materialized_partitions,
+    _process,
+    _runs,
+    _sessions,
+    _terminate_backends,
+    _wait,
+    _wait_for_code_server,
+    deployment,
+    pg_db,
+)
 
 pytestmark = [
     pytest.mark.slow,
     # These tests start several Dagster processes each; on two cores they are better run one after another.
     pytest.mark.xdist_group("postgres_instance"),
 ]
-
-
-def _postgres_answers() -> bool:
-    try:
-        socket.create_connection((PG_HOST, PG_PORT), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
-def _admin():
-    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, password=PG_PASSWORD, dbname="postgres")
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture(scope="module")
-def pg_db():
-    """A fresh database for this module, dropped (with whatever still holds it) at the end."""
-    if not _postgres_answers():
-        pytest.skip(f"no PostgreSQL server answers on {PG_HOST}:{PG_PORT} (the Postgres instance needs one)")
-    name = f"alphatwin_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with contextlib.closing(_admin()) as conn:
-            conn.cursor().execute(f'CREATE DATABASE "{name}"')
-    except psycopg2.Error as exc:
-        pytest.skip(f"cannot create a test database on {PG_HOST}:{PG_PORT} as {PG_USER}: {exc}".strip())
-    try:
-        yield name
-    finally:
-        with contextlib.closing(_admin()) as conn:
-            conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def deployment(pg_db, tmp_path):
-    """A DAGSTER_HOME holding dagster.postgres.yaml, a data dir, the env for every subprocess, and the instance."""
-    from dagster import DagsterInstance
-
-    from alphatwin_pipelines.sources.synthetic import SyntheticSource
-
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(INSTANCE_YAML, home / "dagster.yaml")
-    data = tmp_path / "data"
-    data.mkdir()
-    symbols = SyntheticSource(n_symbols=20).universe()["symbol"].tolist()
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHATWIN_", "DAGSTER_", "POLYGON_"))}
-    env.update(
-        DAGSTER_HOME=str(home),
-        DAGSTER_PG_HOST=PG_HOST,
-        DAGSTER_PG_PORT=str(PG_PORT),
-        DAGSTER_PG_USER=PG_USER,
-        # The instance file requires the variable; under trust auth its value is ignored.
-        DAGSTER_PG_PASSWORD=PG_PASSWORD or "unused-under-trust-auth",
-        DAGSTER_PG_DB=pg_db,
-        ALPHATWIN_DATA_DIR=str(data),
-        ALPHATWIN_SOURCE="synthetic",
-        ALPHATWIN_UNIVERSE=",".join(symbols),
-        PYTHONUNBUFFERED="1",
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        # The instance resolves DAGSTER_PG_* once, when it is built.
-        for key in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
-            mp.setenv(key, env[key])
-        instance = DagsterInstance.from_config(str(home))
-    try:
-        yield {"env": env, "home": home, "data": data, "db": pg_db, "instance": instance, "tmp": tmp_path}
-    finally:
-        instance.dispose()
-
-
-def _materialize(env, *args, timeout=240):
-    proc = subprocess.run(
-        [str(DAGSTER), "asset", "materialize", "-f", "definitions.py", "-d", ".", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    assert proc.returncode == 0, f"dagster asset materialize {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def _sessions(start: str, end: str) -> list[str]:
-    from alphatwin_pipelines.calendar import sessions_between
-
-    return [f"{s:%Y-%m-%d}" for s in sessions_between(start, end)]
-
-
-def _runs(instance):
-    return list(instance.get_runs())
-
-
-def _materialized_partitions(instance, asset: str) -> set[str]:
-    from dagster import AssetKey
-
-    return set(instance.get_materialized_partitions(AssetKey(asset)))
-
-
-def test_backfill_range_is_recorded_in_postgres(deployment):
-    """`universe`, then `raw_ohlcv` over 10 sessions in one single-run backfill, as `make run` does it.
-
-    The CLI cannot put an unpartitioned asset and a partition range in one call, so these are two
-    runs, both recorded in PostgreSQL: two successful runs, one materialisation per partition.
-    """
-    env, instance = deployment["env"], deployment["instance"]
-    before = {r.run_id for r in _runs(instance)}
-    _materialize(env, "--select", "universe")
-    _materialize(env, "--select", "raw_ohlcv", "--partition-range", "2024-03-04...2024-03-15")
-
-    runs = [r for r in _runs(instance) if r.run_id not in before]
-    assert len(runs) == 2
-    assert all(run.is_success for run in runs), [(r.run_id, r.status) for r in runs]
-    backfill = next(r for r in runs if r.tags.get(RANGE_START_TAG))
-    assert (backfill.tags[RANGE_START_TAG], backfill.tags[RANGE_END_TAG]) == ("2024-03-04", "2024-03-15")
-
-    expected = _sessions("2024-03-04", "2024-03-15")
-    assert len(expected) == 10
-    assert set(expected) <= _materialized_partitions(instance, "raw_ohlcv")
-    for key in expected:
-        latest = _latest_materialization(instance, "raw_ohlcv", key)
-        assert latest is not None and latest.run_id == backfill.run_id, key
-        assert latest.asset_materialization.metadata["symbols"].value == 20
-    assert _latest_materialization(instance, "universe").run_id in {r.run_id for r in runs}
-    # The instance really is the Postgres one, in the database made for this module.
-    with contextlib.closing(psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, password=PG_PASSWORD,
-                                             dbname=deployment["db"])) as conn, conn.cursor() as cur:
-        cur.execute("SELECT status FROM runs WHERE run_id = %s", (backfill.run_id,))
-        assert cur.fetchone() == ("SUCCESS",)
-
-
-def _latest_materialization(instance, asset: str, partition: str | None = None):
-    """The latest materialisation event of ``asset`` (of one partition), as an EventLogEntry."""
-    from dagster import AssetKey, AssetRecordsFilter
-
-    records_filter = AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition] if partition else None)
-    records = instance.fetch_materializations(records_filter, limit=1).records
-    return records[0].event_log_entry if records else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _process(args, env, log: Path):
-    """A subprocess in its own process group, stopped with SIGTERM (SIGKILL after 20 s) at the end."""
-    def own_group_default_signals():
-        os.setsid()
-        # Dagster maps SIGTERM to the SIGINT handler; a SIGINT ignored by a background shell would
-        # be inherited and make SIGTERM a no-op too.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=own_group_default_signals)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        # The group also holds run workers the code server started; none may outlive the test.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
-def _wait_for_code_server(port: int, proc, log: Path, timeout=120):
-    from dagster._grpc.client import DagsterGrpcClient
-
-    client = DagsterGrpcClient(port=port, host="127.0.0.1")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the code server exited:\n{log.read_text()[-3000:]}"
-        with contextlib.suppress(Exception):
-            if "ListRepositoriesResponse" in client.list_repositories():
-                return
-        time.sleep(0.5)
-    pytest.fail(f"the code server did not load definitions.py within {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def _wait(predicate, timeout, what, logs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in logs)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{tails}")
-
-
-def _terminate_backends(db: str, seconds: float, until_first: bool = False, every: float = 0.02) -> int:
-    """Terminate every backend of ``db`` but this one, every ``every`` s for ``seconds`` (or, with
-    ``until_first``, only until a sweep has terminated something); how many were terminated."""
-    killed = 0
-    with contextlib.closing(_admin()) as conn, conn.cursor() as cur:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not (until_first and killed):
-            cur.execute(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (db,),
-            )
-            killed += cur.fetchone()[0]
-            time.sleep(every)
-    return killed
 
 
 # One sweep that terminates whatever is connected at that moment (like a server restart or a

@@ -1,21 +1,22 @@
 """The quality assets (``validated_ohlcv`` + ``quarantined_ohlcv`` and their blocking checks)
-end to end through real Dagster runs, plus the ``sources_agree`` reconciliation check.
+end to end through real Dagster runs, on a CSV market with one planted defect per session:
+every raw row is validated or quarantined, and the partitions do not depend on how a range was
+split into runs.
 
 Every run is ``dagster.materialize`` on a throwaway instance with the resources built
-explicitly: a temp data directory and either the synthetic market or a folder of CSV files
-written here, with defects planted at known rows. A partition range is one run (the
-single-run backfill policy), selected with the ``dagster/asset_partition_range_*`` tags.
-The expensive runs are module-scoped and shared by the tests that only read them.
+explicitly: a temp data directory and a folder of CSV files written here (tests/quality_support.py),
+with defects planted at known rows. A partition range is one run (the single-run backfill
+policy), selected with the ``dagster/asset_partition_range_*`` tags. The expensive runs are
+module-scoped and shared by the tests that only read them. The checks on clean synthetic data
+are in test_quality_checks_synthetic.py, the ``sources_agree`` reconciliation check in
+test_sources_agree.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import dagster as dg
 import numpy as np
@@ -24,161 +25,42 @@ import pyarrow.parquet as pq
 import pytest
 
 from alphatwin_pipelines import load
-from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.quality import rule_catalogue
-from assets.cleaning import adjustment_factors, cleaned_ohlcv
-from assets.ingestion import CHECK_SOURCES_AGREE, raw_ohlcv, sources_agree, universe
-from assets.quality import (
-    CHECK_GX_SUITE,
-    CHECK_NO_ERROR_ROWS,
-    CHECK_NO_MISSING_SESSIONS,
-    CHECK_PASS_RATE,
-    CHECK_SCHEMA,
-    validated_and_quarantined_ohlcv,
+from assets.quality import CHECK_GX_SUITE, CHECK_NO_ERROR_ROWS, CHECK_PASS_RATE, CHECK_SCHEMA
+from assets.resources import StorageResource
+
+from quality_support import (
+    KEYS,
+    PIPELINE,
+    PRICES,
+    QUARANTINED_KEY,
+    RANGE,
+    SESSIONS,
+    SYMBOLS,
+    TABLES,
+    VALIDATED_KEY,
+    base_market,
+    checks_of,
+    copy_data,
+    csv_resources,
+    day,
+    digests,
+    explain,
+    keyset,
+    materialized,
+    md_rows,
+    row,
+    run,
+    with_universe,
+    write_folder,
+    write_universe,
 )
-from assets.resources import MarketDataResource, StorageResource
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::dagster.BetaWarning"),
     # The module-scoped runs are built once: keep this module's tests on one xdist worker.
     pytest.mark.xdist_group("quality_assets"),
 ]
-
-PIPELINE = [raw_ohlcv, validated_and_quarantined_ohlcv, adjustment_factors, cleaned_ohlcv]
-TABLES = ("raw_ohlcv", "validated_ohlcv", "quarantined_ohlcv", "adjustment_factors", "cleaned_ohlcv")
-ALL_CHECKS = (CHECK_SCHEMA, CHECK_PASS_RATE, CHECK_NO_ERROR_ROWS, CHECK_NO_MISSING_SESSIONS, CHECK_GX_SUITE)
-VALIDATED_KEY, QUARANTINED_KEY = dg.AssetKey("validated_ohlcv"), dg.AssetKey("quarantined_ohlcv")
-DOWNSTREAM = ("adjustment_factors", "cleaned_ohlcv")
-
-# 61 sessions: the return rules need ~40 sessions of history before their robust baseline
-# (60-session median and MAD, each with 20 observations) exists, so the planted jump sits late.
-RANGE = ("2024-01-02", "2024-03-28")
-SESSIONS = sessions_between(*RANGE)
-KEYS = list(SESSIONS.strftime("%Y-%m-%d"))
-# 100 symbols: one bad row in a session is ordinary noise for the session gate (it allows 5).
-SYMBOLS = [f"S{i:02d}" for i in range(100)]
-PRICES = ["open", "high", "low", "close"]
-CSV_COLUMNS = ["symbol", "date", *PRICES, "volume", "dividend", "split_ratio"]
-
-
-# -- the CSV market --------------------------------------------------------------------------
-def make_market(symbols, sessions, seed=0) -> pd.DataFrame:
-    """Clean random-walk bars: 2-decimal prices, low <= open, close <= high, ~1.5% daily moves."""
-    rng = np.random.default_rng(seed)
-    n, frames = len(sessions), []
-    for i, symbol in enumerate(symbols):
-        close = (20.0 + i) * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n)))
-        open_ = np.r_[close[0], close[:-1]] * np.exp(rng.normal(0.0, 0.004, n))
-        high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0.0, 0.006, n)))
-        low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0.0, 0.006, n)))
-        frames.append(pd.DataFrame({
-            "symbol": symbol, "date": sessions, "open": open_.round(2), "high": high.round(2),
-            "low": low.round(2), "close": close.round(2), "volume": rng.integers(800_000, 1_200_000, n),
-            "dividend": 0.0, "split_ratio": 1.0,
-        }))
-    return pd.concat(frames, ignore_index=True)
-
-
-def add_split(bars: pd.DataFrame, symbol: str, day, ratio: float) -> None:
-    """A real split: prices from ``day`` on divided by ``ratio``, volumes multiplied."""
-    after = (bars["symbol"] == symbol) & (bars["date"] >= pd.Timestamp(day))
-    bars.loc[after, PRICES] = (bars.loc[after, PRICES] / ratio).round(2)
-    bars.loc[after, "volume"] = (bars.loc[after, "volume"] * ratio).round().astype("int64")
-    bars.loc[row(bars, symbol, day), "split_ratio"] = ratio
-
-
-def row(bars: pd.DataFrame, symbol: str, day) -> pd.Series:
-    mask = (bars["symbol"] == symbol) & (bars["date"] == pd.Timestamp(day))
-    assert mask.sum() == 1, (symbol, day)
-    return mask
-
-
-def base_market() -> pd.DataFrame:
-    bars = make_market(SYMBOLS, SESSIONS)
-    add_split(bars, "S90", SESSIONS[20], 2.0)
-    for i in (10, 45):
-        bars.loc[row(bars, "S91", SESSIONS[i]), "dividend"] = 0.4
-    return bars
-
-
-def write_folder(folder: Path, bars: pd.DataFrame) -> Path:
-    """One canonical multi-symbol CSV (a `symbol` column); NaN becomes an empty cell."""
-    folder.mkdir(parents=True)
-    out = bars[CSV_COLUMNS].assign(date=pd.to_datetime(bars["date"]).dt.strftime("%Y-%m-%d"))
-    out.to_csv(folder / "bars.csv", index=False)
-    return folder
-
-
-def write_universe(path: Path, symbols) -> Path:
-    # A CSV file, not a comma-separated list: a 100-symbol list is longer than a file name and
-    # universe.parse_universe stats it as a path (see the report of this test module).
-    pd.DataFrame({"Symbol": symbols, "Sector": "Test"}).to_csv(path, index=False)
-    return path
-
-
-def csv_resources(data_dir: Path, folder: Path, universe_spec: str | Path, **extra) -> dict:
-    return {
-        "storage": StorageResource(data_dir=str(data_dir)),
-        "market_data": MarketDataResource(source="csv", source_path=str(folder), universe=str(universe_spec), **extra),
-    }
-
-
-# -- running and reading runs ----------------------------------------------------------------
-def range_tags(start: str, end: str) -> dict:
-    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
-
-
-def run(instance, resources, assets, start: str, end: str | None = None) -> dg.ExecuteInProcessResult:
-    """One run of ``assets``: a single partition (``end`` omitted) or a range as one run."""
-    if end is None:
-        return dg.materialize(assets, partition_key=start, resources=resources, instance=instance, raise_on_error=False)
-    return dg.materialize(assets, tags=range_tags(start, end), resources=resources, instance=instance,
-                          raise_on_error=False)
-
-
-def with_universe(instance, resources) -> dict:
-    assert dg.materialize([universe], resources=resources, instance=instance).success
-    return resources
-
-
-def checks_of(result) -> dict[str, dg.AssetCheckEvaluation]:
-    evaluations = result.get_asset_check_evaluations()
-    by_name = {e.check_name: e for e in evaluations}
-    assert len(by_name) == len(evaluations), "one evaluation per check per run"
-    return by_name
-
-
-def materialized(result) -> dict[str, set[str]]:
-    """Asset name -> partitions materialised by the run."""
-    out: dict[str, set[str]] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        out.setdefault(mat.asset_key.to_user_string(), set()).add(mat.partition)
-    return out
-
-
-def md_rows(text: str) -> list[dict[str, str]]:
-    """A markdown table (as written by reporting.markdown_table) back into dicts."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(lines) >= 2 and set(lines[1]) <= {"|", "-"}, f"not a markdown table: {text!r}"
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def digests(data_dir: Path, tables=TABLES) -> dict[str, str]:
-    return {f"{t}/{p.name}": sha(p) for t in tables for p in sorted((Path(data_dir) / t).glob("*.parquet"))}
-
-
-def day(table: str, key: str, data_dir: Path) -> pd.DataFrame:
-    return load(table, start=key, end=key, data_dir=data_dir)
-
-
-def keyset(frame: pd.DataFrame) -> set[tuple[str, str]]:
-    return set(zip(frame["symbol"].astype(str), pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")))
 
 
 # -- the planted market: one defect per session, each a different ERROR rule -------------------
@@ -329,54 +211,6 @@ def test_one_bad_row_in_a_hundred_passes_the_gate_and_does_not_block(planted):
 # -- 2. the session gate: see test_quality_gate_assets.py (a held session, re-run and release) ----
 
 
-# -- 3. the checks on clean synthetic data ------------------------------------------------------
-SYN_RANGE = ("2024-01-02", "2024-02-29")
-SYN_KEYS = list(sessions_between(*SYN_RANGE).strftime("%Y-%m-%d"))
-
-
-@pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory, module_instance):
-    data = tmp_path_factory.mktemp("synthetic") / "data"
-    resources = with_universe(module_instance, {
-        "storage": StorageResource(data_dir=str(data)),
-        "market_data": MarketDataResource(source="synthetic", synthetic_symbols=40, synthetic_defects="0"),
-    })
-    return data, run(module_instance, resources, PIPELINE, *SYN_RANGE)
-
-
-def test_clean_synthetic_run_passes_every_check_and_materialises_downstream(synthetic_run):
-    data, result = synthetic_run
-    checks = checks_of(result)
-    assert set(checks) == set(ALL_CHECKS), "each check produced exactly one evaluation"
-    for name, evaluation in checks.items():
-        assert evaluation.passed, (name, evaluation.description, evaluation.metadata)
-        assert evaluation.asset_key == VALIDATED_KEY
-        assert evaluation.metadata["failures"].md_str == "_none_"
-    assert checks[CHECK_PASS_RATE].severity == dg.AssetCheckSeverity.ERROR
-    assert checks[CHECK_GX_SUITE].severity == dg.AssetCheckSeverity.WARN
-    assert result.success
-    done = materialized(result)
-    for name in ("raw_ohlcv", "validated_ohlcv", "quarantined_ohlcv", *DOWNSTREAM):
-        assert done[name] == set(SYN_KEYS), name
-    assert len(load("quarantined_ohlcv", data_dir=data)) == 0
-    cleaned = load("cleaned_ohlcv", data_dir=data)
-    assert len(cleaned) == len(load("validated_ohlcv", data_dir=data)) > 0
-    assert len(load("adjustment_factors", data_dir=data)) > 0, "the synthetic market pays dividends"
-
-
-def test_great_expectations_check_links_to_data_docs_under_the_data_dir(synthetic_run):
-    data, result = synthetic_run
-    gx = checks_of(result)[CHECK_GX_SUITE]
-    meta = gx.metadata
-    assert gx.description.endswith("expectations met") and gx.description.startswith("passed")
-    path = Path(meta["data_docs_path"].value)
-    assert path.name == "index.html" and path.is_file()
-    assert path.resolve().is_relative_to(data.resolve())
-    url = urlparse(meta["data_docs"].value)
-    assert url.scheme == "file" and Path(unquote(url.path)) == path.resolve()
-    assert "<html" in path.read_text(errors="replace").lower()
-
-
 # -- 5. idempotency and range independence ------------------------------------------------------
 # Bugs these tests found (see the report that came with them); strict, so a fix shows up as XPASS.
 BUG_RAW_ROW = ("stages/quality.validate_sessions stores `raw_row` as the position in the whole run's raw "
@@ -388,28 +222,6 @@ BUG_FFILL_BOUNDARY = ("stages/cleaning.clean_sessions only fills a gap once the 
                       "then drops fills dated before the run: a gap is filled or not depending on run boundaries")
 
 
-def copy_data(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("gx_docs"))
-    return dst
-
-
-def explain(expected_dir: Path, got_dir: Path, names) -> str:
-    """Which rows/columns of each differing file differ (for a readable failure)."""
-    lines = []
-    for name in names:
-        a = pq.read_table(Path(expected_dir) / name).to_pandas()
-        b = pq.read_table(Path(got_dir) / name).to_pandas()
-        if len(a) != len(b):
-            extra = pd.concat([a.assign(run="range"), b.assign(run="split")]).drop_duplicates(
-                [c for c in a.columns if c != "raw_row"], keep=False)
-            lines.append(f"{name}: {len(a)} vs {len(b)} rows; only in one: "
-                         f"{extra[['run', 'symbol', 'date', 'flags']].to_dict('records')}")
-            continue
-        cols = [c for c in a.columns if not a[c].equals(b[c])]
-        lines.append(f"{name}: columns {cols} differ, e.g. "
-                     + "; ".join(f"{c}: {a[c][a[c].ne(b[c])].head(2).tolist()} vs {b[c][a[c].ne(b[c])].head(2).tolist()}"
-                                 for c in cols))
-    return "\n".join(lines)
 
 
 @pytest.mark.slow
@@ -495,37 +307,3 @@ def test_rerunning_one_partition_inside_the_range_keeps_its_bytes(planted, modul
     differ = sorted(name for name in after if after[name] != before[name])
     assert not differ, "a one-partition re-run changed:\n" + explain(planted.data, data, differ)
 
-
-# -- 7. reconciliation ---------------------------------------------------------------------------
-def test_sources_agree_fails_as_a_warning_listing_exactly_the_planted_disagreements(tmp_path, module_instance):
-    symbols = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
-    sessions = SESSIONS[:10]
-    primary = make_market(symbols, sessions, seed=3)
-    secondary = primary.copy()
-    secondary.loc[row(secondary, "BBB", sessions[3]), "close"] *= 1.02  # close off 2%
-    secondary.loc[row(secondary, "CCC", sessions[5]), "volume"] = (
-        secondary.loc[row(secondary, "CCC", sessions[5]), "volume"] * 3 // 2)  # volume off 50%
-    secondary.loc[row(secondary, "DDD", sessions[7]), "dividend"] = 0.25  # a dividend only B has
-    a = write_folder(tmp_path / "a", primary)
-    b = write_folder(tmp_path / "b", secondary)
-    resources = with_universe(module_instance, csv_resources(tmp_path / "data", a, ",".join(symbols),
-                                                      secondary_source="csv", secondary_source_path=str(b)))
-
-    result = run(module_instance, resources, [raw_ohlcv, sources_agree], KEYS[0], KEYS[9])
-
-    assert result.success, "a WARN check does not fail the run"
-    check = checks_of(result)[CHECK_SOURCES_AGREE]
-    assert check.asset_key == dg.AssetKey("raw_ohlcv")
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert check.metadata["overlapping_rows"].value == len(symbols) * len(sessions)
-    assert check.metadata["disagreements"].value == 3
-    details = md_rows(check.metadata["details"].md_str)
-    assert {(r["symbol"], r["date"][:10], r["field"], r["reason"]) for r in details} == {
-        ("BBB", KEYS[3], "close", "close differs"),
-        ("CCC", KEYS[5], "volume", "volume differs"),
-        ("DDD", KEYS[7], "dividend", "dividend only in secondary"),
-    }
-    by_field = {r["field"]: r for r in details}
-    assert float(by_field["close"]["rel_diff"]) == pytest.approx(0.02 / 1.02, rel=1e-2)
-    assert float(by_field["volume"]["rel_diff"]) == pytest.approx(1 / 3, rel=1e-3)
-    assert float(by_field["dividend"]["secondary"]) == 0.25 and float(by_field["dividend"]["primary"]) == 0.0
