@@ -8,8 +8,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
-export ALPHATWIN_DATA_DIR ?= $(CURDIR)/data
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 # `local` (SQLite under DAGSTER_HOME) or `postgres` (DAGSTER_PG_* variables).
 ALPHATWIN_INSTANCE ?= local
 
@@ -45,7 +43,7 @@ $(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
 setup: $(STAMP) instance $(DBT_MANIFEST)
 
 instance:
-	@mkdir -p $(DAGSTER_HOME) $(ALPHATWIN_DATA_DIR)
+	@mkdir -p $(DAGSTER_HOME)
 	@if [ "$(ALPHATWIN_INSTANCE)" = "postgres" ]; then src=dagster.postgres.yaml; else src=dagster.yaml; fi; \
 	  cp -f "$$src" $(DAGSTER_HOME)/dagster.yaml
 
@@ -80,4 +78,5 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(DAGSTER_HOME) $(ALPHATWIN_DATA_DIR) .pytest_cache dbt/target dbt/logs
+	@# The data directory is wherever storage.resolve_data_dir says (ALPHATWIN_DATA_DIR, else data/).
+	rm -rf $(DAGSTER_HOME) "$$($(PY) -c 'from alphatwin_pipelines.storage import resolve_data_dir; print(resolve_data_dir())')" .pytest_cache dbt/target dbt/logs

@@ -321,11 +321,6 @@ def test_as_of_before_the_split_gives_the_unadjusted_history(backfill, increment
     np.testing.assert_allclose(latest["adj_close"].iloc[:-1], latest["close"].iloc[:-1] / 2.0, rtol=1e-12)
 
 
-BUG_EMPTY_EVENTS = ("tables.read_adjusted passes adjust() an untyped "
-                    "pd.DataFrame(columns=EVENT_COLUMNS) when no event applies; adjustment.adjustment_factors "
-                    "then fails with 'cumprod is not supported for object dtype'")
-
-
 def test_load_a_symbol_without_corporate_actions(backfill):
     rows = load("cleaned_ohlcv", symbols="C00", end=RANGE[1], data_dir=backfill.data)
     assert len(rows) == len(KEYS) - 1
@@ -339,11 +334,6 @@ def test_load_as_of_before_any_event_is_the_raw_history(backfill):
 
 
 # -- range independence of cleaning ---------------------------------------------------------------
-BUG_FFILL_BOUNDARY = ("stages/cleaning.clean_sessions fills a gap only when the row closing it is in the run's "
-                      "frame and then drops fills dated before the run: run day by day, gaps are never filled")
-BUG_PREV_CLOSE = ("stages/cleaning.build_events reads only ONE previous validated session: a dividend right "
-                  "after a missing session gets prev_close=NaN and a neutral factor (flag no_prev_close) when "
-                  "its session is a run's first, but the real factor in a range run")
 
 
 @pytest.fixture(scope="module")

@@ -212,16 +212,6 @@ def test_one_bad_row_in_a_hundred_passes_the_gate_and_does_not_block(planted):
 
 
 # -- 5. idempotency and range independence ------------------------------------------------------
-# Bugs these tests found (see the report that came with them); strict, so a fix shows up as XPASS.
-BUG_RAW_ROW = ("stages/quality.validate_sessions stores `raw_row` as the position in the whole run's raw "
-               "frame, so a partition's validated/quarantined bytes depend on the run's first session")
-BUG_HISTORY_PRESENCE = ("quality/validate._evaluate builds the presence panel from history with row-local "
-                        "ERROR rows removed: a row quarantined in an earlier run opens a `session.gap_before` "
-                        "flag on the next session that a range run does not raise")
-BUG_FFILL_BOUNDARY = ("stages/cleaning.clean_sessions only fills a gap once the row closing it is in the frame, "
-                      "then drops fills dated before the run: a gap is filled or not depending on run boundaries")
-
-
 
 
 @pytest.mark.slow

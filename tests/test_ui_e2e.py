@@ -95,11 +95,14 @@ class LiveUI:
 
 
 def _universe_symbols() -> tuple[str, ...]:
-    """The first synthetic companies: a small universe whose bars the synthetic source really has."""
-    from alphatwin_pipelines.sources.synthetic import DEFAULT_SEED
-    from alphatwin_pipelines.sources.synthetic_model import make_universe
+    """The first synthetic companies listed on every session of the backfill: a small universe whose
+    bars the synthetic source really has (some companies list later or delist, as anywhere)."""
+    from alphatwin_pipelines.sources.synthetic import SyntheticSource
 
-    return tuple(sorted(symbol for symbol, _, _ in make_universe(DEFAULT_SEED, UNIVERSE_SIZE)))
+    source = SyntheticSource(defects=0)
+    listed = source.fetch(source.universe()["symbol"].tolist()[:4 * UNIVERSE_SIZE], pd.DatetimeIndex(SESSIONS)).bars
+    full = listed.groupby("symbol")["date"].nunique()
+    return tuple(sorted(full[full == len(SESSIONS)].index[:UNIVERSE_SIZE]))
 
 
 @pytest.fixture(scope="module")
