@@ -214,7 +214,8 @@ def relax_defaults(constraints: Constraints, exposure: pd.DataFrame,
         if name in caps.relaxable and system.rows(name).any():
             least = _least_cap(system, name, keep_others=False)
             if least is None or least > getattr(caps, name) + TOLERANCE:
-                relax(name, least, f"{spans[name]}, too few for {name}={getattr(caps, name)} to hold a fully invested allocation")
+                relax(name, least, f"{spans[name]}: no fully invested allocation with max_weight={caps.max_weight} "
+                                   f"keeps each within {name}={getattr(caps, name)}")
                 system = build_system(caps, exposure, clusters)
     for name in CAPS:
         if _feasible(system):
@@ -230,18 +231,12 @@ def relax_defaults(constraints: Constraints, exposure: pd.DataFrame,
 
 def ensure_feasible(system: LinearSystem) -> None:
     """Raise ``InfeasibleConstraintsError`` naming the cap to relax and the value that would work."""
-    from scipy.optimize import linprog
-
     n = len(system.strategies)
     if n * system.max_weight < 1 - TOLERANCE:
         raise InfeasibleConstraintsError(
             f"max_weight={system.max_weight} is infeasible for {n} strategies: {n} × {system.max_weight} < 1. "
             f"Raise max_weight to at least {1 / n:.4f} or let more strategies pass validation.")
-    if not len(system.b):
-        return
-    probe = linprog(c=np.zeros(n), A_ub=system.A, b_ub=system.b, A_eq=np.ones((1, n)), b_eq=[1.0],
-                    bounds=[(0, system.max_weight)] * n, method="highs")
-    if probe.status == 0:
+    if _feasible(system):
         return
     problems = []
     for group in dict.fromkeys(system.groups):
