@@ -2,7 +2,9 @@
 
 The paper-execution sensor keys its runs on the ``allocation_version`` in this asset's
 metadata and reads the immutable ``portfolio_allocations/<version>.parquet``; the blocking
-checks below stop any downstream step from acting on weights that break the caps.
+checks below stop any downstream step from acting on weights that break the caps. A default cap
+that could not bind (the engine relaxed it) is a WARN check, not a failure: the weights are valid
+under the caps actually used, which the metadata lists.
 """
 
 import base64
@@ -26,11 +28,13 @@ from assets.resources import StorageResource
 
 CHECK_WEIGHTS_VALID = "weights_valid"
 CHECK_VERSION_STORED = "version_stored_immutably"
+CHECK_CAPS_BIND = "caps_bind"
 
 _CHECKS = {
     CHECK_WEIGHTS_VALID: "Stored strategy weights sum to 1, are non-negative and respect max weight, sector and cluster caps.",
     CHECK_VERSION_STORED: "portfolio_allocations/<allocation_version>.parquet exists and holds exactly the latest rows.",
 }
+_CAPS_TEXT = "Every default cap can bind for these strategies (none had to be relaxed to the least feasible value)."
 _NOT_RETRYABLE = (NoPassingStrategiesError, InfeasibleConstraintsError, AllocationError, AllocationInputError,
                   FileNotFoundError, ValueError)
 
@@ -41,10 +45,12 @@ class PortfolioConfig(dg.Config):
     inverted covariance, so its weights stay stable from one week to the next."""
 
     method: str = "hrp"  # hrp | risk_parity | min_volatility | max_sharpe | efficient_risk
-    max_weight: float = 0.25
-    sector_cap: float | None = 0.5
-    cluster_cap: float | None = 0.5
-    cluster_threshold: float = 0.7
+    # Caps left unset take the engine's defaults (DEFAULT_CAPS), relaxed if they cannot bind; a value
+    # set here is kept, and fails the run if infeasible. 1.0 leaves a cap without effect.
+    max_weight: float | None = None
+    sector_cap: float | None = None
+    cluster_cap: float | None = None
+    cluster_threshold: float | None = None
     target_volatility: float = 0.10  # annualised, efficient_risk only
     risk_free_rate: float = 0.0
     min_history: int = 60
@@ -52,8 +58,8 @@ class PortfolioConfig(dg.Config):
     regime_threshold: float = 0.25
 
     def policy(self) -> AllocationPolicy:
-        caps = Constraints(max_weight=self.max_weight, sector_cap=self.sector_cap, cluster_cap=self.cluster_cap,
-                           cluster_threshold=self.cluster_threshold)
+        caps = Constraints.with_defaults(max_weight=self.max_weight, sector_cap=self.sector_cap,
+                                         cluster_cap=self.cluster_cap, cluster_threshold=self.cluster_threshold)
         return AllocationPolicy(method=self.method, constraints=caps, target_volatility=self.target_volatility,
                                 risk_free_rate=self.risk_free_rate, min_history=self.min_history,
                                 regime_window=self.regime_window, regime_threshold=self.regime_threshold)
@@ -61,7 +67,8 @@ class PortfolioConfig(dg.Config):
 
 @dg.asset(
     name=ALLOCATIONS, deps=[VALIDATION], group_name="portfolio", kinds={"parquet", "pypfopt"},
-    check_specs=[dg.AssetCheckSpec(name, asset=ALLOCATIONS, description=text, blocking=True) for name, text in _CHECKS.items()],
+    check_specs=[*(dg.AssetCheckSpec(name, asset=ALLOCATIONS, description=text, blocking=True) for name, text in _CHECKS.items()),
+                 dg.AssetCheckSpec(CHECK_CAPS_BIND, asset=ALLOCATIONS, description=_CAPS_TEXT, blocking=False)],
 )
 def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioConfig, storage: StorageResource):
     """Weights per validated strategy and per symbol (strategy weight × its positions), with risk contributions."""
@@ -88,6 +95,8 @@ def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioCo
         "expected_annual_return": round(a.expected_return, 6),
         "expected_annual_volatility": round(a.expected_volatility, 6),
         "projection_shift": round(a.projection_shift, 6),
+        "caps_used": {"max_weight": a.caps.max_weight, "sector_cap": a.caps.sector_cap, "cluster_cap": a.caps.cluster_cap},
+        "caps_relaxed": dg.MetadataValue.md(_relaxation_table(a.relaxations)),
         "strategy_weights": dg.MetadataValue.md(markdown_table(strategies)),
         "symbol_weights": dg.MetadataValue.md(markdown_table(symbols.rename(columns={"spec_hashes": "strategies"}))),
         "rebalance_suggested": a.regime.rebalance_suggested,
@@ -100,13 +109,18 @@ def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioCo
     yield from _checks(run)
 
 
+def _relaxation_table(relaxations) -> str:
+    return markdown_table(pd.DataFrame([{"cap": r.cap, "configured": r.configured, "used": "off" if r.used is None else r.used,
+                                         "why": r.reason} for r in relaxations], columns=["cap", "configured", "used", "why"]))
+
+
 def _checks(run):
     stored = pd.read_parquet(run.version_path)
     weights = stored[stored["kind"] == "strategy"].set_index("name")["weight"]
     held = stored[stored["kind"] == "symbol"]
     sector_sums = held["weight"].abs().groupby(held["sector"]).sum()
     a = run.allocation
-    broken = violations(weights, a.system, sector_sums, a.policy.constraints.sector_cap)
+    broken = violations(weights, a.system, sector_sums, a.caps.sector_cap)
     yield dg.AssetCheckResult(
         check_name=CHECK_WEIGHTS_VALID, asset_key=ALLOCATIONS, passed=not broken,
         description="; ".join(broken) or "weights sum to 1 and respect every cap",
@@ -118,3 +132,10 @@ def _checks(run):
         description="the immutable version file matches the latest allocation" if same else
         f"{run.version_path} differs from {run.latest_path}: a version's content changed; investigate before executing",
         metadata={"version_path": dg.MetadataValue.path(str(run.version_path))})
+    relaxed = a.relaxations
+    yield dg.AssetCheckResult(
+        check_name=CHECK_CAPS_BIND, asset_key=ALLOCATIONS, passed=not relaxed, severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(f"{r.cap} relaxed from its default {r.configured} to "
+                              f"{'off' if r.used is None else r.used}: {r.reason}" for r in relaxed)
+        or "every default cap can bind",
+        metadata={"relaxed": dg.MetadataValue.md(_relaxation_table(relaxed)), "relaxed_caps": [r.cap for r in relaxed]})

@@ -3,8 +3,9 @@
 Cursor: the event storage id of the last materialisation decided on. A materialisation whose
 run is still going (its checks may not have run yet) stops the scan until a later tick. The
 allocation asset's checks (``assets/portfolio.py``, blocking) run in the materialising run, so
-"passed" means: that run succeeded and recorded no failed check evaluation for
-``portfolio_allocations`` (with no checks defined, a successful run suffices). ``run_key``
+"passed" means: that run succeeded and recorded no failed ERROR-severity check evaluation for
+``portfolio_allocations`` (with no checks defined, a successful run suffices); a failed WARN check
+(a default cap the engine relaxed) informs, the weights are still valid under the caps used. ``run_key``
 derives from ``allocation_version`` alone, so a restarted sensor (lost cursor) or a re-evaluated
 tick asks for the same run and Dagster launches it once.
 """
@@ -26,10 +27,11 @@ def run_key_for(allocation_version: str) -> str:
 
 
 def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """Names of the allocation's checks that failed in ``run_id``."""
+    """Names of the allocation's ERROR-severity checks that failed in ``run_id``."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
-    return sorted(e.check_name for e in evaluations if e.asset_key == ALLOCATIONS_KEY and not e.passed)
+    return sorted(e.check_name for e in evaluations if e.asset_key == ALLOCATIONS_KEY and not e.passed
+                  and e.severity != dg.AssetCheckSeverity.WARN)
 
 
 def _why_not_tradeable(instance, run, run_id: str, version) -> str | None:

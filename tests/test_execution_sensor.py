@@ -31,6 +31,12 @@ def weights_within_budget(config: AllocationConfig) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=sum(config.weights.values()) <= 1.0)
 
 
+@dg.asset_check(asset="portfolio_allocations", name="relaxed_cap_warning")
+def relaxed_cap_warning(config: AllocationConfig) -> dg.AssetCheckResult:
+    """Stands for the allocation's WARN check (a default cap relaxed): informs, does not stop trading."""
+    return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN)
+
+
 SEEN_DURING_RUN = []
 
 
@@ -134,3 +140,14 @@ def test_sensor_waits_for_the_materialising_run_and_skips_versionless_events(res
         after = _tick(instance, skipped.cursor)
         assert [r.run_key for r in after.run_requests] == [run_key_for(version)]
         assert int(after.cursor) > int(skipped.cursor)
+
+
+def test_a_failed_warn_check_does_not_stop_the_version_from_trading(research_dir):
+    symbols = universe_symbols(research_dir, 4)
+    with dg.instance_for_test() as instance:
+        warned = _allocate(instance, research_dir, "2024-06-27", {s: 0.08 for s in symbols},
+                           checks=(weights_within_budget, relaxed_cap_warning))
+        blocked = _allocate(instance, research_dir, "2024-06-28", {s: 0.3 for s in symbols},
+                            checks=(weights_within_budget, relaxed_cap_warning))
+        keys = [r.run_key for r in _tick(instance).run_requests]
+    assert keys == [run_key_for(warned)] and run_key_for(blocked) not in keys

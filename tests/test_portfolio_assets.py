@@ -15,7 +15,7 @@ from alphatwin_pipelines.stages.portfolio import NoPassingStrategiesError, alloc
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import ALLOCATIONS, REBALANCE_SUGGESTIONS, STRATEGY_RETURNS, VALIDATION
 from alphatwin_pipelines.universe import parse_universe
-from assets.portfolio import CHECK_VERSION_STORED, CHECK_WEIGHTS_VALID, portfolio_allocations
+from assets.portfolio import CHECK_CAPS_BIND, CHECK_VERSION_STORED, CHECK_WEIGHTS_VALID, portfolio_allocations
 from assets.resources import StorageResource
 
 CONTRACT = ["allocation_version", "as_of", "method", "kind", "name", "weight", "sector", "risk_contribution",
@@ -92,7 +92,7 @@ def test_materialising_twice_writes_the_same_bytes_and_reports_the_version(input
     version = metadata["allocation_version"].value
     written = _bytes(store, version)
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
-    assert checks == {CHECK_WEIGHTS_VALID: True, CHECK_VERSION_STORED: True}
+    assert checks == {CHECK_WEIGHTS_VALID: True, CHECK_VERSION_STORED: True, CHECK_CAPS_BIND: True}
     stored = pd.read_parquet(store.whole_path(version_table(version)))
     assert metadata["as_of"].value == f"{pd.Timestamp(stored['as_of'].iloc[0]):%Y-%m-%d}" == "2024-12-31"
     assert metadata["plot_preview"].value.startswith("![allocation](data:image/png;base64,")
@@ -124,3 +124,36 @@ def test_infeasible_caps_fail_the_asset_with_the_cap_to_relax(inputs, data_dir):
     message = _failure_message(_materialize(data_dir, max_weight=0.01))
     assert "Raise max_weight to at least 0.0227" in message  # 44 passed strategies: 1/44
     assert not (data_dir / f"{ALLOCATIONS}.parquet").exists()
+
+
+def _pass_only(store: TableStore, count: int) -> list[str]:
+    ids = sorted(store.read_table(VALIDATION)["strategy_id"])
+    store.write_table(VALIDATION, frame_to_arrow(validation_rows(ids, [i < count for i in range(len(ids))])))
+    return ids[:count]
+
+
+def test_default_caps_that_cannot_bind_warn_and_the_run_still_allocates(inputs, data_dir):
+    store, _, _ = inputs
+    passed = _pass_only(store, 2)  # the default max_weight=0.25 needs at least 4
+    result = _materialize(data_dir)
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    caps = evaluations[CHECK_CAPS_BIND]
+    assert not caps.passed and caps.severity == dg.AssetCheckSeverity.WARN
+    assert caps.description.startswith("max_weight relaxed from its default 0.25 to 0.5: only 2 strategies passed")
+    assert "max_weight" in caps.metadata["relaxed_caps"].value
+    assert evaluations[CHECK_WEIGHTS_VALID].passed and evaluations[CHECK_VERSION_STORED].passed
+    metadata = result.asset_materializations_for_node(ALLOCATIONS)[0].metadata
+    assert metadata["caps_used"].value["max_weight"] == 0.5
+    assert "| max_weight | 0.25 | 0.5 |" in metadata["caps_relaxed"].value
+    stored = pd.read_parquet(store.whole_path(version_table(metadata["allocation_version"].value)))
+    weights = stored[stored["kind"] == "strategy"].set_index("name")["weight"]
+    assert sorted(weights.index) == passed and weights.max() <= 0.5 + 1e-6
+    assert weights.sum() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_the_same_cap_set_explicitly_still_fails_the_run(inputs, data_dir):
+    store, _, _ = inputs
+    _pass_only(store, 2)
+    message = _failure_message(_materialize(data_dir, max_weight=0.25))
+    assert "max_weight=0.25 is infeasible for 2 strategies" in message and "at least 0.5000" in message

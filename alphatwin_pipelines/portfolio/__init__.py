@@ -6,13 +6,16 @@
 
 from alphatwin_pipelines.portfolio.allocate import ALLOCATION_SCHEMA, Allocation, AllocationPolicy, allocate, allocation_version
 from alphatwin_pipelines.portfolio.constraints import (
+    DEFAULT_CAPS,
     TOLERANCE,
     ConstraintViolationError,
     Constraints,
     InfeasibleConstraintsError,
+    Relaxation,
     build_system,
     correlation_clusters,
     ensure_feasible,
+    relax_defaults,
     violations,
 )
 from alphatwin_pipelines.portfolio.estimates import AllocationInputError, risk_contributions
@@ -20,8 +23,8 @@ from alphatwin_pipelines.portfolio.methods import METHODS, AllocationError, equa
 from alphatwin_pipelines.portfolio.regime import RegimeCheck, correlation_regime
 
 __all__ = [
-    "ALLOCATION_SCHEMA", "METHODS", "TOLERANCE", "Allocation", "AllocationError", "AllocationInputError",
-    "AllocationPolicy", "ConstraintViolationError", "Constraints", "InfeasibleConstraintsError", "RegimeCheck",
+    "ALLOCATION_SCHEMA", "DEFAULT_CAPS", "METHODS", "TOLERANCE", "Allocation", "AllocationError", "AllocationInputError",
+    "AllocationPolicy", "ConstraintViolationError", "Constraints", "InfeasibleConstraintsError", "RegimeCheck", "Relaxation",
     "allocate", "allocation_version", "build_system", "correlation_clusters", "correlation_regime", "ensure_feasible",
-    "equal_risk_contribution", "risk_contributions", "solve", "violations",
+    "equal_risk_contribution", "relax_defaults", "risk_contributions", "solve", "violations",
 ]

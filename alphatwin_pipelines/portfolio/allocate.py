@@ -20,9 +20,10 @@ from alphatwin_pipelines.portfolio.constraints import (
     ConstraintViolationError,
     Constraints,
     LinearSystem,
-    build_system,
+    Relaxation,
     correlation_clusters,
     ensure_feasible,
+    relax_defaults,
     violations,
 )
 from alphatwin_pipelines.portfolio.estimates import (
@@ -57,10 +58,13 @@ ALLOCATION_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class AllocationPolicy:
-    """How to allocate: the method, its caps, and the history and regime settings."""
+    """How to allocate: the method, its caps, and the history and regime settings.
+
+    The caps default to ``DEFAULT_CAPS``, relaxed where they cannot bind (see ``relax_defaults``).
+    """
 
     method: str = "hrp"
-    constraints: Constraints = Constraints()
+    constraints: Constraints = Constraints.with_defaults()
     target_volatility: float | None = None
     risk_free_rate: float = 0.0
     min_history: int = 60
@@ -79,6 +83,8 @@ class Allocation:
     clusters: pd.Series
     sector_exposure: pd.DataFrame  # strategies × sectors gross exposure
     system: LinearSystem
+    caps: Constraints  # the caps used: the policy's, with any relaxed defaults
+    relaxations: tuple[Relaxation, ...]  # the default caps that could not bind, and why
     expected_return: float
     expected_volatility: float
     projection_shift: float
@@ -91,7 +97,7 @@ class Allocation:
     def violations(self, weights: pd.Series | None = None) -> list[str]:
         """Broken caps for ``weights`` (default: this allocation's), including the symbol-level sector sums."""
         return violations(self.weights if weights is None else weights, self.system, self.symbol_sector_sums(),
-                          self.policy.constraints.sector_cap)
+                          self.caps.sector_cap)
 
     def frame(self) -> pd.DataFrame:
         """The ``portfolio_allocations`` rows: one per strategy, then one per held symbol."""
@@ -136,7 +142,7 @@ def allocate(returns: pd.DataFrame, positions: pd.DataFrame, universe: pd.DataFr
     cov = shrunk_covariance(matrix)
     mu = annual_mean(matrix)
     clusters = correlation_clusters(matrix.corr(), policy.constraints.cluster_threshold)
-    system = build_system(policy.constraints, exposure, clusters)
+    caps, system, relaxations = relax_defaults(policy.constraints, exposure, clusters)
     ensure_feasible(system)
     solution = solve(policy.method, cov, mu, system, target_volatility=policy.target_volatility,
                      risk_free_rate=policy.risk_free_rate)
@@ -146,7 +152,7 @@ def allocate(returns: pd.DataFrame, positions: pd.DataFrame, universe: pd.DataFr
         version=allocation_version(matrix, held, sectors, partitions.reindex(strategies), policy),
         as_of=as_of, policy=policy, weights=weights, risk_contribution=contributions,
         symbols=symbol_weights(weights, held, sectors, partitions), clusters=clusters, sector_exposure=exposure,
-        system=system, expected_return=float(mu.reindex(strategies) @ weights), expected_volatility=float(contributions.sum()),
+        system=system, caps=caps, relaxations=relaxations, expected_return=float(mu.reindex(strategies) @ weights), expected_volatility=float(contributions.sum()),
         projection_shift=solution.projection_shift,
         regime=correlation_regime(matrix, policy.regime_window, policy.regime_threshold), partitions=partitions)
     broken = allocation.violations()

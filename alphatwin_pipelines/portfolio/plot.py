@@ -33,7 +33,7 @@ def render_allocation(allocation: Allocation) -> bytes:
         top.set_xlabel(f"largest {MAX_BARS} of {len(allocation.weights)} strategies")
     sectors = allocation.symbol_sector_sums().sort_values(ascending=False)
     bottom.barh(list(sectors.index), sectors.to_numpy())
-    cap = allocation.policy.constraints.sector_cap
+    cap = allocation.caps.sector_cap
     if cap is not None:
         bottom.axvline(cap, color="red", linestyle="--", label=f"sector cap {cap}")
         bottom.legend()
