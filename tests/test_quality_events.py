@@ -67,6 +67,44 @@ def test_distribution_at_or_above_the_previous_close_quarantines_only_the_event(
     assert kept["flags"] == "dividend.not_below_prev_close" and kept["close"] == raw.loc[row, "close"]
 
 
+def _split(raw: pd.DataFrame, ratio: float, prices_follow: bool, symbol="AAPL", nth=60) -> tuple[pd.DataFrame, int]:
+    """A split of ``ratio`` recorded on row ``nth``; the prices from then on divided by it, or not."""
+    row = _row(raw, symbol, nth)
+    raw.loc[row, "split_ratio"] = ratio
+    if prices_follow:
+        later = ((raw["symbol"] == symbol) & (raw.index >= row)).to_numpy()
+        raw.loc[later, OHLC] = np.round(raw.loc[later, OHLC].to_numpy(dtype=float) / ratio, 2)
+    return raw, row
+
+
+@pytest.mark.parametrize("ratio", [2.0, 3.0, 0.1])
+def test_a_split_the_prices_show_is_not_an_event_outside_the_prices(ratio):
+    raw, row = _split(bars(), ratio, prices_follow=True)
+    assert _failures(validate(raw, as_of=AS_OF), row) == {}
+
+
+@pytest.mark.parametrize("ratio", [2.0, 0.5])
+def test_a_split_the_prices_do_not_show_is_flagged_with_the_move_it_implies(ratio):
+    raw, row = _split(bars(), ratio, prices_follow=False)
+    result = validate(raw, as_of=AS_OF)
+    assert _failures(result, row) == {"event.not_in_prices": "flagged"}
+    kept = result.validated.set_index("raw_row").loc[row]  # a WARNING: bar and event stay
+    assert kept["split_ratio"] == ratio and kept["flags"] == "event.not_in_prices" and result.quarantined.empty
+    prev, close = raw.loc[row - 1, "close"], raw.loc[row, "close"]
+    text = result.failures.loc[result.failures["raw_row"] == row, "offending_value"].iloc[0]
+    assert f"adjusted move of {close * ratio / prev - 1:+.0%}" in text and f"close moved {close / prev - 1:+.0%}" in text
+
+
+def test_a_distribution_the_prices_do_not_show_is_flagged_and_a_spin_off_they_show_is_not():
+    raw, spun, _ = _spin_off(bars(), symbol="XOM", share=0.5)
+    row = _row(raw, "MSFT", 70)
+    raw.loc[row, "dividend"] = round(float(raw.loc[row - 1, "close"]) * 0.5, 2)  # prices continue as before
+    result = validate(raw, as_of=AS_OF)
+    assert _failures(result, row) == {"event.not_in_prices": "flagged", "dividend.large": "flagged"}
+    assert _failures(result, spun) == {"dividend.large": "flagged"}
+    assert residual_errors(result.validated, raw.iloc[:0], as_of=AS_OF).empty
+
+
 @pytest.mark.parametrize("value, rule_id, kept", [
     (np.nan, "split.missing", 1.0), (0.0, "split.non_positive", 1.0), (-2.0, "split.non_positive", 1.0),
     (np.inf, "split.out_of_bounds", 1.0), (1000.0, "split.out_of_bounds", 1.0), (1.0689, "split.non_standard", 1.0689),

@@ -17,10 +17,12 @@ from alphatwin_pipelines.quality import missing_sessions, validate
 from alphatwin_pipelines.quality.catalogue_series import MIN_HISTORY
 from alphatwin_pipelines.sources.base import SourceConfigError
 from alphatwin_pipelines.sources.synthetic import SyntheticSource
-from alphatwin_pipelines.sources.synthetic_defects import DEFAULT_DEFECT_RATE, DEFECT_KINDS, MAX_RATE, UNRECORDED_SPLIT
+from alphatwin_pipelines.sources.synthetic_defects import (DEFAULT_DEFECT_RATE, DEFECT_KINDS, MAX_RATE, UNRECORDED_REVERSE_SPLIT,
+                                                          UNRECORDED_SPLIT)
 
 SESSIONS = sessions_between("2023-01-03", "2024-12-31")
 RATE = 0.01  # 20x the default, so that every kind shows up often in a small market
+ALL_KINDS = (*DEFECT_KINDS, UNRECORDED_SPLIT, UNRECORDED_REVERSE_SPLIT)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def _rows_after(bars: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
 
 def test_every_kind_is_injected_with_its_ground_truth(market):
     _, symbols, bars, truth, _ = market
-    kinds = {k.name for k in (*DEFECT_KINDS, UNRECORDED_SPLIT)}
+    kinds = {k.name for k in ALL_KINDS}
     assert set(truth["kind"]) == kinds
     assert len(truth) > 500 and set(truth["symbol"]) <= set(symbols)
     damaged_rows = truth[truth["kind"] != "missing_session"]
@@ -96,11 +98,11 @@ def test_error_defects_are_all_quarantined_and_no_clean_row_is(market):
     quarantined = result.quarantined.assign(date=pd.to_datetime(result.quarantined["date"]))
     by_key = quarantined.set_index(_keys(quarantined))["rule_id"].groupby(level=[0, 1]).agg(",".join)
     judged = _judgeable(bars, truth)
-    lines = ["kind               outcome      expected rule (first)    injected  caught  recall"]
+    lines = ["kind                     outcome      expected rule (first)    injected  caught  recall"]
     recall = {}
-    for kind in (*DEFECT_KINDS, UNRECORDED_SPLIT):
+    for kind in ALL_KINDS:
         cases = judged[judged["kind"] == kind.name]
-        if kind.outcome == "quarantined":  # row-local rules need no history
+        if kind in DEFECT_KINDS and kind.outcome == "quarantined":  # row-local rules need no history
             cases = truth[(truth["kind"] == kind.name) & (truth["expected_rule"] != "")]
         if kind.outcome == "quarantined":
             rules = by_key.reindex(_keys(cases)).fillna("")
@@ -112,9 +114,9 @@ def test_error_defects_are_all_quarantined_and_no_clean_row_is(market):
             rules = pd.Series(np.where(_keys(cases).isin(gaps), kind.expected_rule, ""))
         caught = int(sum(rule in found.split(",") for rule, found in zip(cases["expected_rule"], rules)))
         recall[kind.name] = caught / len(cases) if len(cases) else float("nan")
-        lines.append(f"{kind.name:<18} {kind.outcome:<12} {kind.expected_rule:<24} {len(cases):>8} {caught:>7} "
+        lines.append(f"{kind.name:<24} {kind.outcome:<12} {kind.expected_rule:<24} {len(cases):>8} {caught:>7} "
                      f"{recall[kind.name]:>7.1%}")
-    error_keys = _keys(truth[truth["kind"].isin([k.name for k in DEFECT_KINDS if k.outcome == "quarantined"])])
+    error_keys = _keys(truth[truth["kind"].isin([k.name for k in ALL_KINDS if k.outcome == "quarantined"])])
     wrongly = quarantined[~_keys(quarantined).isin(error_keys)]
     precision = 1 - len(wrongly) / max(len(quarantined), 1)
     lines.append(f"quarantined rows: {len(quarantined)}, of which not an injected ERROR defect: {len(wrongly)} "
@@ -126,7 +128,7 @@ def test_error_defects_are_all_quarantined_and_no_clean_row_is(market):
                  f"({warned_clean['flags'].str.split(',').explode().value_counts().to_dict()})")
     print("\n" + "\n".join(lines))
 
-    for kind in DEFECT_KINDS:
+    for kind in ALL_KINDS:
         if kind.outcome == "quarantined":
             assert recall[kind.name] == 1.0, "\n".join(lines)
     assert wrongly.empty, wrongly[["symbol", "date", "rule_id", "offending_value"]].head(20).to_string()
@@ -134,6 +136,33 @@ def test_error_defects_are_all_quarantined_and_no_clean_row_is(market):
     for kind in ("stale_bars", "zero_volume", "missing_session"):
         assert recall[kind] == 1.0, "\n".join(lines)
     assert recall[UNRECORDED_SPLIT.name] >= 0.8, "\n".join(lines)
+
+
+def test_an_unrecorded_reverse_split_reaches_the_fixpoint_however_the_range_is_cut(market, tmp_path):
+    """Its first bar is rejected as a 10x print; the bars after it are judged against that bar in
+    the re-check too (``recheck_context``), so no ERROR remains among the validated rows, whether
+    the split is validated inside a long range or as one daily partition after another."""
+    from alphatwin_pipelines.schema import canonical_to_arrow, to_canonical
+    from alphatwin_pipelines.stages.quality import residual_errors, validate_sessions
+    from alphatwin_pipelines.storage import TableStore
+    from alphatwin_pipelines.tables import QUARANTINED, RAW
+
+    _, _, bars, truth, _ = market
+    split = truth[truth["kind"] == UNRECORDED_REVERSE_SPLIT.name].iloc[0]
+    raw = to_canonical(bars[bars["symbol"] == split["symbol"]])
+    store = TableStore(tmp_path / "data")
+    sessions = pd.DatetimeIndex(sorted(raw["date"].unique()))
+    store.write_sessions(RAW, raw, sessions, to_arrow=canonical_to_arrow)
+    at = sessions.get_loc(split["date"])
+    for cut in ([sessions[2 * MIN_HISTORY + 1:]], [sessions[i: i + 1] for i in range(at - 2, at + 4)]):
+        for part in cut:
+            report = validate_sessions(store, part, as_of="2025-01-02")
+            assert residual_errors(report.validated, report.recheck_context, as_of="2025-01-02").empty, part
+        quarantined = store.read_partitions(QUARANTINED)
+        by_rule = quarantined[quarantined["rule_id"].str.contains(UNRECORDED_REVERSE_SPLIT.expected_rule, regex=False)]
+        assert by_rule[["date", "action"]].values.tolist() == [[f"{split['date']:%Y-%m-%d}", "rejected"]]
+        ours = truth[(truth["symbol"] == split["symbol"]) & (truth["outcome"] == "quarantined")]
+        assert set(pd.to_datetime(quarantined["date"])) == set(ours["date"])  # nothing else, least of all the bars after it
 
 
 def test_default_rate_is_small_and_the_rate_is_checked():

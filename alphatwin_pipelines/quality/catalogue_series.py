@@ -10,7 +10,10 @@ bar and the rules reach a fixpoint.
 
 A distribution is judged against the previous close, the denominator of its backward factor
 ``1 - D * r / close[t-1]``: a spin-off routinely pays more than the ex-date close (EBAY paid
-38.39 in PayPal shares and closed at 28.57), never more than the close before it.
+38.39 in PayPal shares and closed at 28.57), never more than the close before it. An event is
+also judged against the prices around it: a real split or spin-off explains the raw move, so
+the adjusted move is ordinary; a wrong one (SO 2001-04-03's spurious split 1.5, GNRC
+2010-02-12's 0.3036 on continuous prices) makes the adjusted move the absurd one.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ STALE_SESSIONS = 5
 #: dividends of 1999-2021 take less than 2 % of the previous close, all but 79 less than 10 %);
 #: the 79 above it are spin-offs (PayPal, AbbVie, Keysight, ...) and special dividends.
 LARGE_DISTRIBUTION = 0.10
+#: Smallest adjusted move (a factor of 1.5 up or down) an event must create to be called absurd:
+#: a real split or spin-off on a day of big news still leaves its adjusted move well inside it.
+EVENT_MOVE = float(np.log(1.5))
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class ReturnStats:
     outlier: np.ndarray
     gap: np.ndarray
     gap_outlier: np.ndarray
+    implied: np.ndarray  # the adjusted close's move: what every feature sees after the event
+    event_centre: np.ndarray  # ``centre``, 0 where the symbol is too young for a baseline
+    event_scale: np.ndarray
+    event_not_in_prices: np.ndarray
 
 
 def _panel(ctx: RuleContext) -> Panel:
@@ -93,6 +103,21 @@ def _return_stats(panel: Panel) -> ReturnStats:
             out &= (distance > mads * scale) & (distance > move)
         return out
 
+    # The adjusted close's move, close * r / (close[t-1] - D * r): the raw move with the event's
+    # backward factors applied. A distribution at or above the previous close adjusts nothing
+    # (its own ERROR quarantines the event), so it implies nothing here.
+    share = dividend_share(dividend, split, prev_close)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        implied = np.where(share < 1.0, raw + np.log(split) - np.log1p(-share), np.nan)
+    event = ((dividend > 0) | (split != 1.0)) & np.isfinite(implied)
+    # The event is what makes the move absurd: the adjusted move is extreme and farther from the
+    # symbol's median than the prices alone moved (a real split or spin-off brings it back in).
+    # A young listing (GNRC split on its second session) is judged against a median move of 0.
+    young = ~np.isfinite(centre)
+    event_centre, event_scale = np.where(young, 0.0, centre), np.where(young, MAD_FLOOR, scale)
+    distance = np.abs(implied - event_centre)
+    event_not_in_prices = (event & (distance > OUTLIER_MADS * event_scale) & (distance > EVENT_MOVE)
+                           & (distance > np.abs(raw - event_centre)))
     extreme_first = beyond(EXTREME_MADS, EXTREME_MOVE, adjusted, raw)
     outlier_first = beyond(OUTLIER_MADS, OUTLIER_MOVE, adjusted, raw)
     # The session after a bad print moves back by the same amount; measured from the close
@@ -107,9 +132,13 @@ def _return_stats(panel: Panel) -> ReturnStats:
         centre=centre,
         scale=scale,
         extreme=extreme_first & ~reversal,
-        outlier=outlier_first & ~extreme_first & ~reversal,
+        outlier=outlier_first & ~extreme_first & ~reversal & ~event_not_in_prices,  # named by the event rule
         gap=gap,
         gap_outlier=beyond(OUTLIER_MADS, OUTLIER_MOVE, gap, raw_gap) & ~gap_reversal,
+        implied=implied,
+        event_centre=event_centre,
+        event_scale=event_scale,
+        event_not_in_prices=event_not_in_prices,
     )
 
 
@@ -140,6 +169,18 @@ def _explain_gap(frame: pd.DataFrame, ctx: RuleContext, rows: np.ndarray) -> pd.
     opens, prev = panel.at_rows(panel.values("open"), rows), panel.at_rows(stats.prev_close, rows)
     gap = panel.at_rows(stats.gap, rows)
     text = [f"open={o:.10g} vs previous close={p:.10g} ({np.expm1(g):+.0%})" for o, p, g in zip(opens, prev, gap)]
+    return pd.Series(text, index=rows)
+
+
+def _explain_event(frame: pd.DataFrame, ctx: RuleContext, rows: np.ndarray) -> pd.Series:
+    stats, panel = return_stats(ctx), _panel(ctx)
+    split, dividend = (panel.at_rows(panel.values(c), rows) for c in ("split_ratio", "dividend"))
+    close, prev = panel.at_rows(panel.values("close"), rows), panel.at_rows(stats.prev_close, rows)
+    implied = panel.at_rows(stats.implied, rows)
+    mads = np.abs(implied - panel.at_rows(stats.event_centre, rows)) / panel.at_rows(stats.event_scale, rows)
+    text = [f"split_ratio={r:.10g}, dividend={d:.10g} imply an adjusted move of {np.expm1(m):+.0%} ({z:.0f} MADs) "
+            f"while the close moved {c / p - 1:+.0%} (previous close={p:.10g}, close={c:.10g})"
+            for r, d, c, p, m, z in zip(split, dividend, close, prev, implied, mads)]
     return pd.Series(text, index=rows)
 
 
@@ -253,6 +294,14 @@ RULES: tuple[Rule, ...] = (
          "split or dividend; it may be real news, so confirm it against a second source.",
          _panel_check(lambda ctx: return_stats(ctx).outlier), columns=("close",), lookback=WINDOW,
          explain=_explain_return),
+    Rule("event.not_in_prices", "WARNING",
+         f"The split or dividend on this row makes the adjusted close move by a factor above {np.exp(EVENT_MOVE):.1f} "
+         f"(up or down) and more than {OUTLIER_MADS:.0f} MADs from its {WINDOW}-session median, farther than the raw "
+         "prices moved: the prices do not show the event (a spurious or wrong ratio or amount, or a second event "
+         "the provider left out). It still adjusts history; confirm it against the company's announcement or "
+         "state the right event in the corrections file.",
+         _panel_check(lambda ctx: return_stats(ctx).event_not_in_prices), columns=("split_ratio", "dividend", "close"),
+         lookback=WINDOW, explain=_explain_event),
     Rule("gap.open_outlier", "WARNING",
          f"The open is more than {OUTLIER_MADS:.0f} return MADs away from the previous close without a split or "
          "dividend; check the open against a second source (a bad open skews intraday features).",

@@ -56,6 +56,11 @@ DEFECT_KINDS: tuple[DefectKind, ...] = (
 )
 UNRECORDED_SPLIT = DefectKind("unrecorded_split", "return.outlier", "flagged", 0.0,
                               "a forward split whose ratio the feed left at 1.0")
+# A 1-for-10 reverse split multiplies the price by 10, beyond the extreme-move bound: its first
+# bar is rejected like a 10x print, and the bars after it are judged against that bar in both
+# passes of the quality stage (``QualityReport.recheck_context``), so they stay validated.
+UNRECORDED_REVERSE_SPLIT = DefectKind("unrecorded_reverse_split", "return.extreme_outlier", "quarantined", 0.0,
+                                      "a reverse split whose ratio the feed left at 1.0")
 _STALE = next(k for k in DEFECT_KINDS if k.name == "stale_bars")
 _CDF = np.cumsum([k.weight for k in DEFECT_KINDS]) / sum(k.weight for k in DEFECT_KINDS)
 DEFECT_COLUMNS = ("symbol", "date", "kind", "expected_rule", "outcome", "detail")
@@ -97,9 +102,10 @@ def plan_defects(panel: Panel, seed: int, members: np.ndarray, rows: np.ndarray,
         last = np.inf if c.delist_row is None else c.delist_row
         for block, u in zip(range(first_block, last_block + 1), draws):
             start = block * BLOCK
-            in_block = (split_rows >= start) & (split_rows < start + BLOCK) & (split_ratios > 1)
+            in_block = (split_rows >= start) & (split_rows < start + BLOCK)  # one at most (cooldown > BLOCK)
             if in_block.any() and u[4] < min(1.0, rate * UNRECORDED_SPLIT_BOOST) and int(split_rows[in_block][0]) in wanted:
-                plan.append(Defect(j, int(split_rows[in_block][0]), UNRECORDED_SPLIT))
+                kind = UNRECORDED_SPLIT if split_ratios[in_block][0] > 1 else UNRECORDED_REVERSE_SPLIT
+                plan.append(Defect(j, int(split_rows[in_block][0]), kind))
             if u[0] >= rate * BLOCK:
                 continue
             row = start + OFFSETS[0] + int(u[1] * (OFFSETS[1] - OFFSETS[0]))
@@ -156,7 +162,7 @@ def apply_defects(bars: dict[str, np.ndarray], rows: np.ndarray, plan: list[Defe
             bars["volume"][j, k] = 0
         elif name == "missing_session":
             bars["listed"][j, k] = False
-        elif name == "unrecorded_split":
+        elif name in ("unrecorded_split", "unrecorded_reverse_split"):
             bars["split_ratio"][j, k] = 1.0
         applied.append(d)
     return applied
