@@ -24,7 +24,9 @@ from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.quality import rule_table_markdown
 from alphatwin_pipelines.quality.gate import HELD, PASSED, GatePolicy
 from alphatwin_pipelines.reporting import markdown_table
-from alphatwin_pipelines.stages.quality import residual_errors, schema_failures, session_gaps, validate_sessions
+from alphatwin_pipelines.stages.quality import (
+    NOT_DELIVERED, QUARANTINED_ROW, residual_errors, schema_failures, session_gaps, validate_sessions,
+)
 from alphatwin_pipelines.tables import CLEANED, QUARANTINED, RAW, VALIDATED, MissingUpstreamError
 from assets.partitions import nyse_sessions, sessions_of
 from assets.resources import StorageResource
@@ -115,12 +117,17 @@ def _check_results(config: QualityCheckConfig, report, store):
     leaks = residual_errors(validated, report.recheck_context)
     yield _result(CHECK_NO_ERROR_ROWS, leaks.empty, leaks, f"{len(leaks)} ERROR violation(s) among validated rows")
 
-    gaps = session_gaps(validated, history)
+    gaps = session_gaps(validated, history, report.failures)
     long_gaps = gaps[gaps["sessions"] > config.fillable_gap_sessions]
     severity = dg.AssetCheckSeverity.ERROR if len(long_gaps) else dg.AssetCheckSeverity.WARN
+    by_cause = gaps.groupby("cause")["sessions"].sum()
     yield _result(CHECK_NO_MISSING_SESSIONS, gaps.empty, gaps,
-                  f"{len(gaps)} gap(s), {len(long_gaps)} longer than {config.fillable_gap_sessions} session(s)",
-                  {"missing_symbol_sessions": int(gaps["sessions"].sum()) if len(gaps) else 0}, severity)
+                  f"{len(gaps)} gap(s), {len(long_gaps)} longer than {config.fillable_gap_sessions} session(s): "
+                  f"{int(by_cause.get(NOT_DELIVERED, 0))} symbol-session(s) never delivered (backfill them), "
+                  f"{int(by_cause.get(QUARANTINED_ROW, 0))} rejected into {QUARANTINED} (fix at the source, re-fetch)",
+                  {"missing_symbol_sessions": int(gaps["sessions"].sum()) if len(gaps) else 0,
+                   "not_delivered": int(by_cause.get(NOT_DELIVERED, 0)),
+                   "quarantined": int(by_cause.get(QUARANTINED_ROW, 0))}, severity)
 
     from alphatwin_pipelines.quality.gx_report import run_gx_suite  # great_expectations is slow to import
 

@@ -214,6 +214,13 @@ def test_the_default_demo_run_quarantines_flags_and_names_gaps_yet_runs_through(
     assert len(missing) > 0
     for defect in missing.itertuples():
         assert f"| {defect.symbol} | {defect.date:%Y-%m-%d}" in table, defect
+    # Each gap says why: never delivered (the injected missing sessions: backfill) or rejected into the
+    # quarantine (fix at the source); the counts add up to the symbol-sessions missing.
+    meta = gaps.metadata
+    assert meta["not_delivered"].value == len(missing)
+    assert meta["quarantined"].value > 0
+    assert meta["not_delivered"].value + meta["quarantined"].value == meta["missing_symbol_sessions"].value
+    assert f"{len(missing)} symbol-session(s) never delivered (backfill them)" in gaps.description
     flagged = load("validated_ohlcv", data_dir=data)
     assert flagged["flags"].str.contains("volume.zero").any() or flagged["flags"].str.contains("price.stale").any()
 

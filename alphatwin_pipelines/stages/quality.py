@@ -18,6 +18,7 @@ import pandera.pandas as pa
 from alphatwin_pipelines.calendar import all_sessions
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.quality import missing_sessions, rule_catalogue, validate
+from alphatwin_pipelines.quality.validate import REJECTED
 from alphatwin_pipelines.quality.gate import HELD, GatePolicy, gate_sessions
 from alphatwin_pipelines.schema import BAR_COLUMNS
 from alphatwin_pipelines.storage import TableStore
@@ -147,21 +148,40 @@ def residual_errors(validated: pd.DataFrame, context: pd.DataFrame, *, as_of=Non
     return errors[["partition", "symbol", "date", "rule_id", "offending_value", "description"]].reset_index(drop=True)
 
 
-def session_gaps(validated: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """Runs of missing sessions for listed symbols: symbol, first and last missing session, length."""
+#: Why a symbol misses a session in the validated table: its row never arrived (backfill it), or
+#: it arrived and was rejected (``quarantined_ohlcv`` says why; fix it at the source and re-fetch).
+NOT_DELIVERED, QUARANTINED_ROW = "not delivered", "quarantined"
+
+
+def session_gaps(validated: pd.DataFrame, history: pd.DataFrame, failures: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Runs of missing sessions for listed symbols: symbol, first and last missing session, length
+    and cause (``NOT_DELIVERED`` or, where ``failures`` rejected the symbol's row, ``QUARANTINED_ROW``)."""
+    columns = ["symbol", "first_missing", "last_missing", "sessions", "cause"]
     pairs = missing_sessions(validated[list(BAR_COLUMNS)], history[list(BAR_COLUMNS)] if len(history) else None)
     if pairs.empty:
-        return pd.DataFrame(columns=["symbol", "first_missing", "last_missing", "sessions"])
+        return pd.DataFrame(columns=columns)
     pairs = pairs.sort_values(["symbol", "session"]).reset_index(drop=True)
+    pairs["cause"] = np.where(_rejected_keys(failures, pairs), QUARANTINED_ROW, NOT_DELIVERED)
     position = all_sessions().get_indexer(pd.DatetimeIndex(pairs["session"]))
-    new_run = np.r_[True, (pairs["symbol"].to_numpy()[1:] != pairs["symbol"].to_numpy()[:-1]) | (np.diff(position) != 1)]
-    run = np.cumsum(new_run)
-    grouped = pairs.groupby(run)
+    symbols, causes = pairs["symbol"].to_numpy(), pairs["cause"].to_numpy()
+    new_run = np.r_[True, (symbols[1:] != symbols[:-1]) | (causes[1:] != causes[:-1]) | (np.diff(position) != 1)]
+    grouped = pairs.groupby(np.cumsum(new_run))
     return pd.DataFrame(
         {
             "symbol": grouped["symbol"].first().to_numpy(),
             "first_missing": grouped["session"].min().to_numpy(),
             "last_missing": grouped["session"].max().to_numpy(),
             "sessions": grouped.size().to_numpy(),
-        }
+            "cause": grouped["cause"].first().to_numpy(),
+        },
+        columns=columns,
     )
+
+
+def _rejected_keys(failures: pd.DataFrame | None, pairs: pd.DataFrame) -> np.ndarray:
+    """Which (symbol, session) pairs had a raw row that an ERROR rule rejected."""
+    if failures is None or failures.empty:
+        return np.zeros(len(pairs), dtype=bool)
+    rejected = failures[failures["action"] == REJECTED]
+    keys = pd.MultiIndex.from_arrays([rejected["symbol"].astype(str), pd.to_datetime(rejected["partition"], errors="coerce")])
+    return pd.MultiIndex.from_arrays([pairs["symbol"].astype(str), pd.to_datetime(pairs["session"])]).isin(keys)
