@@ -17,7 +17,7 @@ from alphatwin_pipelines.tables import CLEANED, STRATEGY_CARDS, STRATEGY_RETURNS
 from assets.resources import StorageResource
 
 CARD_EXPORTS_CHECK = "card_exports"
-#: Cards shown in full (with their chart) in the metadata; the table lists every card.
+#: Cards shown in full (with their chart) in the metadata, those that passed first; the table lists every card.
 MAX_CARDS_IN_METADATA = 20
 
 
@@ -46,7 +46,7 @@ def strategy_cards(context: dg.AssetExecutionContext, storage: StorageResource):
     table = run.table.assign(strategy_id=run.table["strategy_id"].str[:12])[
         ["strategy_id", "family", "level", "passed", "version", "card_dir"]]
     cards = {f"card {c.data['family']} L{c.data['level']} {c.strategy_id[:12]}": dg.MetadataValue.md(c.markdown(True))
-             for c in run.cards[:MAX_CARDS_IN_METADATA]}
+             for c in sorted(run.cards, key=lambda c: not c.passed)[:MAX_CARDS_IN_METADATA]}  # passed first
     yield dg.MaterializeResult(metadata={
         "cards": len(run.cards), "new_versions": run.created, "export_errors": len(run.errors),
         "not_exported": len(run.unsupported),

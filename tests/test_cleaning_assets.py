@@ -27,6 +27,8 @@ from assets.ingestion import raw_ohlcv, universe
 from assets.quality import CHECK_NO_MISSING_SESSIONS, validated_and_quarantined_ohlcv
 from assets.resources import MarketDataResource, StorageResource
 
+from quality_support import materialized, md_rows
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore::dagster.BetaWarning"),
     pytest.mark.xdist_group("cleaning_assets"),
@@ -126,21 +128,6 @@ def with_universe(instance, resources) -> dict:
 
 def checks_of(result) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
-def materialized(result) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        out.setdefault(mat.asset_key.to_user_string(), set()).add(mat.partition)
-    return out
-
-
-def md_rows(text: str) -> list[dict[str, str]]:
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(lines) >= 2 and set(lines[1]) <= {"|", "-"}, f"not a markdown table: {text!r}"
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
 
 
 def snapshot(data_dir: Path) -> dict[str, tuple[int, str]]:

@@ -13,12 +13,12 @@ import json
 
 import sqlalchemy as sa
 
+from alphatwin_pipelines.calendar import MARKET_TIMEZONE
 from alphatwin_pipelines.execution import ledger as L
 from alphatwin_pipelines.execution.model import Broker, Fill, Order, SubmitResult
 
 LIVE_HOST = "://api.alpaca.markets"
 OUR_PREFIX = "at-"
-EXCHANGE_TZ = "America/New_York"
 
 
 class AlpacaConfigError(RuntimeError):
@@ -146,4 +146,4 @@ class AlpacaBroker(Broker):
 def _exchange_tz():
     from zoneinfo import ZoneInfo
 
-    return ZoneInfo(EXCHANGE_TZ)
+    return ZoneInfo(MARKET_TIMEZONE)

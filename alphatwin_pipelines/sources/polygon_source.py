@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import urllib3
 
+from alphatwin_pipelines.calendar import MARKET_TIMEZONE
 from alphatwin_pipelines.schema import to_canonical
 from alphatwin_pipelines.sources.base import (
     RULE_CIRCUIT_OPEN,
@@ -46,7 +47,6 @@ from alphatwin_pipelines.sources.resilience import (
     parse_retry_after,
 )
 
-EXCHANGE_TZ = "America/New_York"
 REFERENCE_PAGE_SIZE = 1000  # the reference endpoints' maximum
 
 
@@ -294,4 +294,4 @@ class _Run:
 
 def _exchange_date(epoch_ms: int) -> pd.Timestamp:
     """Polygon's ``t`` (epoch ms) as the New York calendar date, tz-naive."""
-    return pd.Timestamp(epoch_ms, unit="ms", tz="UTC").tz_convert(EXCHANGE_TZ).tz_localize(None).normalize()
+    return pd.Timestamp(epoch_ms, unit="ms", tz="UTC").tz_convert(MARKET_TIMEZONE).tz_localize(None).normalize()
