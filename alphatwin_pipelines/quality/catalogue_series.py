@@ -29,6 +29,11 @@ from alphatwin_pipelines.quality.rules import Panel, Rule, RuleContext
 
 WINDOW = 60
 MIN_HISTORY = 20
+#: Sessions before a bar that its return baseline reads: the MAD is a median over ``WINDOW``
+#: deviations, each from a median over its own ``WINDOW`` returns, each needing the close
+#: before it, and the reversal test reads the previous bar's baseline. With less history a
+#: daily run would judge a bar against a shorter baseline than a range run does.
+BASELINE_LOOKBACK = 2 * WINDOW + 1
 MAD_FLOOR = 0.002  # a log-return MAD below 0.2% (e.g. a stale stretch) would flag every tick
 EXTREME_MADS, EXTREME_MOVE = 30.0, float(np.log(5.0))
 OUTLIER_MADS, OUTLIER_MOVE = 12.0, 0.05
@@ -287,12 +292,12 @@ RULES: tuple[Rule, ...] = (
          f"The close moved more than {EXTREME_MADS:.0f} MADs from its {WINDOW}-session median return and by a "
          f"factor above {np.exp(EXTREME_MOVE):.0f} (up or down) with no split or dividend to explain it, which is "
          "almost always a bad print or an unrecorded split; fix the price or add the split.",
-         _panel_check(lambda ctx: return_stats(ctx).extreme), columns=("close",), lookback=WINDOW,
+         _panel_check(lambda ctx: return_stats(ctx).extreme), columns=("close",), lookback=BASELINE_LOOKBACK,
          explain=_explain_return),
     Rule("return.outlier", "WARNING",
          f"The close moved more than {OUTLIER_MADS:.0f} MADs from its {WINDOW}-session median return without a "
          "split or dividend; it may be real news, so confirm it against a second source.",
-         _panel_check(lambda ctx: return_stats(ctx).outlier), columns=("close",), lookback=WINDOW,
+         _panel_check(lambda ctx: return_stats(ctx).outlier), columns=("close",), lookback=BASELINE_LOOKBACK,
          explain=_explain_return),
     Rule("event.not_in_prices", "WARNING",
          f"The split or dividend on this row makes the adjusted close move by a factor above {np.exp(EVENT_MOVE):.1f} "
@@ -301,17 +306,17 @@ RULES: tuple[Rule, ...] = (
          "the provider left out). It still adjusts history; confirm it against the company's announcement or "
          "state the right event in the corrections file.",
          _panel_check(lambda ctx: return_stats(ctx).event_not_in_prices), columns=("split_ratio", "dividend", "close"),
-         lookback=WINDOW, explain=_explain_event),
+         lookback=BASELINE_LOOKBACK, explain=_explain_event),
     Rule("gap.open_outlier", "WARNING",
          f"The open is more than {OUTLIER_MADS:.0f} return MADs away from the previous close without a split or "
          "dividend; check the open against a second source (a bad open skews intraday features).",
-         _panel_check(lambda ctx: return_stats(ctx).gap_outlier), columns=("open",), lookback=WINDOW,
+         _panel_check(lambda ctx: return_stats(ctx).gap_outlier), columns=("open",), lookback=BASELINE_LOOKBACK,
          explain=_explain_gap),
     Rule("volume.spike", "WARNING",
          f"The volume is more than {VOLUME_MADS:.0f} MADs (and {VOLUME_MULTIPLE:.0f}x) above its {WINDOW}-session "
          "median on a log scale; confirm the event, or fix a unit error (lots vs shares).",
          _panel_check(lambda ctx: _panel(ctx).memo("volume_spikes", lambda: _volume_spikes(_panel(ctx)))),
-         columns=("volume",), lookback=WINDOW, explain=_explain_volume),
+         columns=("volume",), lookback=BASELINE_LOOKBACK, explain=_explain_volume),
     Rule("price.stale", "WARNING",
          f"Open, high, low and close have been identical for {STALE_SESSIONS}+ sessions, so the source is likely "
          "repeating its last value; check the symbol is still trading and re-fetch.",
