@@ -38,12 +38,12 @@ def _scale(raw: pd.DataFrame, symbol: str, nth: int, factor: float, *, onwards: 
 
 def _market() -> tuple[pd.DataFrame, set]:
     """Four symbols over 200 sessions: a 10x print and an unrecorded 1-for-10 reverse split on
-    seasoned symbols, and a listing (NEW, from session 150) with a 10x print once its baseline exists."""
+    seasoned symbols, and a listing (NEW, from session 150) with a 10x print in its first sessions."""
     raw = bars(symbols=("AAPL", "MSFT", "XOM"), sessions=200)
     young = bars(symbols=("NEW",), sessions=200, seed=8)
     raw = pd.concat([raw, young[young["date"] >= raw["date"].unique()[150]]], ignore_index=True)
     bad = {("AAPL", _scale(raw, "AAPL", 160, 10.0)), ("MSFT", _scale(raw, "MSFT", 170, 10.0, onwards=True)),
-           ("NEW", _scale(raw, "NEW", 45, 10.0))}
+           ("NEW", _scale(raw, "NEW", 6, 10.0))}
     return raw, bad
 
 
