@@ -99,9 +99,11 @@ def test_outlier_needs_history_and_history_is_never_returned():
     assert informed.validated["date"].min() >= spike_day
 
 
-def test_short_history_does_not_fire_the_outlier_rule():
+def test_short_history_fires_only_the_extreme_rule_against_a_neutral_baseline():
     raw, row = spiked(bars(sessions=15), session=12)
-    assert "return.extreme_outlier" not in rule_ids(validate(raw, as_of=AS_OF), row)
+    assert rule_ids(validate(raw, as_of=AS_OF), row) == {"return.extreme_outlier"}
+    raw, row = spiked(bars(sessions=15), session=12, factor=3.0)  # +200 %: unusual, but no baseline to call it so
+    assert rule_ids(validate(raw, as_of=AS_OF), row) == set()
 
 
 @pytest.mark.parametrize("factor, split", [(0.5, 2.0), (10.0, 0.1), (1 / 7, 7.0)])

@@ -29,6 +29,11 @@ from alphatwin_pipelines.quality.rules import Panel, Rule, RuleContext
 
 WINDOW = 60
 MIN_HISTORY = 20
+#: Sessions before a bar that its return baseline reads: the MAD is a median over ``WINDOW``
+#: deviations, each from a median over its own ``WINDOW`` returns, each needing the close
+#: before it, and the reversal test reads the previous bar's baseline. With less history a
+#: daily run would judge a bar against a shorter baseline than a range run does.
+BASELINE_LOOKBACK = 2 * WINDOW + 1
 MAD_FLOOR = 0.002  # a log-return MAD below 0.2% (e.g. a stale stretch) would flag every tick
 EXTREME_MADS, EXTREME_MOVE = 30.0, float(np.log(5.0))
 OUTLIER_MADS, OUTLIER_MOVE = 12.0, 0.05
@@ -57,7 +62,7 @@ class ReturnStats:
     gap: np.ndarray
     gap_outlier: np.ndarray
     implied: np.ndarray  # the adjusted close's move: what every feature sees after the event
-    event_centre: np.ndarray  # ``centre``, 0 where the symbol is too young for a baseline
+    event_centre: np.ndarray  # ``centre``, 0 where the symbol is too young for a baseline (neutral)
     event_scale: np.ndarray
     event_not_in_prices: np.ndarray
 
@@ -94,13 +99,20 @@ def _return_stats(panel: Panel) -> ReturnStats:
     raw_gap, gap = _log_ratio(open_, prev_close), _log_ratio((open_ + dividend) * split, prev_close)
     centre, mad = _robust_baseline(panel, adjusted)
     scale = np.maximum(mad, MAD_FLOOR)
+    # A young listing (fewer than ~2 x MIN_HISTORY sessions) has no baseline yet; the event and
+    # extreme-move tests judge it against a neutral one (a median move of 0 at the MAD floor), so a
+    # bad print or an unrecorded split in its first sessions is still caught (GNRC split on its
+    # second session).
+    young = ~(np.isfinite(centre) & np.isfinite(mad))
+    event_centre, event_scale = np.where(young, 0.0, centre), np.where(young, MAD_FLOOR, scale)
 
-    def beyond(mads: float, move: float, *series: np.ndarray) -> np.ndarray:
+    def beyond(mads: float, move: float, *series: np.ndarray, neutral: bool = False) -> np.ndarray:
         """Unusual only if every reading (raw and split/dividend-adjusted) is unusual."""
-        out = np.isfinite(centre)
+        middle, spread = (event_centre, event_scale) if neutral else (centre, scale)
+        out = np.isfinite(middle)
         for values in series:
-            distance = np.abs(values - centre)
-            out &= (distance > mads * scale) & (distance > move)
+            distance = np.abs(values - middle)
+            out &= (distance > mads * spread) & (distance > move)
         return out
 
     # The adjusted close's move, close * r / (close[t-1] - D * r): the raw move with the event's
@@ -112,20 +124,23 @@ def _return_stats(panel: Panel) -> ReturnStats:
     event = ((dividend > 0) | (split != 1.0)) & np.isfinite(implied)
     # The event is what makes the move absurd: the adjusted move is extreme and farther from the
     # symbol's median than the prices alone moved (a real split or spin-off brings it back in).
-    # A young listing (GNRC split on its second session) is judged against a median move of 0.
-    young = ~np.isfinite(centre)
-    event_centre, event_scale = np.where(young, 0.0, centre), np.where(young, MAD_FLOOR, scale)
     distance = np.abs(implied - event_centre)
     event_not_in_prices = (event & (distance > OUTLIER_MADS * event_scale) & (distance > EVENT_MOVE)
                            & (distance > np.abs(raw - event_centre)))
-    extreme_first = beyond(EXTREME_MADS, EXTREME_MOVE, adjusted, raw)
+    extreme_first = beyond(EXTREME_MADS, EXTREME_MOVE, adjusted, raw, neutral=True)
     outlier_first = beyond(OUTLIER_MADS, OUTLIER_MOVE, adjusted, raw)
     # The session after a bad print moves back by the same amount; measured from the close
-    # before the bad print it is ordinary, so it is a reversal, not a second outlier.
-    after_outlier = panel.previous(outlier_first.astype(float)) == 1.0
+    # before the bad print it is ordinary, so it is a reversal, not a second outlier. A young
+    # listing has no outlier baseline: there the two-day move only has to be short of extreme.
+    after_outlier = panel.previous((outlier_first | extreme_first).astype(float)) == 1.0
     prev_adjusted = panel.previous(adjusted)
-    reversal = after_outlier & ~beyond(OUTLIER_MADS, OUTLIER_MOVE, adjusted + prev_adjusted)
-    gap_reversal = after_outlier & ~beyond(OUTLIER_MADS, OUTLIER_MOVE, gap + prev_adjusted)
+
+    def back_again(two_day: np.ndarray) -> np.ndarray:
+        return np.where(young, ~beyond(EXTREME_MADS, EXTREME_MOVE, two_day, neutral=True),
+                        ~beyond(OUTLIER_MADS, OUTLIER_MOVE, two_day))
+
+    reversal = after_outlier & back_again(adjusted + prev_adjusted)
+    gap_reversal = after_outlier & back_again(gap + prev_adjusted)
     return ReturnStats(
         prev_close=prev_close,
         adjusted=adjusted,
@@ -158,7 +173,7 @@ def _explain_return(frame: pd.DataFrame, ctx: RuleContext, rows: np.ndarray) -> 
     stats, panel = return_stats(ctx), _panel(ctx)
     close, prev = panel.at_rows(panel.values("close"), rows), panel.at_rows(stats.prev_close, rows)
     move = panel.at_rows(stats.adjusted, rows)
-    mads = np.abs(move - panel.at_rows(stats.centre, rows)) / panel.at_rows(stats.scale, rows)
+    mads = np.abs(move - panel.at_rows(stats.event_centre, rows)) / panel.at_rows(stats.event_scale, rows)
     text = [f"close={c:.10g} vs previous close={p:.10g} ({np.expm1(m):+.0%}, {z:.0f} MADs)"
             for c, p, m, z in zip(close, prev, move, mads)]
     return pd.Series(text, index=rows)
@@ -284,15 +299,16 @@ def missing_session_pairs(panel: Panel) -> pd.DataFrame:
 
 RULES: tuple[Rule, ...] = (
     Rule("return.extreme_outlier", "ERROR",
-         f"The close moved more than {EXTREME_MADS:.0f} MADs from its {WINDOW}-session median return and by a "
-         f"factor above {np.exp(EXTREME_MOVE):.0f} (up or down) with no split or dividend to explain it, which is "
+         f"The close moved more than {EXTREME_MADS:.0f} MADs from its {WINDOW}-session median return (from 0 at the "
+         f"MAD floor for a listing too young to have one) and by a factor above {np.exp(EXTREME_MOVE):.0f} (up or "
+         "down) with no split or dividend to explain it, which is "
          "almost always a bad print or an unrecorded split; fix the price or add the split.",
-         _panel_check(lambda ctx: return_stats(ctx).extreme), columns=("close",), lookback=WINDOW,
+         _panel_check(lambda ctx: return_stats(ctx).extreme), columns=("close",), lookback=BASELINE_LOOKBACK,
          explain=_explain_return),
     Rule("return.outlier", "WARNING",
          f"The close moved more than {OUTLIER_MADS:.0f} MADs from its {WINDOW}-session median return without a "
          "split or dividend; it may be real news, so confirm it against a second source.",
-         _panel_check(lambda ctx: return_stats(ctx).outlier), columns=("close",), lookback=WINDOW,
+         _panel_check(lambda ctx: return_stats(ctx).outlier), columns=("close",), lookback=BASELINE_LOOKBACK,
          explain=_explain_return),
     Rule("event.not_in_prices", "WARNING",
          f"The split or dividend on this row makes the adjusted close move by a factor above {np.exp(EVENT_MOVE):.1f} "
@@ -301,17 +317,17 @@ RULES: tuple[Rule, ...] = (
          "the provider left out). It still adjusts history; confirm it against the company's announcement or "
          "state the right event in the corrections file.",
          _panel_check(lambda ctx: return_stats(ctx).event_not_in_prices), columns=("split_ratio", "dividend", "close"),
-         lookback=WINDOW, explain=_explain_event),
+         lookback=BASELINE_LOOKBACK, explain=_explain_event),
     Rule("gap.open_outlier", "WARNING",
          f"The open is more than {OUTLIER_MADS:.0f} return MADs away from the previous close without a split or "
          "dividend; check the open against a second source (a bad open skews intraday features).",
-         _panel_check(lambda ctx: return_stats(ctx).gap_outlier), columns=("open",), lookback=WINDOW,
+         _panel_check(lambda ctx: return_stats(ctx).gap_outlier), columns=("open",), lookback=BASELINE_LOOKBACK,
          explain=_explain_gap),
     Rule("volume.spike", "WARNING",
          f"The volume is more than {VOLUME_MADS:.0f} MADs (and {VOLUME_MULTIPLE:.0f}x) above its {WINDOW}-session "
          "median on a log scale; confirm the event, or fix a unit error (lots vs shares).",
          _panel_check(lambda ctx: _panel(ctx).memo("volume_spikes", lambda: _volume_spikes(_panel(ctx)))),
-         columns=("volume",), lookback=WINDOW, explain=_explain_volume),
+         columns=("volume",), lookback=BASELINE_LOOKBACK, explain=_explain_volume),
     Rule("price.stale", "WARNING",
          f"Open, high, low and close have been identical for {STALE_SESSIONS}+ sessions, so the source is likely "
          "repeating its last value; check the symbol is still trading and re-fetch.",
