@@ -37,12 +37,13 @@ CSV_COLUMNS = ["symbol", "date", *PRICES, "volume", "dividend", "split_ratio"]
 
 
 # -- the CSV market --------------------------------------------------------------------------
-def make_market(symbols, sessions, seed=0) -> pd.DataFrame:
-    """Clean random-walk bars: 2-decimal prices, low <= open, close <= high, ~1.5% daily moves."""
+def make_market(symbols, sessions, seed=0, first_price=20.0, price_step=1.0) -> pd.DataFrame:
+    """Clean random-walk bars: 2-decimal prices, low <= open, close <= high, ~1.5% daily moves; the
+    i-th symbol starts near ``first_price + i * price_step``."""
     rng = np.random.default_rng(seed)
     n, frames = len(sessions), []
     for i, symbol in enumerate(symbols):
-        close = (20.0 + i) * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n)))
+        close = (first_price + price_step * i) * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n)))
         open_ = np.r_[close[0], close[:-1]] * np.exp(rng.normal(0.0, 0.004, n))
         high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0.0, 0.006, n)))
         low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0.0, 0.006, n)))

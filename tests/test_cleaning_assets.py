@@ -27,6 +27,7 @@ from assets.ingestion import raw_ohlcv, universe
 from assets.quality import CHECK_NO_MISSING_SESSIONS, validated_and_quarantined_ohlcv
 from assets.resources import MarketDataResource, StorageResource
 
+import quality_support
 from quality_support import materialized, md_rows
 
 pytestmark = [
@@ -56,20 +57,7 @@ GAPA_MISSING, DIVG_MISSING, DIVG_DIVIDEND, DIVY_DIVIDENDS = (10, 11), (11,), 12,
 
 # -- the CSV market --------------------------------------------------------------------------
 def make_market(symbols, sessions, seed=1) -> pd.DataFrame:
-    """Clean random-walk bars: 2-decimal prices, low <= open, close <= high, ~1.5% daily moves."""
-    rng = np.random.default_rng(seed)
-    n, frames = len(sessions), []
-    for i, symbol in enumerate(symbols):
-        close = (30.0 + 3 * i) * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n)))
-        open_ = np.r_[close[0], close[:-1]] * np.exp(rng.normal(0.0, 0.004, n))
-        high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0.0, 0.006, n)))
-        low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0.0, 0.006, n)))
-        frames.append(pd.DataFrame({
-            "symbol": symbol, "date": sessions, "open": open_.round(2), "high": high.round(2),
-            "low": low.round(2), "close": close.round(2), "volume": rng.integers(800_000, 1_200_000, n),
-            "dividend": 0.0, "split_ratio": 1.0,
-        }))
-    return pd.concat(frames, ignore_index=True)
+    return quality_support.make_market(symbols, sessions, seed, first_price=30.0, price_step=3.0)
 
 
 def at(bars: pd.DataFrame, symbol: str, index: int) -> pd.Series:
