@@ -34,3 +34,28 @@ def planted_panel(n_symbols: int = 40, start: str = "2022-01-03", sessions: int 
                                     "horizon": h, "fwd_return": ret.ravel(),
                                     "available": np.repeat(calendar[pos], n_symbols)}))
     return features, pd.concat(frames, ignore_index=True)
+
+
+def write_panel(store, features: pd.DataFrame, labels: pd.DataFrame) -> None:
+    """Store the panel as the ``features`` table (one partition per date) and ``alpha_labels``
+    (one partition per availability session), as the stages do."""
+    from alphatwin_pipelines.tables import ALPHA_LABELS, FEATURES
+
+    store.write_sessions(FEATURES, features, pd.DatetimeIndex(features["date"].unique()))
+    store.write_sessions(ALPHA_LABELS, labels, pd.DatetimeIndex(labels["available"].unique()), key="available")
+
+
+def train_and_store(store, cutoff, settings, storage_url: str, names=NAMES):
+    """Train the models of ``settings`` with ``cutoff`` from ``store`` and add them to ``alpha_models``
+    (without a registry: these tests are about the data a model sees)."""
+    from alphatwin_pipelines.alpha.catalogue import model_row, upsert_models, write_artifact
+    from alphatwin_pipelines.alpha.dataset import read_training_inputs
+    from alphatwin_pipelines.alpha.training import train_version
+
+    features, labels = read_training_inputs(store, cutoff, settings.train_sessions, settings.horizons, names)
+    rows = []
+    for h in settings.horizons:
+        version = train_version(features, labels, h, cutoff, names, settings, storage_url)
+        artifact = write_artifact(store, version.version, version.artifact_bytes())
+        rows.append(model_row(store, version, artifact, "no-run", "0", f"test-h{h}"))
+    return upsert_models(store, rows)
