@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from alphatwin_pipelines.alpha.catalogue import load_model
@@ -40,9 +40,12 @@ def _predict_at(store, session, storage_url):
     return row["model_version"], predict_session(features, session, 1, row["model_version"], load_model(store, row), NAMES)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(after=st.lists(st.integers(0, 25), min_size=1, max_size=6, unique=True),
-       how=st.sampled_from(["scale", "drop_rows", "remove", "shuffle"]), seed=st.integers(0, 2**16))
+       how=st.sampled_from(["perturb", "drop_rows", "remove", "shuffle"]), seed=st.integers(0, 2**16))
+@example(after=[0], how="perturb", seed=1)  # every kind of change at the boundary, whatever is drawn
+@example(after=[0], how="drop_rows", seed=1)
+@example(after=[0], how="remove", seed=1)
 def test_changing_or_removing_data_after_t_leaves_predictions_at_t_unchanged(tmp_path_factory, after, how, seed):
     folder = tmp_path_factory.mktemp("leak")
     store = TableStore(folder / "data")
@@ -54,7 +57,9 @@ def test_changing_or_removing_data_after_t_leaves_predictions_at_t_unchanged(tmp
     version, expected = _predict_at(store, t, url)
 
     rng = np.random.default_rng(seed)
-    for k in after:  # feature partitions after t, label partitions known at or after t
+    # feature partitions after t, label partitions known at or after t; always the first of each,
+    # where an off-by-one would leak
+    for k in sorted({0, *after}):
         for table, session in ((FEATURES, days[71 + k]), (ALPHA_LABELS, days[70 + k])):
             path = store.partition_path(table, session)
             if how == "remove":
@@ -62,8 +67,8 @@ def test_changing_or_removing_data_after_t_leaves_predictions_at_t_unchanged(tmp
                 continue
             frame = store.read_partitions(table, session, session)
             value = "fwd_return" if table == ALPHA_LABELS else "f0"
-            if how == "scale":
-                frame[value] = frame[value] * 3 + 1
+            if how == "perturb":  # not monotone: the rank targets change too
+                frame[value] = frame[value] + rng.normal(0, frame[value].std(), len(frame))
             elif how == "shuffle":
                 frame[value] = rng.permutation(frame[value].to_numpy())
             else:
