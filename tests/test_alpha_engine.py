@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphatwin_pipelines.alpha.catalogue import AlphaModelError, current_models, leakage_violations, read_models
+from alphatwin_pipelines.alpha.catalogue import AlphaModelError, current_models, leakage_violations, load_model, read_models
 from alphatwin_pipelines.alpha.cv import purged_kfold
 from alphatwin_pipelines.alpha.dataset import AlphaInputError
 from alphatwin_pipelines.alpha.labels import compute_labels
-from alphatwin_pipelines.alpha.predict import predict_session, score_matrix
-from alphatwin_pipelines.alpha.training import AlphaTrainingConfig
+from alphatwin_pipelines.alpha.predict import predict_session, read_score_matrix, score_matrix
+from alphatwin_pipelines.alpha.training import AlphaTrainingConfig, replay_model
 from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.stages.alpha_predictions import predict_sessions
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import ALPHA_PREDICTIONS, FEATURES
+from alphatwin_pipelines.tables import ALPHA_LABELS, ALPHA_PREDICTIONS, FEATURES
 from tests.alpha_support import NAMES, planted_panel, train_and_store, write_panel
 
 SMALL = AlphaTrainingConfig(horizons=(1,), train_sessions=60, folds=3, n_trials=2, n_estimators=10)
@@ -92,6 +92,23 @@ def test_predictions_rank_every_symbol_and_explain_the_top_three_contributions(t
     assert leakage_violations(stored, read_models(store)).empty
     matrix = score_matrix(stored, 1)
     assert matrix.shape == (4, 30) and matrix.index.is_monotonic_increasing
+    assert read_score_matrix(store, 1, days[81], days[82]).equals(matrix.loc[days[81]:days[82]])
+
+
+def test_a_model_replays_from_its_reproducibility_record_alone(trained):
+    store, features, days, table = trained
+    row = table.iloc[0]
+    replayed, data = replay_model(row["record_json"], store.data_dir)
+    stored = load_model(store, row)
+    X = features[features["date"] == days[85]][NAMES].to_numpy()
+    assert np.array_equal(replayed.predict(X), stored.predict(X))
+    assert data.labels_known_through == row["labels_known_through"] < row["cutoff"]
+    # a changed input partition inside the window is named as the reason a replay cannot match
+    frame = store.read_partitions(ALPHA_LABELS, days[60], days[60])
+    frame["fwd_return"] = frame["fwd_return"][::-1].to_numpy()
+    store.write_sessions(ALPHA_LABELS, frame, days[60:61], key="available")
+    with pytest.raises(AlphaInputError, match=f"cannot replay model version {row['model_version']}"):
+        replay_model(row["record_json"], store.data_dir)
 
 
 def test_a_missing_feature_column_or_an_unloadable_model_fails_and_keeps_every_stored_prediction(trained):

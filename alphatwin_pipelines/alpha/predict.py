@@ -72,6 +72,14 @@ def empty_predictions() -> pd.DataFrame:
     return frame
 
 
+def read_score_matrix(store, horizon: int, start=None, end=None) -> pd.DataFrame:
+    """``score_matrix`` of the stored ``alpha_predictions`` in [start, end]."""
+    from alphatwin_pipelines.tables import ALPHA_PREDICTIONS
+
+    return score_matrix(store.read_partitions(ALPHA_PREDICTIONS, start, end, columns=["date", "symbol", "horizon", "score"]),
+                        horizon)
+
+
 def score_matrix(predictions: pd.DataFrame, horizon: int) -> pd.DataFrame:
     """The T x N score matrix (sessions x symbols) of ``horizon`` from ``alpha_predictions``
     rows: what a cross-sectional rank strategy (``ml_rank``) reads. NaN where a symbol has no score."""

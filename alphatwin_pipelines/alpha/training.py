@@ -80,6 +80,7 @@ def train_version(features: pd.DataFrame, labels: pd.DataFrame, horizon: int, cu
         "horizon": horizon, "cutoff": f"{pd.Timestamp(cutoff):%Y-%m-%d}",
         "train_start": f"{data.first_date:%Y-%m-%d}", "train_end": f"{data.last_date:%Y-%m-%d}",
         "labels_known_through": f"{data.labels_known_through:%Y-%m-%d}", "rows": data.rows,
+        "train_sessions": settings.train_sessions, "data_digest": data_digest(data),
         "features": data.names, "params": found.params, "seeds": {"model": settings.seed, "study": settings.seed},
         "cv": {**settings.cv().__dict__, "purge": "each label's span [date, available] (1 + horizon sessions)"},
         "study": found.study_name, "inputs": dict(sorted((inputs or {}).items())),
@@ -87,6 +88,25 @@ def train_version(features: pd.DataFrame, labels: pd.DataFrame, horizon: int, cu
     if fit_model:
         version.model = fit(found.params, data.X, data.y, settings.seed, settings.n_estimators)
     return version
+
+
+def replay_model(record: dict | str, data_dir):
+    """Re-fit the model of a reproducibility record from ``data_dir`` (no search: the record's
+    parameters). Returns (model, training set); raises ``AlphaInputError`` naming the version
+    when the stored inputs no longer give the same training data (see the record's ``inputs``)."""
+    from alphatwin_pipelines.alpha.dataset import AlphaInputError, read_training_inputs
+    from alphatwin_pipelines.storage import TableStore
+
+    if isinstance(record, str):
+        record = json.loads(record)
+    horizon, cutoff, names = int(record["horizon"]), pd.Timestamp(record["cutoff"]), list(record["features"])
+    features, labels = read_training_inputs(TableStore(data_dir), cutoff, record["train_sessions"], (horizon,), names)
+    data = training_set(features, labels, horizon, cutoff, record["train_sessions"], names)
+    if data_digest(data) != record["data_digest"]:
+        raise AlphaInputError(f"cannot replay model version {record['model_version']}: the training data under "
+                              f"{data_dir} differ from the record's; compare the partitions' sha256 with its inputs")
+    model = fit(record["params"], data.X, data.y, record["seeds"]["model"], record["cv"]["n_estimators"])
+    return model, data
 
 
 def _ml_library_versions() -> dict[str, str]:
