@@ -51,7 +51,7 @@ DAGSTER := $(VENV)/bin/dagster
 MATERIALIZE := $(DAGSTER) asset materialize -f definitions.py -d .
 
 # Every session-partitioned asset, in one single-run backfill (upstream first).
-DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features,scanner_results,symbol_context,sector_rotation,top_pairs
+DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features,scanner_results,symbol_context,sector_rotation,top_pairs,alpha_labels
 
 # Whole-table research stages on the latest scanner session, then the dbt marts over everything.
 RESEARCH_ASSETS := optimised_strategies,validation_reports,strategy_returns,strategy_positions,strategy_cards,portfolio_allocations
@@ -60,12 +60,21 @@ run: setup
 	$(MATERIALIZE) --select universe
 	$(MATERIALIZE) --select $(DAILY_ASSETS) --partition-range $(RUN_START)...$(RUN_END)
 	$(MATERIALIZE) --select $(RESEARCH_ASSETS)
+	@# Alpha models trained on the labels known before the last session, which they then score.
+	$(MATERIALIZE) --select alpha_models
+	$(MATERIALIZE) --select alpha_predictions --partition $(RUN_END)
 	$(MATERIALIZE) --select 'group:marts'
 	@$(PY) -m alphatwin_pipelines.inventory
 	@echo ""
 	@echo "Done. Next: 'make ui' and open http://127.0.0.1:$(UI_PORT) for lineage, partitions, runs and checks."
 
 ui: setup
+	@# The store's URI is not echoed when set: it may hold a password.
+	@if [ -n "$$ALPHATWIN_MLFLOW_URI" ]; then store="the one ALPHATWIN_MLFLOW_URI names"; \
+	  else store="sqlite:///$${ALPHATWIN_DATA_DIR:-$(CURDIR)/data}/mlflow.db"; fi; \
+	  echo "MLflow (alpha model runs and registry) store: $$store"
+	@echo "  Its UI needs the full mlflow package (the code location uses mlflow-skinny, which has no server):"
+	@echo "  pipx run mlflow ui --backend-store-uri <that store> -p 5000, or 'docker-compose up -d mlflow' -> http://127.0.0.1:5000"
 	$(DAGSTER) dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 
 validate: setup

@@ -7,22 +7,29 @@ import dagster as dg
 # Single-run backfill policies are marked beta; the warning would print on every CLI call.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from assets import cards, cleaning, features, ingestion, marts, portfolio, quality, scanner, strategies, validation
+from assets import (
+    alpha_labels, alpha_models, alpha_predictions, cards, cleaning, features, ingestion, marts, portfolio, quality, scanner,
+    strategies, validation,
+)
 from assets.resources import default_resources
 from jobs.execution import paper_execution_job
-from jobs.scan import drop_folder_ingest_job, nightly_scan_job, weekly_optimisation_job
+from jobs.scan import drop_folder_ingest_job, nightly_scan_job, weekly_alpha_training_job, weekly_optimisation_job
 from schedules.drop_folder import drop_folder_sensor
 from schedules.execution import paper_execution_sensor
 from schedules.failures import run_failure_recorder
-from schedules.scan import daily_tables_freshness, freshness_check_job, freshness_schedule, nightly_scan_schedule, weekly_optimisation_schedule
+from schedules.scan import (
+    daily_tables_freshness, freshness_check_job, freshness_schedule, nightly_scan_schedule, weekly_alpha_training_schedule,
+    weekly_optimisation_schedule,
+)
 
-STAGES = [ingestion, quality, cleaning, features, scanner, strategies, validation, cards, portfolio, marts]
+STAGES = [ingestion, quality, cleaning, features, scanner, alpha_labels, alpha_models, alpha_predictions, strategies,
+          validation, cards, portfolio, marts]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(STAGES),
     asset_checks=[*ingestion.reconciliation_checks(), daily_tables_freshness],
-    jobs=[nightly_scan_job, weekly_optimisation_job, drop_folder_ingest_job, freshness_check_job, paper_execution_job],
-    schedules=[nightly_scan_schedule, weekly_optimisation_schedule, freshness_schedule],
+    jobs=[nightly_scan_job, weekly_optimisation_job, weekly_alpha_training_job, drop_folder_ingest_job, freshness_check_job, paper_execution_job],
+    schedules=[nightly_scan_schedule, weekly_optimisation_schedule, weekly_alpha_training_schedule, freshness_schedule],
     sensors=[drop_folder_sensor, paper_execution_sensor, run_failure_recorder],
     resources=default_resources(),
     # The graph is a chain and every step is vectorised: running steps in the run's own process

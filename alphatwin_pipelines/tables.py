@@ -36,6 +36,12 @@ STRATEGY_POSITIONS = "strategy_positions"
 STRATEGY_CARDS = "strategy_cards"
 ALLOCATIONS = "portfolio_allocations"
 REBALANCE_SUGGESTIONS = "rebalance_suggestions"
+# Alpha models (docs/contracts.md). Labels are partitioned by the session they become *known*
+# (``available``), so a read up to s is everything a trader knew at s; predictions by decision session.
+ALPHA_LABELS = "alpha_labels"
+ALPHA_MODELS = "alpha_models"  # whole table of every model version; artifacts in alpha_models/<version>.pkl
+ALPHA_PREDICTIONS = "alpha_predictions"
+ALPHA_FACTOR_REPORT = "alpha_factor_report"
 #: The append-only log of rejected input rows (a JSON-lines file, not Parquet).
 REJECTED_INPUTS = REJECTED_INPUTS_LOG.removesuffix(".jsonl")
 

@@ -177,6 +177,20 @@ class OptunaResource(dg.ConfigurableResource):
         return self.storage_url or default_storage_url(storage.path())
 
 
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking store and model registry (``ALPHATWIN_MLFLOW_URI``: a database URL such as
+    ``postgresql://user:pass@host/mlflow`` or the compose server ``http://mlflow:5000``; default
+    ``sqlite:///<data_dir>/mlflow.db`` with artifacts under ``<data_dir>/mlruns``). The URI may hold a
+    password: only its redacted form reaches logs and metadata."""
+
+    tracking_uri: str | None = None
+
+    def uri(self, storage: StorageResource) -> str:
+        from alphatwin_pipelines.alpha.registry import default_tracking_uri
+
+        return self.tracking_uri or default_tracking_uri(storage.path())
+
+
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
 
 
@@ -211,6 +225,7 @@ def default_resources() -> dict:
         ),
         "dask": DaskResource(scheduler_address=env_or("ALPHATWIN_DASK_SCHEDULER", None)),
         "optuna": OptunaResource(storage_url=env_or("ALPHATWIN_OPTUNA_STORAGE", None)),
+        "mlflow": MlflowResource(tracking_uri=env_or("ALPHATWIN_MLFLOW_URI", None)),
         "broker": BrokerResource(
             kind=env_or("ALPHATWIN_BROKER", "paper"),
             ledger_url=env_or("ALPHATWIN_LEDGER_URL", None),

@@ -1,4 +1,4 @@
-"""Jobs that schedules and sensors launch: the nightly scan, the weekly optimisation, drop-folder ingestion."""
+"""Jobs that schedules and sensors launch: the nightly scan, the weekly alpha training and optimisation, drop-folder ingestion."""
 
 from pathlib import Path
 
@@ -9,13 +9,14 @@ from alphatwin_pipelines.calendar import sessions_between
 from alphatwin_pipelines.drop_folder import DropFileError, ingest_dropped
 from alphatwin_pipelines.ingest import IngestError
 from alphatwin_pipelines.tables import (
-    ALLOCATIONS, CLEANED, FACTORS, FEATURES, OPTIMISED, QUARANTINED, RAW, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT,
+    ALLOCATIONS, ALPHA_LABELS, ALPHA_MODELS, ALPHA_PREDICTIONS, CLEANED, FACTORS, FEATURES, OPTIMISED, QUARANTINED,
+    RAW, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT,
     STRATEGY_POSITIONS, STRATEGY_RETURNS, TOP_PAIRS, UNIVERSE, VALIDATED, VALIDATION,
 )
 from assets.resources import StorageResource
 
 NIGHTLY_SCAN_ASSETS = [RAW, VALIDATED, QUARANTINED, FACTORS, CLEANED, FEATURES, SCANNER, SYMBOL_CONTEXT,
-                       SECTOR_ROTATION, TOP_PAIRS]
+                       SECTOR_ROTATION, TOP_PAIRS, ALPHA_LABELS, ALPHA_PREDICTIONS]
 # validation_reports is one step with the return streams and positions it writes beside it.
 WEEKLY_OPTIMISATION_ASSETS = [OPTIMISED, VALIDATION, STRATEGY_RETURNS, STRATEGY_POSITIONS, ALLOCATIONS]
 
@@ -23,6 +24,12 @@ nightly_scan_job = dg.define_asset_job(
     "nightly_scan_job",
     selection=dg.AssetSelection.assets(*NIGHTLY_SCAN_ASSETS),  # partitioned by nyse_sessions, inferred
     description="One NYSE session from raw bars to scanner results, sector rotation and pairs.",
+)
+
+weekly_alpha_training_job = dg.define_asset_job(
+    "weekly_alpha_training_job",
+    selection=dg.AssetSelection.assets(ALPHA_MODELS),
+    description="Retrain the alpha models on the rolling window of labels known before the latest session.",
 )
 
 weekly_optimisation_job = dg.define_asset_job(

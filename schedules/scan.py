@@ -15,11 +15,13 @@ from alphatwin_pipelines.calendar import MARKET_TIMEZONE
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.schedule_calendar import closure_reason, last_due_session
 from alphatwin_pipelines.tables import CLEANED, FEATURES, RAW, SCANNER
-from jobs.scan import nightly_scan_job, weekly_optimisation_job
+from jobs.scan import nightly_scan_job, weekly_alpha_training_job, weekly_optimisation_job
 
 MARKET_TZ = ZoneInfo(MARKET_TIMEZONE)
 NIGHTLY_SCAN_CRON = "30 22 * * 1-5"
 WEEKLY_OPTIMISATION_CRON = "0 6 * * 6"
+# Before the optimisation, so the week's strategies can read the new models' predictions.
+WEEKLY_ALPHA_TRAINING_CRON = "0 4 * * 6"
 # The nightly scan starts 22:30; a session's partitions are overdue if still missing at 23:59.
 FRESHNESS_DEADLINE = dt.time(23, 59)
 FRESHNESS_CRON = "0 0,7 * * *"
@@ -54,6 +56,18 @@ def weekly_optimisation_schedule(context: dg.ScheduleEvaluationContext):
     week = f"{iso.year}-W{iso.week:02d}"
     return dg.RunRequest(run_key=week, tags={"alphatwin/trigger": "weekly_optimisation_schedule",
                                              "alphatwin/week": week})
+
+
+@dg.schedule(
+    cron_schedule=WEEKLY_ALPHA_TRAINING_CRON,
+    execution_timezone=MARKET_TIMEZONE,
+    job=weekly_alpha_training_job,
+    description="Retrain the alpha models on Saturday morning, on the labels known after the week's last session.",
+)
+def weekly_alpha_training_schedule(context: dg.ScheduleEvaluationContext):
+    iso = context.scheduled_execution_time.astimezone(MARKET_TZ).isocalendar()
+    week = f"{iso.year}-W{iso.week:02d}"
+    return dg.RunRequest(run_key=week, tags={"alphatwin/trigger": "weekly_alpha_training_schedule", "alphatwin/week": week})
 
 
 @dg.multi_asset_check(

@@ -22,7 +22,8 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKER_WORKSPACE = REPO_ROOT / "docker" / "workspace.yaml"
 
-SERVICES = {"postgres", "user-code", "dagster-webserver", "dagster-daemon", "dask-scheduler", "dask-worker-1", "dask-worker-2"}
+SERVICES = {"postgres", "user-code", "dagster-webserver", "dagster-daemon", "dask-scheduler", "dask-worker-1", "dask-worker-2",
+            "mlflow"}
 DUMMY_PASSWORD = "dummy-password-for-compose-config"
 
 # Names whose values are secrets: they may only be empty in .env.example and only `${...}` in compose.
@@ -102,7 +103,11 @@ def test_compose_resolves_the_password_from_env_and_binds_loopback(tmp_path):
     published = {
         name: [str(p) for p in svc.get("ports", [])] for name, svc in resolved["services"].items() if svc.get("ports")
     }
-    assert published == {"dagster-webserver": ["127.0.0.1:3000:3000/tcp"]}
+    assert published == {"dagster-webserver": ["127.0.0.1:3000:3000/tcp"], "mlflow": ["127.0.0.1:5000:5000/tcp"]}
+    mlflow = resolved["services"]["mlflow"]
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"] == (
+        f"postgresql+psycopg2://dagster:{DUMMY_PASSWORD}@postgres:5432/mlflow")
+    assert resolved["services"]["user-code"]["environment"]["ALPHATWIN_MLFLOW_URI"] == "http://mlflow:5000"
 
 
 def test_compose_refuses_to_start_without_a_password(tmp_path):
@@ -111,7 +116,7 @@ def test_compose_refuses_to_start_without_a_password(tmp_path):
     assert "set it in .env" in proc.stderr
 
 
-def test_compose_declares_the_seven_services():
+def test_compose_declares_the_eight_services():
     services = _compose()["services"]
     assert set(services) == SERVICES
     assert services["user-code"]["environment"]["ALPHATWIN_DASK_SCHEDULER"] == "tcp://dask-scheduler:8786"
@@ -123,12 +128,19 @@ def test_compose_declares_the_seven_services():
         assert services[name]["depends_on"]["user-code"]["condition"] == "service_healthy"
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert any("/var/lib/postgresql/data" in v for v in services["postgres"]["volumes"])
+    # MLflow keeps its own database (it and Dagster both own an alembic_version table).
+    init = REPO_ROOT / "docker" / "postgres-init" / "10-mlflow-database.sql"
+    assert "CREATE DATABASE mlflow" in init.read_text()
+    assert any(v.endswith(":/docker-entrypoint-initdb.d:ro") for v in services["postgres"]["volumes"])
+    assert services["mlflow"]["image"].startswith("ghcr.io/mlflow/mlflow:")
+    assert "/mlflow" in services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
 
 
-def test_only_the_webserver_publishes_and_only_on_loopback():
+def test_only_the_webserver_and_mlflow_publish_and_only_on_loopback():
     services = _compose()["services"]
     assert services["dagster-webserver"]["ports"] == ["127.0.0.1:${DAGSTER_WEBSERVER_PORT:-3000}:3000"]
-    assert [name for name, svc in services.items() if svc.get("ports")] == ["dagster-webserver"]
+    assert services["mlflow"]["ports"] == ["127.0.0.1:${MLFLOW_PORT:-5000}:5000"]
+    assert [name for name, svc in services.items() if svc.get("ports")] == ["dagster-webserver", "mlflow"]
 
 
 def _strings(node, path=()):

@@ -15,7 +15,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
 # Libraries that only the steps using them should pay for (import time counts on every run step).
-HEAVY_MODULES = ("vectorbt", "numba", "great_expectations", "optuna", "pypfopt", "cvxpy", "alpaca", "matplotlib")
+HEAVY_MODULES = ("vectorbt", "numba", "great_expectations", "optuna", "pypfopt", "cvxpy", "alpaca", "matplotlib",
+                 "lightgbm", "shap", "sklearn", "mlflow")
 #: Submodules of libraries the code location needs, that cost ~0.4 s and only stages use.
 HEAVY_SUBMODULES = ("pyarrow.dataset",)
 

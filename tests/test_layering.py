@@ -76,19 +76,21 @@ def test_no_engine_module_outside_stages_imports_a_stage():
     assert stage_imports_outside_stages() == {}
 
 
-def test_importing_the_engine_loads_no_stage_and_changes_no_environment_variable():
+def test_importing_the_engine_loads_no_stage_no_ml_library_and_changes_no_environment_variable():
     code = textwrap.dedent("""
         import json, os, sys
         before = dict(os.environ)
         import alphatwin_pipelines
         import alphatwin_pipelines.backtest  # vectorbt's numba cache is set by entry points, not on import
+        import alphatwin_pipelines.alpha.catalogue, alphatwin_pipelines.alpha.predict, alphatwin_pipelines.alpha.training
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("lightgbm", "shap", "sklearn", "mlflow"))
         changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
         stages = sorted(m for m in sys.modules if m.startswith("alphatwin_pipelines.stages"))
-        print(json.dumps({"changed": changed, "stages": stages}))
+        print(json.dumps({"changed": changed, "stages": stages, "heavy": heavy}))
     """)
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "ALPHATWIN_DATA_DIR")}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out == {"changed": [], "stages": []}
+    assert out == {"changed": [], "stages": [], "heavy": []}

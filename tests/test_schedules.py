@@ -19,13 +19,13 @@ from dagster._utils.schedules import cron_string_iterator
 
 from alphatwin_pipelines.calendar import previous_sessions, sessions_between
 from alphatwin_pipelines.schedule_calendar import last_due_session
-from assets import cleaning, features, ingestion, quality, scanner
+from assets import alpha_labels, alpha_predictions, cleaning, features, ingestion, quality, scanner
 from assets.partitions import nyse_sessions
 from assets.resources import StorageResource, default_resources
 from jobs.scan import NIGHTLY_SCAN_ASSETS, nightly_scan_job, weekly_optimisation_job
 from schedules.scan import (
     FRESHNESS_ASSETS, FRESHNESS_DEADLINE, daily_tables_freshness, freshness_check_job, freshness_schedule,
-    nightly_scan_schedule, weekly_optimisation_schedule,
+    nightly_scan_schedule, weekly_alpha_training_schedule, weekly_optimisation_schedule,
 )
 
 NY = ZoneInfo("America/New_York")
@@ -128,9 +128,22 @@ def test_weekly_optimisation_runs_saturday_morning_once_per_week():
     assert keys == ["2026-W09", "2026-W10", "2026-W11"]
 
 
+def test_weekly_alpha_training_runs_before_the_optimisation_on_the_same_saturday():
+    assert weekly_alpha_training_schedule.job_name == "weekly_alpha_training_job"
+    window = dt.datetime(2026, 2, 28, tzinfo=NY), dt.datetime(2026, 3, 15, tzinfo=NY)
+    training, optimisation = ticks(weekly_alpha_training_schedule, *window), ticks(weekly_optimisation_schedule, *window)
+    assert [t.date() for t in training] == [t.date() for t in optimisation]
+    assert all(a < b for a, b in zip(training, optimisation))
+    keys = []
+    for tick in training:
+        with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+            keys.append(weekly_alpha_training_schedule(context).run_key)
+    assert keys == ["2026-W09", "2026-W10", "2026-W11"]
+
+
 def _definitions(resources=None, **extra) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingestion, quality, cleaning, features, scanner]),
+        assets=dg.load_assets_from_modules([ingestion, quality, cleaning, features, scanner, alpha_labels, alpha_predictions]),
         resources={**default_resources(), **(resources or {})},
         **extra,
     )
