@@ -17,6 +17,7 @@ from alphatwin_pipelines.portfolio import (
     AllocationInputError,
     AllocationPolicy,
     Constraints,
+    DrawdownBrake,
     InfeasibleConstraintsError,
     violations,
 )
@@ -56,13 +57,21 @@ class PortfolioConfig(dg.Config):
     min_history: int = 60
     regime_window: int = 63
     regime_threshold: float = 0.25
+    # Drawdown brake (off unless a limit is set): exposure falls linearly from full at drawdown_limit
+    # to drawdown_floor at drawdown_limit + drawdown_span (default: twice the limit).
+    drawdown_limit: float | None = None
+    drawdown_floor: float = 0.25
+    drawdown_span: float | None = None
 
     def policy(self) -> AllocationPolicy:
         caps = Constraints.with_defaults(max_weight=self.max_weight, sector_cap=self.sector_cap,
                                          cluster_cap=self.cluster_cap, cluster_threshold=self.cluster_threshold)
+        brake = None if self.drawdown_limit is None else DrawdownBrake(self.drawdown_limit, self.drawdown_floor,
+                                                                       self.drawdown_span)
         return AllocationPolicy(method=self.method, constraints=caps, target_volatility=self.target_volatility,
                                 risk_free_rate=self.risk_free_rate, min_history=self.min_history,
-                                regime_window=self.regime_window, regime_threshold=self.regime_threshold)
+                                regime_window=self.regime_window, regime_threshold=self.regime_threshold,
+                                brake=brake)
 
 
 @dg.asset(
@@ -99,6 +108,8 @@ def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioCo
         "caps_relaxed": dg.MetadataValue.md(_relaxation_table(a.relaxations)),
         "strategy_weights": dg.MetadataValue.md(markdown_table(strategies)),
         "symbol_weights": dg.MetadataValue.md(markdown_table(symbols.rename(columns={"spec_hashes": "strategies"}))),
+        "exposure_scale": round(a.exposure_scale, 6),
+        "drawdown_brake": dg.MetadataValue.md(_brake_table(a)),
         "rebalance_suggested": a.regime.rebalance_suggested,
         "regime": a.regime.reason,
         "plot": dg.MetadataValue.path(str(plot)),
@@ -107,6 +118,17 @@ def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioCo
         "dagster/row_count": len(a.weights) + len(a.symbols),
         **cost.as_metadata()})
     yield from _checks(run)
+
+
+def _brake_table(allocation) -> str:
+    """The brake's backtest over the strategies' out-of-sample returns, with and without it."""
+    brake = allocation.brake
+    if brake is None:
+        return "No drawdown brake configured (set `drawdown_limit` to backtest one)."
+    settings = allocation.policy.brake
+    head = (f"Brake: limit {settings.limit:.1%}, floor {settings.floor:.0%}; the allocation's drawdown at the last "
+            f"close is {brake.drawdown:.2%}, so the next session holds {brake.current_scale:.0%} of the book.\n\n")
+    return head + markdown_table(brake.summary().round(4).reset_index(names="book"))
 
 
 def _relaxation_table(relaxations) -> str:

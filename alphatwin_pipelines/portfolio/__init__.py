@@ -5,6 +5,7 @@
 """
 
 from alphatwin_pipelines.portfolio.allocate import ALLOCATION_SCHEMA, Allocation, AllocationPolicy, allocate, allocation_version
+from alphatwin_pipelines.portfolio.brake import BrakeBacktest, DrawdownBrake, allocation_returns, backtest_brake
 from alphatwin_pipelines.portfolio.constraints import (
     DEFAULT_CAPS,
     TOLERANCE,
@@ -23,7 +24,7 @@ from alphatwin_pipelines.portfolio.methods import METHODS, AllocationError, equa
 from alphatwin_pipelines.portfolio.regime import RegimeCheck, correlation_regime
 
 __all__ = [
-    "ALLOCATION_SCHEMA", "DEFAULT_CAPS", "METHODS", "TOLERANCE", "Allocation", "AllocationError", "AllocationInputError",
+    "ALLOCATION_SCHEMA", "BrakeBacktest", "DEFAULT_CAPS", "DrawdownBrake", "allocation_returns", "backtest_brake", "METHODS", "TOLERANCE", "Allocation", "AllocationError", "AllocationInputError",
     "AllocationPolicy", "ConstraintViolationError", "Constraints", "InfeasibleConstraintsError", "RegimeCheck", "Relaxation",
     "allocate", "allocation_version", "build_system", "correlation_clusters", "correlation_regime", "ensure_feasible",
     "equal_risk_contribution", "relax_defaults", "risk_contributions", "solve", "violations",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from alphatwin_pipelines.portfolio.brake import BrakeBacktest, DrawdownBrake, allocation_returns, backtest_brake
 from alphatwin_pipelines.portfolio.constraints import (
     ConstraintViolationError,
     Constraints,
@@ -53,6 +54,8 @@ ALLOCATION_SCHEMA = pa.schema([
     pa.field("cluster", pa.int64()),
     pa.field("expected_return", pa.float64()),
     pa.field("expected_volatility", pa.float64()),
+    # The drawdown brake's scale for the next session (1.0 without a brake); symbol weights include it.
+    pa.field("exposure_scale", pa.float64()),
 ])
 
 
@@ -70,6 +73,7 @@ class AllocationPolicy:
     min_history: int = 60
     regime_window: int = 63
     regime_threshold: float = 0.25
+    brake: DrawdownBrake | None = None  # off by default: weights are fully invested
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,11 @@ class Allocation:
     projection_shift: float
     regime: RegimeCheck
     partitions: pd.Series
+    brake: BrakeBacktest | None = None  # the brake's backtest over the return matrix, when configured
+
+    @property
+    def exposure_scale(self) -> float:
+        return 1.0 if self.brake is None else self.brake.current_scale
 
     def symbol_sector_sums(self) -> pd.Series:
         return self.symbols.assign(gross=self.symbols["weight"].abs()).groupby("sector")["gross"].sum()
@@ -102,7 +111,8 @@ class Allocation:
     def frame(self) -> pd.DataFrame:
         """The ``portfolio_allocations`` rows: one per strategy, then one per held symbol."""
         common = {"allocation_version": self.version, "as_of": self.as_of, "method": self.policy.method,
-                  "expected_return": self.expected_return, "expected_volatility": self.expected_volatility}
+                  "expected_return": self.expected_return, "expected_volatility": self.expected_volatility,
+                  "exposure_scale": self.exposure_scale}
         strategies = pd.DataFrame({
             "kind": "strategy", "name": self.weights.index, "weight": self.weights.to_numpy(), "sector": None,
             "risk_contribution": self.risk_contribution.reindex(self.weights.index).to_numpy(),
@@ -148,13 +158,18 @@ def allocate(returns: pd.DataFrame, positions: pd.DataFrame, universe: pd.DataFr
                      risk_free_rate=policy.risk_free_rate)
     weights = _tidy(solution.weights.reindex(strategies))
     contributions = risk_contributions(weights, cov)
+    brake = None if policy.brake is None else backtest_brake(allocation_returns(matrix, weights), policy.brake)
+    symbols = symbol_weights(weights, held, sectors, partitions)
+    if brake is not None:  # the strategy mix stays whole; the book held is scaled down, the rest is cash
+        symbols = symbols.assign(weight=symbols["weight"] * brake.current_scale)
     allocation = Allocation(
         version=allocation_version(matrix, held, sectors, partitions.reindex(strategies), policy),
         as_of=as_of, policy=policy, weights=weights, risk_contribution=contributions,
-        symbols=symbol_weights(weights, held, sectors, partitions), clusters=clusters, sector_exposure=exposure,
+        symbols=symbols, clusters=clusters, sector_exposure=exposure,
         system=system, caps=caps, relaxations=relaxations, expected_return=float(mu.reindex(strategies) @ weights), expected_volatility=float(contributions.sum()),
         projection_shift=solution.projection_shift,
-        regime=correlation_regime(matrix, policy.regime_window, policy.regime_threshold), partitions=partitions)
+        regime=correlation_regime(matrix, policy.regime_window, policy.regime_threshold), partitions=partitions,
+        brake=brake)
     broken = allocation.violations()
     if broken:
         raise ConstraintViolationError(f"{policy.method} returned weights that break the caps: {'; '.join(broken)}")

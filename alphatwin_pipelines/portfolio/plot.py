@@ -21,7 +21,10 @@ def render_allocation(allocation: Allocation) -> bytes:
     order = allocation.weights.sort_values(ascending=False).head(MAX_BARS).index
     weights = allocation.weights[order]
     share = allocation.risk_contribution[order] / max(allocation.expected_volatility, 1e-12)
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), gridspec_kw={"height_ratios": [3, 2]})
+    brake = allocation.brake
+    rows = 2 if brake is None else 3
+    figure, axes = plt.subplots(rows, 1, figsize=(11, 4 * rows), gridspec_kw={"height_ratios": [3, 2, 2][:rows]})
+    top, bottom = axes[0], axes[1]
     positions = range(len(order))
     top.bar([p - 0.2 for p in positions], weights.to_numpy(), width=0.4, label="weight")
     top.bar([p + 0.2 for p in positions], share.to_numpy(), width=0.4, label="share of risk")
@@ -38,6 +41,13 @@ def render_allocation(allocation: Allocation) -> bytes:
         bottom.axvline(cap, color="red", linestyle="--", label=f"sector cap {cap}")
         bottom.legend()
     bottom.set_xlabel("gross symbol weight per sector")
+    if brake is not None:
+        equity = axes[2]
+        equity.plot(brake.returns.index, (1 + brake.returns).cumprod().to_numpy(), label="without brake")
+        equity.plot(brake.braked.index, (1 + brake.braked).cumprod().to_numpy(), label="with drawdown brake")
+        equity.set_title(f"the allocation over the strategies' out-of-sample returns; next session holds "
+                         f"{brake.current_scale:.0%} of the book")
+        equity.legend()
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
