@@ -1,16 +1,18 @@
 """A real Dask cluster as docker-compose runs it: ``dask scheduler`` and two ``dask worker``
-processes started with their command-line tools on 127.0.0.1 (free ports), workers with cwd =
+processes started with their command-line tools, with the very commands docker-compose.yml gives
+(read from it), on 127.0.0.1 (a free port for the scheduler, any for the workers), workers with cwd =
 the repository root and it on ``PYTHONPATH`` (so they import this checkout, not an installed
 copy), ``ALPHATWIN_DASK_SCHEDULER`` set while the cluster is up, and everything stopped at the
 end. ``kill_worker_running`` SIGKILLs a worker process while it runs a given kind of task.
 
-Start it once per module (``dask_cluster``): the three processes take a few seconds to start.
+Start it once per module (a module fixture around ``cli_cluster``): the processes take seconds to start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -18,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.postgres_support import BIN, REPO_ROOT, _free_port, _process
 
 distributed = pytest.importorskip("distributed")
 
 DASK = BIN / "dask"
-N_WORKERS = 2
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+COMPOSE_SCHEDULER = "tcp://dask-scheduler:8786"
+N_WORKERS = 2  # the compose file's dask-worker-1 and dask-worker-2
 
 
 @dataclass
@@ -37,24 +42,48 @@ class CliCluster:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.logs if p.exists())
 
 
+def _with(args: list[str], option: str, value: str) -> list[str]:
+    """``args`` with ``option``'s value replaced (the option must be there: compose and tests agree)."""
+    assert option in args, f"docker-compose.yml's dask command {args} lacks {option}"
+    i = args.index(option)
+    return [*args[: i + 1], value, *args[i + 2 :]]
+
+
+def compose_dask_commands(port: int) -> tuple[list[str], dict[str, list[str]]]:
+    """The scheduler's and each worker's command exactly as docker-compose.yml runs them, ``${VAR:-default}``
+    at its default, bound to 127.0.0.1:``port`` instead of the compose network's dask-scheduler:8786."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+
+    def command(service: str) -> list[str]:
+        args = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(a)) for a in services[service]["command"]]
+        assert args[0] == "dask", f"{service} does not start with the dask command-line tool: {args}"
+        return [str(DASK), *args[1:]]
+
+    scheduler = _with(_with(command("dask-scheduler"), "--host", "127.0.0.1"), "--port", str(port))
+    workers = {}
+    for service in sorted(name for name in services if name.startswith("dask-worker")):
+        args = command(service)
+        assert COMPOSE_SCHEDULER in args, f"{service} does not connect to {COMPOSE_SCHEDULER}: {args}"
+        workers[service] = [f"tcp://127.0.0.1:{port}" if a == COMPOSE_SCHEDULER else a for a in args] + ["--host", "127.0.0.1"]
+    return scheduler, workers
+
+
 @contextlib.contextmanager
-def cli_cluster(log_dir: Path, n_workers: int = N_WORKERS):
-    """Scheduler and workers as in docker-compose.yml (one process, one thread each, no dashboard)."""
+def cli_cluster(log_dir: Path):
+    """Scheduler and workers started with docker-compose.yml's own commands (``compose_dask_commands``)."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    logs = [log_dir / "dask-scheduler.log", *(log_dir / f"dask-worker-{i}.log" for i in range(1, n_workers + 1))]
+    scheduler, workers = compose_dask_commands(port)
+    logs = [log_dir / "dask-scheduler.log", *(log_dir / f"{name}.log" for name in workers)]
     with contextlib.ExitStack() as stack:  # closed in reverse: client, workers, scheduler
-        stack.enter_context(_process([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                      "--no-dashboard"], env, logs[0]))
-        for i, log in enumerate(logs[1:], start=1):
-            stack.enter_context(_process([str(DASK), "worker", address, "--name", f"dask-worker-{i}", "--host",
-                                          "127.0.0.1", "--nworkers", "1", "--nthreads", "1", "--memory-limit", "2GiB",
-                                          "--no-dashboard"], env, log))
+        stack.enter_context(_process(scheduler, env, logs[0]))
+        for args, log in zip(workers.values(), logs[1:]):
+            stack.enter_context(_process(args, env, log))
         cluster = CliCluster(address, None, logs)
         try:
             cluster.client = stack.enter_context(distributed.Client(address, timeout=60))
-            cluster.client.wait_for_workers(n_workers, timeout=120)
+            cluster.client.wait_for_workers(len(workers), timeout=120)
         except Exception as exc:  # noqa: BLE001 - show the processes' own words
             pytest.fail(f"the dask cluster at {address} did not come up: {exc}\n{cluster.tails()}")
         with pytest.MonkeyPatch.context() as mp:
@@ -67,13 +96,16 @@ def worker_pids(client) -> dict[str, int]:
     return client.run(os.getpid)
 
 
-def kill_worker_running(client, key_prefix: str, timeout: float = 120) -> tuple[str, list[str]]:
+def kill_worker_running(client, key_prefix: str, timeout: float = 120, when=None) -> tuple[str, list[str]]:
     """SIGKILL the worker that is processing a task whose key starts with ``key_prefix`` as soon as
-    the scheduler shows one; the worker's address and the tasks it held. Its nanny starts a new
-    worker process; the scheduler reschedules what the dead one held."""
+    the scheduler shows one (and ``when()``, if given, is true); the worker's address and the tasks
+    it held. Its nanny starts a new worker process; the scheduler reschedules what the dead one held."""
     pids = worker_pids(client)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if when is not None and not when():
+            time.sleep(0.005)
+            continue
         for address, keys in client.processing().items():
             held = [str(k) for k in keys if str(k).startswith(key_prefix)]
             if held and address in pids:
@@ -84,15 +116,15 @@ def kill_worker_running(client, key_prefix: str, timeout: float = 120) -> tuple[
 
 
 @contextlib.contextmanager
-def killing_a_worker(client, key_prefix: str):
-    """Run the body while a thread kills the first worker seen processing a ``key_prefix`` task;
+def killing_a_worker(client, key_prefix: str, when=None):
+    """Run the body while a thread kills the first worker seen processing a ``key_prefix`` task (once ``when()``);
     yields a dict that holds ``address`` and ``held`` afterwards. The cluster has its workers back
     when the block ends."""
     outcome: dict = {}
 
     def kill():
         try:
-            outcome["address"], outcome["held"] = kill_worker_running(client, key_prefix)
+            outcome["address"], outcome["held"] = kill_worker_running(client, key_prefix, when=when)
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = exc
 
