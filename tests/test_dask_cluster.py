@@ -106,3 +106,16 @@ def test_a_worker_killed_mid_stage_changes_no_feature(store, client, in_process_
         feature_sessions(store, FEATURED, client=client)
     assert killed["held"]  # the dead worker held feature tasks; they were computed again elsewhere
     _assert_same(_tables(store, [FEATURES], FEATURED), in_process_features)
+
+
+def test_run_tasks_keeps_the_order_of_items_and_raises_a_failure(client):
+    import operator
+
+    from alphatwin_pipelines.cluster import run_tasks
+
+    seen = []
+    got = run_tasks(operator.mul, range(12), client, shared=3, name="mul", on_result=lambda i, r: seen.append((i, r)))
+    assert got == [3 * i for i in range(12)] == run_tasks(operator.mul, range(12), None, shared=3)
+    assert sorted(seen) == list(enumerate(got))
+    with pytest.raises(ZeroDivisionError):
+        run_tasks(operator.truediv, [3, 2, 0, 1], client, shared=1.0)

@@ -92,7 +92,9 @@ def symbol_shards(bars: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
     rows = np.bincount(codes, minlength=len(names))
     n_shards = max(1, min(int(n_shards), len(names)))
     # the symbol each shard starts after: where the cumulative rows pass each equal share
-    cuts = np.searchsorted(np.cumsum(rows), rows.sum() * np.arange(1, n_shards) / n_shards, side="left") + 1
+    # (shares that end in one symbol give fewer shards), or every symbol with as many shards
+    cuts = (np.arange(1, len(names)) if n_shards == len(names) else
+            np.searchsorted(np.cumsum(rows), rows.sum() * np.arange(1, n_shards) / n_shards, side="left") + 1)
     shard_of = np.searchsorted(np.unique(cuts), np.arange(len(names)), side="right")
     return [bars[shard_of[codes] == k] for k in range(int(shard_of[-1]) + 1) if (shard_of == k).any()]
 
