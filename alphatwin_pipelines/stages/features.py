@@ -76,6 +76,8 @@ def _compute(bars: pd.DataFrame, chunk: pd.DatetimeIndex, client) -> FeatureBloc
     if client is None:
         return compute_block(bars, sessions=chunk, normalise=False)
     shards = symbol_shards(bars, SHARDS_PER_WORKER * n_workers(client))
+    # the shards travel inside the tasks rather than scattered: the scheduler keeps a task's
+    # inputs, so a task whose worker dies runs again elsewhere (a scattered shard would be lost)
     return join_blocks(run_tasks(_shard_block, shards, client, shared=chunk, name="features"))
 
 
