@@ -18,6 +18,8 @@ from tests.dask_support import REPO_ROOT, cli_cluster, killing_a_worker
 from tests.fixtures.research import build_cleaned
 from tests.quality_support import range_tags
 
+pytestmark = pytest.mark.slow  # a cluster of three processes
+
 HISTORY = sessions_between("2022-01-03", "2022-12-30")
 SCANNED = HISTORY[-30:]
 FEATURED = HISTORY[-40:]  # with the longest lookback before them: every session of HISTORY is read
