@@ -101,7 +101,9 @@ def _rate(text: str) -> float:
 
 class DaskResource(dg.ConfigurableResource):
     """Where symbol shards run: a new LocalCluster sized to the machine, or an existing
-    scheduler (``ALPHATWIN_DASK_SCHEDULER``) when one outgrows a single machine."""
+    scheduler (``ALPHATWIN_DASK_SCHEDULER``) when one outgrows a single machine. The scanner
+    always runs on Dask (``client``); the feature shards and the Optuna studies go to the
+    cluster only when a scheduler is configured and stay in process otherwise (``cluster_client``)."""
 
     scheduler_address: str | None = None
     n_workers: int | None = None
@@ -115,6 +117,15 @@ class DaskResource(dg.ConfigurableResource):
             yield client
         finally:
             client.close()
+
+    @contextmanager
+    def cluster_client(self):
+        """A client of the configured scheduler, or ``None`` (the work stays in process) without one."""
+        if not self.scheduler_address:
+            yield None
+            return
+        with self.client() as client:
+            yield client
 
 
 class DropFolderResource(dg.ConfigurableResource):

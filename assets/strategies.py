@@ -4,13 +4,14 @@ import dataclasses
 
 import dagster as dg
 
+from alphatwin_pipelines.cluster import n_workers
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.stages.optimisation import OptimisationConfig
 from alphatwin_pipelines.tables import CLEANED, FEATURES, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
 from assets.config import config_from_dataclass, dataclass_from_config
-from assets.resources import OptunaResource, StorageResource
+from assets.resources import DaskResource, OptunaResource, StorageResource
 
 CHECK_ONE_ROW_PER_STUDY = "one_row_per_family_and_level"
 CURVE_PNG = "reports/sharpe_vs_complexity.png"
@@ -31,8 +32,9 @@ class OptimisationRunConfig(config_from_dataclass(OptimisationConfig, exclude=("
                                    description="Exactly one row per configured family x level, each with a finite in-sample Sharpe.")],
 )
 def optimised_strategies(context: dg.AssetExecutionContext, config: OptimisationRunConfig, storage: StorageResource,
-                         optuna: OptunaResource):
-    """Studies persist in the Optuna storage and resume; the tables are rebuilt from them every run."""
+                         optuna: OptunaResource, dask: DaskResource):
+    """Studies persist in the Optuna storage and resume; the tables are rebuilt from them every run.
+    With ``ALPHATWIN_DASK_SCHEDULER`` set, each study is a task on that cluster."""
     from alphatwin_pipelines.optimise.plot import png_markdown, render_sharpe_vs_complexity
     from alphatwin_pipelines.stages.optimisation import optimise_strategies
 
@@ -41,8 +43,9 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
         settings = dataclass_from_config(OptimisationConfig, config)
         if not settings.segment_symbols:  # an empty list in the launchpad means no symbol filter
             settings = dataclasses.replace(settings, segment_symbols=None)
-        with measure() as cost:
-            report = optimise_strategies(store, settings, optuna.url(storage), logger=context.log)
+        with measure() as cost, dask.cluster_client() as client:
+            workers = n_workers(client) if client is not None else 0
+            report = optimise_strategies(store, settings, optuna.url(storage), logger=context.log, client=client)
     except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     table = report.strategies
@@ -57,6 +60,7 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
         "window": f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d}",
         "shortlist": dg.MetadataValue.json(report.shortlist.symbols),
         "optuna_storage": optuna.url(storage).split(":", 1)[0],  # the scheme only: the URL may hold a password
+        "dask_workers": workers,
         "best_per_family_and_level": dg.MetadataValue.md(markdown_table(best.round(3), limit=100)),
         "sharpe_vs_complexity": dg.MetadataValue.path(str(png)),
         "sharpe_vs_complexity_plot": dg.MetadataValue.md(png_markdown(png)),

@@ -187,10 +187,11 @@ def test_reproducibility_hashes_follow_file_bytes(research_dir):
 def test_asset_materialises_twice_to_the_same_bytes_with_plot_and_check(research_dir):
     import dagster as dg
 
-    from assets.resources import OptunaResource, StorageResource
+    from assets.resources import DaskResource, OptunaResource, StorageResource
     from assets.strategies import CHECK_ONE_ROW_PER_STUDY, CURVE_PNG, OptimisationRunConfig, optimised_strategies
 
-    resources = {"storage": StorageResource(data_dir=str(research_dir)), "optuna": OptunaResource()}
+    resources = {"storage": StorageResource(data_dir=str(research_dir)), "optuna": OptunaResource(),
+                 "dask": DaskResource()}  # no scheduler: the studies run in process
     config = dg.RunConfig(ops={OPTIMISED: OptimisationRunConfig(families=["ts_momentum"], levels=[0, 1], n_trials=3,
                                                                 shortlist_size=4, train_years=1.0)})
     outputs = []
@@ -200,7 +201,7 @@ def test_asset_materialises_twice_to_the_same_bytes_with_plot_and_check(research
         outputs.append(TableStore(research_dir).whole_path(OPTIMISED).read_bytes())
     assert outputs[0] == outputs[1]
     meta = result.asset_materializations_for_node(OPTIMISED)[0].metadata
-    assert meta["n_trials_total"].value == 6 and meta["trials_run"].value == 0
+    assert meta["n_trials_total"].value == 6 and meta["trials_run"].value == 0 and meta["dask_workers"].value == 0
     assert meta["optuna_storage"].value == "sqlite" and str(research_dir) not in json.dumps(str(meta["optuna_storage"]))
     assert meta["sharpe_vs_complexity"].value == str(research_dir / CURVE_PNG)
     assert (research_dir / CURVE_PNG).read_bytes().startswith(b"\x89PNG")

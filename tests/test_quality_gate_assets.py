@@ -24,7 +24,7 @@ from assets.cleaning import adjustment_factors, cleaned_ohlcv
 from assets.features import features
 from assets.ingestion import raw_ohlcv, universe
 from assets.quality import CHECK_PASS_RATE, validated_and_quarantined_ohlcv
-from assets.resources import MarketDataResource, StorageResource
+from assets.resources import DaskResource, MarketDataResource, StorageResource
 
 pytestmark = [pytest.mark.filterwarnings("ignore::dagster.BetaWarning"), pytest.mark.xdist_group("gate_assets")]
 
@@ -68,7 +68,8 @@ def setup(tmp_path):
     pd.DataFrame({"Symbol": SYMBOLS, "Sector": "Test"}).to_csv(tmp_path / "universe.csv", index=False)
     resources = {"storage": StorageResource(data_dir=str(tmp_path / "data")),
                  "market_data": MarketDataResource(source="csv", source_path=str(tmp_path / "csv"),
-                                                   universe=str(tmp_path / "universe.csv"))}
+                                                   universe=str(tmp_path / "universe.csv")),
+                 "dask": DaskResource()}  # no scheduler: the features are computed in process
     with dg.DagsterInstance.ephemeral() as instance:
         assert dg.materialize([universe], resources=resources, instance=instance).success
         yield tmp_path, instance, resources

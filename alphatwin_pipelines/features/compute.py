@@ -106,8 +106,12 @@ def _volume_factor(adj_volume, volume, split_ratio, starts, ends, seg_id) -> np.
     if ok.all():
         return h
     log_r = np.log(np.where(np.isfinite(split_ratio) & (split_ratio > 0), split_ratio, 1.0))
-    csum = np.cumsum(log_r)
-    cum = csum - (csum[starts] - log_r[starts])[seg_id]  # sum of log r_s for s <= t, per symbol
+    # sum of log r_s for s <= t, summed within each symbol: a running sum over the whole panel
+    # minus its value before the symbol would make a symbol's rounding depend on the symbols
+    # before it, and a symbol shard would differ from the whole panel in the last bits
+    cum = np.empty_like(log_r)
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        np.cumsum(log_r[a:b], out=cum[a:b])
     with np.errstate(divide="ignore", invalid="ignore"):
         constant = np.where(ok, np.log(h) + cum, np.nan)
     constant = _fill_within(constant, ok, starts[seg_id], ends[seg_id])

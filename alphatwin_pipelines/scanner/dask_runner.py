@@ -21,6 +21,7 @@ from operator import getitem
 import numpy as np
 import pandas as pd
 
+from alphatwin_pipelines.cluster import n_workers as count_workers
 from alphatwin_pipelines.scanner.cross_asset import (ReturnsPanel, context_frames, merge_returns, sector_rotation,
                                                      session_chunks, session_context)
 from alphatwin_pipelines.scanner.packed import PackedFrame, concat_packed
@@ -133,10 +134,6 @@ def _direct(client) -> bool | None:
     return True if getattr(client, "cluster", None) is not None else None
 
 
-def _n_workers(client) -> int:
-    return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-
-
 def run_scan(
     cleaned: pd.DataFrame,
     universe: pd.DataFrame | None,
@@ -156,7 +153,7 @@ def run_scan(
     if client is None:
         return scan(cleaned, universe, sessions, config=config, n_shards=n_shards or 1, on_ranked=on_ranked)
     inputs = prepare(cleaned, universe, sessions)
-    n_workers = _n_workers(client)
+    n_workers = count_workers(client)
     direct = _direct(client)
     panels, results = [], []
     for shard in make_shards(inputs.bars, n_shards or SHARDS_PER_WORKER * n_workers):

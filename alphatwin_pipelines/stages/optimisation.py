@@ -11,6 +11,7 @@ trial), both replaced atomically in one batch; the same inputs and studies give 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -20,9 +21,11 @@ import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.calendar import lookback_start
+from alphatwin_pipelines.cluster import run_tasks
 from alphatwin_pipelines.optimise.objective import PortfolioObjective, portfolio_metrics
 from alphatwin_pipelines.optimise.progress import ProgressLogger
-from alphatwin_pipelines.optimise.study import default_storage_url, TRIAL_SEED_RULE, run_study, study_name
+from alphatwin_pipelines.optimise.study import (TRIAL_SEED_RULE, StudyResult, default_storage_url, open_storage, run_study,
+                                               study_name)
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
 from alphatwin_pipelines.schema import frame_to_arrow
@@ -131,8 +134,14 @@ def _inputs(store: TableStore, sessions: pd.DatetimeIndex, scanner_partition) ->
 
 
 def optimise_strategies(store: TableStore, config: OptimisationConfig | None = None, storage_url: str | None = None,
-                        logger=None) -> OptimisationReport:
-    """Run (or resume) every configured study and replace both output tables."""
+                        logger=None, client=None) -> OptimisationReport:
+    """Run (or resume) every configured study and replace both output tables.
+
+    With a Dask ``client`` every study (family x level) is a task on the cluster against the
+    shared Optuna storage; the trials and results are those of a run in process (each trial's
+    sampler depends on the seed and the trials before it only). A study whose worker dies is
+    run again elsewhere and resumes from the trials it had stored.
+    """
     config = config or OptimisationConfig()
     t0 = time.perf_counter()
     shortlist = select_shortlist(store, config.shortlist_size, config.segment_sector, config.segment_symbols)
@@ -147,20 +156,25 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
              "prune_on_estimate": config.prune_on_estimate, "objective": OBJECTIVE}
     key = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
     url = storage_url or default_storage_url(store.data_dir)
+    levels = sorted({int(lv) for lv in config.levels})
+    plan = [_Study(number, len(config.families) * len(levels), family, level, study_name(family, level, key))
+            for number, (family, level) in enumerate(((f, lv) for f in config.families for lv in levels), start=1)]
+    # one indicator cache for every study (the levels share their filters); on a cluster, one per worker
+    shared = _Studies(market, Indicators(market), start, config, url,
+                      {k: basis[k] for k in ("symbols", "start", "end", "seed")})
+    if client is not None:
+        open_storage(url)  # the schema is created once, here, not raced by the workers' first studies
+        if logger is not None and url.startswith("sqlite"):
+            logger.warning("the Optuna storage is a SQLite file: every Dask worker must see the same file "
+                           "(set ALPHATWIN_OPTUNA_STORAGE to PostgreSQL on a cluster of several machines)")
+    # in process, each study also logs its trials as they run; a worker's lines would not reach this log
+    run = _run_study if client is not None else functools.partial(_run_study, logger=logger)
+    outcomes = run_tasks(run, plan, client, shared=shared, name="study", on_result=_StudiesProgress(logger, plan))
     rows, trial_frames, seconds, ran = [], [], {}, 0
-    indicators = Indicators(market)  # one cache for every study: the levels share their filters
-    plan = [(family, level) for family in config.families for level in sorted({int(lv) for lv in config.levels})]
-    for number, (family, level) in enumerate(plan, start=1):
-        name = study_name(family, level, key)
-        objective = PortfolioObjective(market, family, level, start, config.costs, config.prune_on_estimate,
-                                       indicators)
-        label = f"study {number}/{len(plan)} {family} L{level}"
-        progress = ProgressLogger(logger, label, config.n_trials, lines=2) if logger else None
-        result = run_study(objective, name, url, config.n_trials, config.seed, progress=progress,
-                           user_attrs={k: basis[k] for k in ("symbols", "start", "end", "seed")})
+    for study, (result, metrics) in zip(plan, outcomes):
+        family, level, name = study.family, study.level, study.name
         seconds[name], ran = result.seconds, ran + result.ran
         spec = StrategySpec(family, result.best_params, level)
-        metrics = portfolio_metrics(spec, market, start, config.costs, indicators)
         record = make_record(spec, market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
                              inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
                              study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
@@ -182,3 +196,56 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         store.write_table(OPTIMISED, frame_to_arrow(strategies))
         store.write_table(OPTIMISATION_TRIALS, frame_to_arrow(trials))
     return OptimisationReport(strategies, trials, shortlist, start, end, seconds, ran, time.perf_counter() - t0)
+
+
+@dataclass
+class _Studies:
+    """What every study of a run shares: sent once to each worker."""
+
+    market: MarketArrays
+    indicators: Indicators
+    start: pd.Timestamp
+    config: OptimisationConfig
+    url: str
+    user_attrs: dict
+
+
+@dataclass(frozen=True)
+class _Study:
+    number: int
+    of: int
+    family: str
+    level: int
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"study {self.number}/{self.of} {self.family} L{self.level}"
+
+
+def _run_study(shared: _Studies, study: _Study, logger=None) -> tuple[StudyResult, dict]:
+    """One study run or resumed to the budget, and its best spec's in-sample metrics (a task on a cluster)."""
+    config = shared.config
+    objective = PortfolioObjective(shared.market, study.family, study.level, shared.start, config.costs,
+                                   config.prune_on_estimate, shared.indicators)
+    progress = ProgressLogger(logger, study.label, config.n_trials, lines=2) if logger else None
+    result = run_study(objective, study.name, shared.url, config.n_trials, config.seed, progress=progress,
+                       user_attrs=shared.user_attrs)
+    spec = StrategySpec(study.family, result.best_params, study.level)
+    return result, portfolio_metrics(spec, shared.market, shared.start, config.costs, shared.indicators)
+
+
+class _StudiesProgress:
+    """A line per finished study (in completion order on a cluster) with the time left for the rest."""
+
+    def __init__(self, logger, plan: list[_Study]):
+        self.logger, self.plan, self.done, self.t0 = logger, plan, 0, time.perf_counter()
+
+    def __call__(self, index: int, outcome) -> None:
+        self.done += 1
+        if self.logger is None:
+            return
+        result, elapsed = outcome[0], time.perf_counter() - self.t0
+        left = elapsed / self.done * (len(self.plan) - self.done)
+        self.logger.info(f"{self.plan[index].label} done: best Sharpe {result.best_value:.3f} of {result.n_trials} "
+                         f"trials; {self.done}/{len(self.plan)} studies, {elapsed:.1f} s elapsed, ~{left:.1f} s left")

@@ -1,0 +1,70 @@
+"""One place that maps work in this process or on a Dask ``distributed`` cluster.
+
+``run_tasks(fn, items, client)`` runs ``fn`` over ``items`` one after another here when
+``client`` is ``None`` (the default everywhere), and as one Dask task per item when a client
+is given (``ALPHATWIN_DASK_SCHEDULER`` in the Dagster layer). Results come back in the order
+of ``items`` either way, so a stage that is deterministic in process is deterministic on the
+cluster. Dask reschedules the tasks of a worker that dies on the workers that remain (up to
+``distributed.scheduler.allowed-failures`` times), so every ``fn`` given here must be safe to
+run again: a pure function, or work that resumes from what it already stored (the Optuna
+studies).
+
+``distributed`` is imported only when a client is used.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+_UNSET = object()
+
+
+def n_workers(client) -> int:
+    """Workers the scheduler knows now (at least 1)."""
+    return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+
+
+def run_tasks(fn: Callable, items: Iterable, client=None, *, shared: Any = _UNSET, name: str | None = None,
+              on_result: Callable[[int, Any], None] | None = None, direct: bool | None = None) -> list:
+    """``fn(item)``, or ``fn(shared, item)`` when ``shared`` is given, for every item, in order.
+
+    ``shared`` (e.g. the market every study trades) is sent to each worker once rather than
+    with every task. ``on_result(index, result)`` is called here as each result arrives (in
+    completion order on a cluster), for progress lines. ``name`` prefixes the task keys, which
+    is what the Dask dashboard groups by. On the cluster the first failing task's exception is
+    raised here and the other tasks are cancelled.
+    """
+    items = list(items)
+    if client is None:
+        results = []
+        for index, item in enumerate(items):
+            results.append(fn(item) if shared is _UNSET else fn(shared, item))
+            if on_result is not None:
+                on_result(index, results[-1])
+        return results
+    from distributed import as_completed
+
+    if not items:
+        return []
+    token = uuid.uuid4().hex[:8]
+    prefix = name or getattr(fn, "__name__", "task")
+    keys = [f"{prefix}-{token}-{index}" for index in range(len(items))]
+    args = [items]
+    if shared is not _UNSET:
+        # hash=False: a random key rather than a hash of the whole object
+        args.insert(0, [client.scatter(shared, broadcast=True, hash=False, direct=direct)] * len(items))
+    futures = client.map(fn, *args, key=keys, pure=False)
+    position = {future.key: index for index, future in enumerate(futures)}
+    results: list = [None] * len(items)
+    try:
+        for future in as_completed(futures):
+            index = position[future.key]
+            results[index] = future.result()
+            if on_result is not None:
+                on_result(index, results[index])
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return results
