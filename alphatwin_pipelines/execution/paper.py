@@ -35,6 +35,10 @@ def _order_from_row(row) -> Order:
 
 
 class PaperBroker(Broker):
+    # Shorts are real here: a sale beyond the position leaves a negative quantity, the proceeds
+    # go to cash and the equity marks the short at the close.
+    can_short = True
+
     def __init__(self, url: str, *, initial_cash: float = 100_000.0, costs: CostModel | None = None):
         self.url = url
         self.costs = costs or CostModel()

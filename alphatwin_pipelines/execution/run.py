@@ -150,7 +150,8 @@ def execute_allocation(data_dir, broker: Broker, ledger, version: str, *, limits
     if symbols:  # nothing to trade or hold: no history to read
         adjusted = read_adjusted(store, start=history_start, end=session, symbols=symbols, as_of=session)
         returns = adjusted.pivot(index="date", columns="symbol", values="adj_close").pct_change(fill_method=None)
-    decision = check_orders(orders, account, closes, limits, daily_return=daily_return, returns=returns)
+    decision = check_orders(orders, account, closes, limits, daily_return=daily_return, returns=returns,
+                            can_short=broker.can_short, broker_name=f"{type(broker).__name__} account")
     with ledger.begin() as conn:
         for order, reason in decision.rejected:
             L.audit(conn, "rejected", order_id=order.order_id, allocation_version=version, symbol=order.symbol,

@@ -27,8 +27,9 @@ from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.strategies import FAMILIES, MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
-from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
+from alphatwin_pipelines.strategies import MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
+from alphatwin_pipelines.strategies.spec import ALL_FAMILIES, BOOK_FAMILIES
+from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER, TOP_PAIRS
 
 OBJECTIVE = "sharpe of the equal-weight portfolio, costs on, trades opened in the window (v1)"
 OPTIMISED_COLUMNS = [
@@ -40,8 +41,12 @@ TRIAL_COLUMNS = ["strategy_id", "family", "level", "trial_number", "state", "par
 
 @dataclass(frozen=True)
 class OptimisationConfig:
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = ALL_FAMILIES
     levels: tuple[int, ...] = tuple(range(MAX_LEVEL + 1))
+    # Book families (cross-sectional, pairs) run a row loop per trial (~0.5 s on 25 symbols x 3
+    # years, benchmarks/README.md), so by default they are studied at these levels only.
+    book_levels: tuple[int, ...] = (0,)
+    n_pairs: int = 5  # the pairs family trades the best-ranked top_pairs of the scanner session
     n_trials: int = 8
     seed: int = 42
     shortlist_size: int = 25
@@ -53,10 +58,12 @@ class OptimisationConfig:
     costs: CostModel = field(default_factory=CostModel)
 
     def __post_init__(self):
-        unknown = sorted(set(self.families) - set(FAMILIES))
+        unknown = sorted(set(self.families) - set(ALL_FAMILIES))
         if unknown or not self.families:
-            raise ValueError(f"unknown strategy families {unknown or '(none given)'}; choose from {list(FAMILIES)}")
-        bad = sorted(lv for lv in self.levels if not 0 <= int(lv) <= MAX_LEVEL)
+            raise ValueError(f"unknown strategy families {unknown or '(none given)'}; choose from {list(ALL_FAMILIES)}")
+        if self.n_pairs < 1:
+            raise ValueError(f"n_pairs must be at least 1, got {self.n_pairs}")
+        bad = sorted(lv for lv in (*self.levels, *self.book_levels) if not 0 <= int(lv) <= MAX_LEVEL)
         if bad or not self.levels:
             raise ValueError(f"levels must be within 0..{MAX_LEVEL}, got {bad or 'none'}")
         if self.n_trials < 1 or self.shortlist_size < 1 or self.train_years <= 0:
@@ -108,6 +115,26 @@ def select_shortlist(store: TableStore, size: int, sector: str | None = None, sy
     return Shortlist(symbols=sorted(picked), scanner_partition=session)
 
 
+def select_pairs(store: TableStore, session: pd.Timestamp, n: int) -> tuple[tuple[str, str], ...]:
+    """The ``n`` best-ranked pairs of ``top_pairs`` on the scanner session (pair_rank order)."""
+    try:
+        rows = store.read_partitions(TOP_PAIRS, session, session, columns=["pair_rank", "symbol_a", "symbol_b"])
+    except FileNotFoundError:
+        rows = pd.DataFrame(columns=["pair_rank", "symbol_a", "symbol_b"])
+    if rows.empty:
+        raise ValueError(f"{TOP_PAIRS} has no pair on {session:%Y-%m-%d}, so the pairs family has nothing to trade: "
+                         f"materialise the scanner for that session or drop 'pairs' from the optimised families")
+    rows = rows.sort_values(["pair_rank", "symbol_a", "symbol_b"], kind="stable").head(int(n))
+    return tuple((str(a), str(b)) for a, b in zip(rows["symbol_a"], rows["symbol_b"]))
+
+
+def study_plan(config: OptimisationConfig) -> list[tuple[str, int]]:
+    levels = sorted({int(lv) for lv in config.levels})
+    book_levels = sorted({int(lv) for lv in config.book_levels})
+    return [(family, level) for family in config.families
+            for level in (book_levels if family in BOOK_FAMILIES else levels)]
+
+
 def _window(store: TableStore, end: pd.Timestamp, train_years: float, warmup: int):
     sessions = store.stored_sessions(CLEANED)
     sessions = sessions[sessions <= end]
@@ -149,25 +176,38 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
     url = storage_url or default_storage_url(store.data_dir)
     rows, trial_frames, seconds, ran = [], [], {}, 0
     indicators = Indicators(market)  # one cache for every study: the levels share their filters
-    plan = [(family, level) for family in config.families for level in sorted({int(lv) for lv in config.levels})]
+    plan = study_plan(config)
+    pairs, pair_market, pair_indicators, pair_key = (), None, None, key
+    if any(family == "pairs" for family, _ in plan):
+        # The pairs trade their own symbols (top_pairs of the scanner session), not the shortlist.
+        pairs = select_pairs(store, end, config.n_pairs)
+        pair_symbols = sorted({s for pair in pairs for s in pair})
+        pair_market = MarketArrays.from_bars(read_window_bars(store, pair_symbols, warmup_start, end, as_of=end),
+                                             price="adj")
+        pair_indicators = Indicators(pair_market)
+        pair_key = hashlib.sha256(json.dumps({**basis, "symbols": pair_symbols, "pairs": pairs},
+                                             sort_keys=True).encode()).hexdigest()
     for number, (family, level) in enumerate(plan, start=1):
-        name = study_name(family, level, key)
-        objective = PortfolioObjective(market, family, level, start, config.costs, config.prune_on_estimate,
-                                       indicators)
+        is_pairs = family == "pairs"
+        study_market, study_ind = (pair_market, pair_indicators) if is_pairs else (market, indicators)
+        name = study_name(family, level, pair_key if is_pairs else key)
+        objective = PortfolioObjective(study_market, family, level, start, config.costs, config.prune_on_estimate,
+                                       study_ind, pairs if is_pairs else ())
         label = f"study {number}/{len(plan)} {family} L{level}"
         progress = ProgressLogger(logger, label, config.n_trials, lines=2) if logger else None
         result = run_study(objective, name, url, config.n_trials, config.seed, progress=progress,
-                           user_attrs={k: basis[k] for k in ("symbols", "start", "end", "seed")})
+                           user_attrs={**{k: basis[k] for k in ("start", "end", "seed")},
+                                       "symbols": list(study_market.symbols)})
         seconds[name], ran = result.seconds, ran + result.ran
-        spec = StrategySpec(family, result.best_params, level)
-        metrics = portfolio_metrics(spec, market, start, config.costs, indicators)
-        record = make_record(spec, market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
+        spec = StrategySpec(family, result.best_params, level, pairs if is_pairs else ())
+        metrics = portfolio_metrics(spec, study_market, start, config.costs, study_ind)
+        record = make_record(spec, study_market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
                              inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
                              study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
                              best_trial=result.best_trial)
         sid = spec.spec_hash()
         rows.append({"strategy_id": sid, "family": family, "level": level, "complexity": complexity_score(spec),
-                     "spec_json": spec.to_json(), "symbols_json": json.dumps(list(market.symbols)),
+                     "spec_json": spec.to_json(), "symbols_json": json.dumps(list(study_market.symbols)),
                      "start": start, "end": end, "n_trials": result.n_trials, "n_complete": result.n_complete,
                      "n_pruned": result.n_pruned, "seed": config.seed, "study_name": name,
                      "is_sharpe": metrics["objective"], "is_sortino": metrics["sortino"], "is_cagr": metrics["cagr"],
