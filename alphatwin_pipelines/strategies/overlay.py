@@ -26,6 +26,8 @@ Everything at t uses rows <= t only.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from alphatwin_pipelines.strategies import filters as flt
@@ -64,90 +66,144 @@ def apply_overlay(spec, ind: Indicators, raw: np.ndarray, ratio: np.ndarray, leg
     """
     p, feats, market = spec.params, set(spec.features), ind.market
     T, N = market.shape
-    M, L = legs.shape
     g = _gates(spec, ind)
-    mark = ffill(market.close)
-    opens = market.open
-    sl = p.get("stop_loss", np.nan) if "stop_loss" in feats else np.nan
-    tp = p.get("take_profit", np.nan) if "take_profit" in feats else np.nan
-    tr = p.get("trail_stop", np.nan) if "trailing_stop" in feats else np.nan
-    hold = [h for h in (int(p["max_hold"]) if "time_stop" in feats else 0, int(time_stop)) if h > 0]
-    max_hold = min(hold) if hold else 0
+    sl = p["stop_loss"] if "stop_loss" in feats else np.nan
     losses = [x for x in (sl, loss_stop) if x == x]
-    loss = min(losses) if losses else np.nan
-    single_long_ok = L == 1
+    hold = [h for h in (int(p["max_hold"]) if "time_stop" in feats else 0, int(time_stop)) if h > 0]
+    ones = np.ones((T, N), dtype=np.bool_)
+    return _kernel()(
+        np.ascontiguousarray(raw, dtype=np.float64), np.ascontiguousarray(ratio, dtype=np.float64),
+        np.ascontiguousarray(legs, dtype=np.int64), np.ascontiguousarray(decide, dtype=np.bool_),
+        market.open, ffill(market.close), market.close,
+        ones if g["up"] is None else np.ascontiguousarray(g["up"]),
+        ones if g["down"] is None else np.ascontiguousarray(g["down"]),
+        ones if g["vol"] is None else np.ascontiguousarray(g["vol"], dtype=np.bool_),
+        np.ascontiguousarray(g["regime"], dtype=np.bool_),
+        np.zeros(T, dtype=np.bool_) if g["regime_off"] is None else np.ascontiguousarray(g["regime_off"]),
+        np.ones((T, N)) if g["size"] is None else np.ascontiguousarray(g["size"], dtype=np.float64),
+        min(losses) if losses else np.nan, p["take_profit"] if "take_profit" in feats else np.nan,
+        p["trail_stop"] if "trailing_stop" in feats else np.nan, min(hold) if hold else 0,
+        "trend_filter" in feats, "trend_exit" in feats)
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    import numba  # lazy: importing the strategy library stays light
+
+    return numba.njit(cache=True)(_overlay_loop)
+
+
+def _overlay_loop(raw, ratio, legs, decide, opens, mark, close, up, down, vol, regime, regime_off, size,
+                  loss, tp, tr, max_hold, trend_filter, trend_exit):
+    """The row loop of :func:`apply_overlay` (plain loops: compiled with numba)."""
+    T, M = raw.shape
+    L = legs.shape[1]
+    N = opens.shape[1]
     out = np.full((T, N), np.nan)
-    cur = np.zeros(M)  # signed unit weight held after the previous close
-    lr = np.zeros((M, L))  # frozen leg ratios
+    cur = np.zeros(M)
+    lr = np.zeros((M, L))
     scale = np.ones(M)
     ref = np.full((M, L), np.nan)
     peak = np.ones(M)
     age = np.zeros(M, dtype=np.int64)
     opened = np.full(M, -1, dtype=np.int64)
-    blocked = np.zeros(M, dtype=bool)
+    blocked = np.zeros(M, dtype=np.bool_)
     prev_raw = np.zeros(M)
+    target = np.zeros(N)
+    touched = np.zeros(N, dtype=np.bool_)
     for t in range(T):
-        held = cur != 0
-        o, c = opens[t, legs], mark[t, legs]  # (M, L)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fill = held[:, None] & np.isnan(ref) & np.isfinite(o) & (opened[:, None] < t)
-            ref = np.where(fill, o, ref)
-            known = held & np.isfinite(ref).all(axis=1)
-            ret = np.sign(cur) * np.nansum(lr * (c / ref - 1.0), axis=1) / np.maximum(np.abs(lr).sum(axis=1), 1e-12)
-            ret = np.where(known, ret, 0.0)
-            age = age + (known & np.isfinite(market.close[t, legs[:, 0]]))
-            peak = np.where(known, np.maximum(peak, 1.0 + ret), peak)
-            stop = np.zeros(M, dtype=bool)
-            if loss == loss:
-                stop |= known & (ret <= -loss)
-            if tp == tp:
-                stop |= known & (ret >= tp)
-            if tr == tr:
-                stop |= known & (1.0 + ret <= peak * (1.0 - tr))
-            if max_hold:
-                stop |= known & (age >= max_hold)
-            direction = np.sign(cur)[:, None] * np.sign(lr)  # +1 long leg, -1 short leg
-            if "trend_exit" in feats:
-                wrong = np.where(direction > 0, ~g["up"][t, legs], np.where(direction < 0, ~g["down"][t, legs], False))
-                stop |= held & wrong.any(axis=1)
-            if g["regime_off"] is not None and single_long_ok:
-                stop |= held & (cur > 0) & bool(g["regime_off"][t])
-        blocked |= stop
-        changed = raw[t] != prev_raw
-        blocked &= ~changed
-        prev_raw = raw[t].copy()
-        desired = np.where(blocked, 0.0, raw[t])
-        opening = (desired != 0) & (np.sign(desired) != np.sign(cur))
-        if opening.any():
-            r_t = ratio[t]
-            ok = opening & np.isfinite(r_t).all(axis=1)
-            leg_dir = np.sign(desired)[:, None] * np.sign(np.nan_to_num(r_t))
-            if g["up"] is not None and "trend_filter" in feats:
-                ok &= np.where(leg_dir > 0, g["up"][t, legs], np.where(leg_dir < 0, g["down"][t, legs], True)).all(axis=1)
-            if g["vol"] is not None:
-                ok &= g["vol"][t, legs].all(axis=1)
-            if single_long_ok:
-                ok &= (desired < 0) | bool(g["regime"][t])
-            size = np.ones(M)
-            if g["size"] is not None:
-                size = g["size"][t, legs].min(axis=1)  # the most volatile leg sets the scale
-                ok &= size > 0
-            desired = np.where(opening & ~ok, 0.0, desired)
-            new = opening & ok
-            lr = np.where(new[:, None], np.nan_to_num(r_t), lr)
-            scale = np.where(new, size, scale)
-            ref = np.where(new[:, None], np.nan, ref)
-            peak, age, opened = np.where(new, 1.0, peak), np.where(new, 0, age), np.where(new, t, opened)
-        weight = desired * scale
-        decided = decide[t] | (weight != cur)
-        closed = (weight == 0) & (cur != 0)
-        ref = np.where(closed[:, None], np.nan, ref)
-        peak, age = np.where(closed, 1.0, peak), np.where(closed, 0, age)
-        cur = weight
-        if decided.any():
-            target = np.zeros(N)
-            np.add.at(target, legs.ravel(), (cur[:, None] * lr).ravel())
-            touched = np.zeros(N, dtype=bool)
-            touched[legs[decided].ravel()] = True
-            out[t, touched] = target[touched]
+        any_decided = False
+        touched[:] = False
+        for m in range(M):
+            s = np.sign(cur[m])
+            held = s != 0
+            stop = False
+            if held:
+                known = True
+                gross = 0.0
+                acc = 0.0
+                for l in range(L):
+                    j = legs[m, l]
+                    if np.isnan(ref[m, l]) and opened[m] < t and np.isfinite(opens[t, j]):
+                        ref[m, l] = opens[t, j]
+                    if np.isnan(ref[m, l]):
+                        known = False
+                    else:
+                        acc += lr[m, l] * (mark[t, j] / ref[m, l] - 1.0)
+                    gross += abs(lr[m, l])
+                if known:
+                    ret = s * acc / max(gross, 1e-12)
+                    if np.isfinite(close[t, legs[m, 0]]):
+                        age[m] += 1
+                    peak[m] = max(peak[m], 1.0 + ret)
+                    if loss == loss and ret <= -loss:
+                        stop = True
+                    if tp == tp and ret >= tp:
+                        stop = True
+                    if tr == tr and 1.0 + ret <= peak[m] * (1.0 - tr):
+                        stop = True
+                    if max_hold > 0 and age[m] >= max_hold:
+                        stop = True
+                if trend_exit:
+                    for l in range(L):
+                        d = s * np.sign(lr[m, l])
+                        j = legs[m, l]
+                        if (d > 0 and not up[t, j]) or (d < 0 and not down[t, j]):
+                            stop = True
+                if L == 1 and s > 0 and regime_off[t]:
+                    stop = True
+            if stop:
+                blocked[m] = True
+            if raw[t, m] != prev_raw[m]:
+                blocked[m] = False
+            prev_raw[m] = raw[t, m]
+            desired = 0.0 if blocked[m] else raw[t, m]
+            if desired != 0 and np.sign(desired) != s:  # an opening: the gates decide
+                ok = True
+                smallest = np.inf
+                for l in range(L):
+                    r = ratio[t, m, l]
+                    j = legs[m, l]
+                    if not np.isfinite(r):
+                        ok = False
+                        continue
+                    d = np.sign(desired) * np.sign(r)
+                    if trend_filter and ((d > 0 and not up[t, j]) or (d < 0 and not down[t, j])):
+                        ok = False
+                    if not vol[t, j]:
+                        ok = False
+                    smallest = min(smallest, size[t, j])
+                if L == 1 and desired > 0 and not regime[t]:
+                    ok = False
+                if not smallest > 0:
+                    ok = False
+                if ok:
+                    for l in range(L):
+                        lr[m, l] = ratio[t, m, l]
+                        ref[m, l] = np.nan
+                    scale[m] = smallest
+                    peak[m] = 1.0
+                    age[m] = 0
+                    opened[m] = t
+                else:
+                    desired = 0.0
+            weight = desired * scale[m]
+            if weight == 0 and cur[m] != 0:
+                for l in range(L):
+                    ref[m, l] = np.nan
+                peak[m] = 1.0
+                age[m] = 0
+            if decide[t, m] or weight != cur[m]:
+                any_decided = True
+                for l in range(L):
+                    touched[legs[m, l]] = True
+            cur[m] = weight
+        if any_decided:
+            target[:] = 0.0
+            for m in range(M):
+                for l in range(L):
+                    target[legs[m, l]] += cur[m] * lr[m, l]
+            for j in range(N):
+                if touched[j]:
+                    out[t, j] = target[j]
     return out
