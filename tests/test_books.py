@@ -220,3 +220,14 @@ def test_book_targets_never_look_ahead(seed, cut, scale):
         a, b = generate_book(spec, m).weights[: cut + 1], generate_book(spec, other).weights[: cut + 1]
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=spec.to_json())
         np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), rtol=0, atol=1e-12, err_msg=spec.to_json())
+
+
+def test_cards_state_book_rules_shorts_and_borrow():
+    from alphatwin_pipelines.cards.rules import rule_sections
+
+    costs = {"fees_bps": 5.0, "slippage_bps": 5.0, "impact_k_bps": 100.0, "adv_window": 20, "borrow_bps": 80.0}
+    xs = rule_sections(StrategySpec("xs_momentum", {"top_k": 4, "rebalance": 10}, 3), costs, ["A", "B"])
+    assert "Every 10 sessions" in xs["entry"][0] and "short the bottom 4" in xs["entry"][0]
+    assert any("80 bp a year" in line for line in xs["costs"]) and "long or short" in xs["stops"][0]
+    pairs = rule_sections(StrategySpec("pairs", {}, 0, (("A", "B"),)), costs, ["A", "B"])
+    assert "pairs A/B" in pairs["universe"][0] and "after 20 sessions" in pairs["exit"][0]
