@@ -20,6 +20,7 @@ marked at the close, a missing close forward-filled; the return of t is
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,60 +61,88 @@ def simulate_book(targets, market: MarketArrays, costs: CostModel | None = None,
                   init_cash: float = 100_000.0) -> BookResult:
     """Trade ``targets`` (BookTargets or a (T, N) array) on ``market`` (module docstring)."""
     costs = CostModel() if costs is None else costs
-    W = np.asarray(getattr(targets, "weights", targets), dtype=np.float64)
+    W = np.ascontiguousarray(getattr(targets, "weights", targets), dtype=np.float64)
     if W.shape != market.shape:
         raise ValueError(f"book targets {W.shape} do not match the market {market.shape}")
-    T, N = W.shape
-    opens = market.open
-    mark = ffill(market.close)
     adv = shift_down(ffill(costs.adv_dollar(market)), np.nan)  # known at the decision close
-    borrow_daily = costs.borrow_bps * BPS / TRADING_DAYS
-    shares, cash = np.zeros(N), float(init_cash)
-    pending = np.full(N, np.nan)
-    value, weights = np.empty(T), np.zeros((T, N))
-    rows, cols, sizes, prices, fees_list = [], [], [], [], []
-    borrow_paid = fees_paid = 0.0
-    last_px = np.zeros(N)  # the last known price of each symbol (0 before its first bar)
-    for t in range(T):
-        o = opens[t]
-        with np.errstate(invalid="ignore"):
-            can = np.isfinite(o) & (o > 0)
-        todo = can & np.isfinite(pending)
-        if todo.any():
-            px = np.where(can, o, last_px)
-            equity = cash + float(shares @ px)
-            dq = np.where(todo, pending * equity / np.where(can, o, 1.0) - shares, 0.0)
-            hit = np.flatnonzero(dq != 0)
-            if hit.size:
-                q = dq[hit]
-                slip = costs.slippage_fraction(np.abs(q) * o[hit], adv[t, hit])
-                price = o[hit] * (1.0 + np.sign(q) * slip)
-                fee = np.abs(q) * price * costs.fees
-                cash -= float(q @ price) + float(fee.sum())
-                fees_paid += float(fee.sum())
-                shares[hit] += q
-                rows.append(np.full(hit.size, t)), cols.append(hit), sizes.append(q)
-                prices.append(price), fees_list.append(fee)
-            pending[todo] = np.nan
-        c = mark[t]
-        last_px = np.where(np.isfinite(c), c, last_px)
-        short_value = float(np.maximum(-shares, 0.0) @ last_px)
-        if short_value:
-            cash -= borrow_daily * short_value
-            borrow_paid += borrow_daily * short_value
-        held = shares * last_px
-        value[t] = cash + float(held.sum())
-        weights[t] = held / value[t] if value[t] else 0.0
-        decided = np.isfinite(W[t])
-        pending[decided] = W[t, decided]
+    value, weights, traded, price, paid = _kernel()(
+        W, market.open, np.ascontiguousarray(ffill(market.close)), np.ascontiguousarray(adv), float(init_cash),
+        costs.fees, costs.slippage_bps * BPS, costs.impact_k_bps * BPS, costs.borrow_bps * BPS / TRADING_DAYS)
+    rows, cols = np.nonzero(traded)
+    q, px = traded[rows, cols], price[rows, cols]
+    orders = pd.DataFrame({"date": market.dates[rows], "symbol": np.asarray(market.symbols, dtype=object)[cols],
+                           "shares": q, "price": px, "fees": np.abs(q) * px * costs.fees})
     prev = np.r_[init_cash, value[:-1]]
-    returns = value / prev - 1.0
-    cat = (lambda parts, dtype=float: np.concatenate(parts) if parts else np.empty(0, dtype=dtype))
-    r = cat(rows, np.int64)
-    orders = pd.DataFrame({"date": market.dates[r], "symbol": np.asarray(market.symbols, dtype=object)[cat(cols, np.int64)],
-                           "shares": cat(sizes), "price": cat(prices), "fees": cat(fees_list)})
-    return BookResult(returns=pd.Series(returns, index=market.dates, name="return"),
+    return BookResult(returns=pd.Series(value / prev - 1.0, index=market.dates, name="return"),
                       value=pd.Series(value, index=market.dates, name="value"),
                       weights=pd.DataFrame(weights, index=market.dates, columns=list(market.symbols)),
-                      orders=orders, borrow_paid=borrow_paid, fees_paid=fees_paid,
-                      init_cash=float(init_cash))
+                      orders=orders, borrow_paid=float(paid[1]), fees_paid=float(paid[0]), init_cash=float(init_cash))
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    import numba  # lazy, like vectorbt: importing the backtest package leaves numba alone
+
+    return numba.njit(cache=True)(_book_loop)
+
+
+def _book_loop(W, opens, mark, adv, init_cash, fee_rate, slippage, impact_k, borrow_daily):
+    """The row loop of :func:`simulate_book` (plain loops: compiled with numba). ``slippage`` and
+    ``impact_k`` are fractions; the impact law is :meth:`CostModel.slippage_fraction`'s on the
+    order's actual value (tests/test_books.py checks the whole against an event loop)."""
+    T, N = W.shape
+    shares = np.zeros(N)
+    pending = np.full(N, np.nan)
+    last = np.zeros(N)  # the last known close of each symbol (0 before its first bar)
+    value = np.empty(T)
+    weights = np.zeros((T, N))
+    traded = np.zeros((T, N))  # shares bought (+) or sold (-) at the open of t
+    price = np.zeros((T, N))  # their fill price
+    cash = init_cash
+    paid = np.zeros(2)  # fees, borrow
+    for t in range(T):
+        equity = cash
+        todo = False
+        for j in range(N):
+            o = opens[t, j]
+            tradable = o == o and o > 0
+            equity += shares[j] * (o if tradable else last[j])
+            todo = todo or (tradable and pending[j] == pending[j])
+        if todo:
+            for j in range(N):
+                o = opens[t, j]
+                if not (pending[j] == pending[j] and o == o and o > 0):
+                    continue
+                q = pending[j] * equity / o - shares[j]
+                pending[j] = np.nan
+                if q == 0.0:
+                    continue
+                slip = slippage
+                if impact_k > 0.0:
+                    a = adv[t, j]
+                    part = abs(q) * o / a if (a == a and a > 0.0) else 1.0
+                    slip += impact_k * np.sqrt(min(max(part, 0.0), 1.0))
+                px = o * (1.0 + slip) if q > 0 else o * (1.0 - slip)
+                fee = abs(q) * px * fee_rate
+                cash -= q * px + fee
+                paid[0] += fee
+                shares[j] += q
+                traded[t, j] = q
+                price[t, j] = px
+        short_value = 0.0
+        held = 0.0
+        for j in range(N):
+            c = mark[t, j]
+            if c == c:
+                last[j] = c
+            if shares[j] < 0:
+                short_value -= shares[j] * last[j]
+            held += shares[j] * last[j]
+        cash -= borrow_daily * short_value
+        paid[1] += borrow_daily * short_value
+        value[t] = cash + held
+        for j in range(N):
+            weights[t, j] = shares[j] * last[j] / value[t] if value[t] != 0 else 0.0
+            if W[t, j] == W[t, j]:
+                pending[j] = W[t, j]
+    return value, weights, traded, price, paid
