@@ -231,3 +231,34 @@ def test_cards_state_book_rules_shorts_and_borrow():
     assert any("80 bp a year" in line for line in xs["costs"]) and "long or short" in xs["stops"][0]
     pairs = rule_sections(StrategySpec("pairs", {}, 0, (("A", "B"),)), costs, ["A", "B"])
     assert "pairs A/B" in pairs["universe"][0] and "after 20 sessions" in pairs["exit"][0]
+
+
+@pytest.mark.parametrize("family", ["xs_momentum", "xs_reversal", "pairs"])
+def test_book_specs_search_spaces_and_json(family):
+    from alphatwin_pipelines.strategies import sample_params, search_space, suggest_params
+
+    class Trial:  # draws the low end of every range (an Optuna-like trial)
+        def suggest_int(self, name, low, high):
+            return low
+
+        def suggest_float(self, name, low, high):
+            return low
+
+        def suggest_categorical(self, name, choices):
+            return choices[0]
+
+    pairs = (("B0", "B1"),) if family == "pairs" else ()
+    for level in (0, 5, MAX_LEVEL):
+        for params in (suggest_params(Trial(), family, level), *sample_params(family, level, 10, seed=level)):
+            spec = StrategySpec(family, params, level, pairs)
+            again = StrategySpec.from_json(spec.to_json())
+            assert again == spec and again.spec_hash() == spec.spec_hash() and again.pairs == pairs
+        assert set(search_space(family, level)) == set(StrategySpec(family, {}, level, pairs).params)
+    if family == "pairs":
+        with pytest.raises(ValueError, match="needs at least one"):
+            StrategySpec("pairs")
+        with pytest.raises(ValueError, match="exit_z"):
+            StrategySpec("pairs", {"entry_z": 1.0, "exit_z": 1.0}, 0, pairs)
+    else:
+        with pytest.raises(ValueError, match="needs at least one"):
+            StrategySpec(family, {}, 0, (("B0", "B1"),))
