@@ -21,7 +21,7 @@ from alphatwin_pipelines.strategies.spec import ALL_FAMILIES, BOOK_FAMILIES
 from alphatwin_pipelines.tables import OPTIMISED, STRATEGY_POSITIONS, TOP_PAIRS
 
 FAMILIES = ("adx_trend", "volume_momentum", "xs_momentum", "xs_reversal", "pairs")
-CONFIG = OptimisationConfig(families=FAMILIES, levels=(0,), book_levels=(0, 3), n_trials=3, shortlist_size=8,
+CONFIG = OptimisationConfig(families=FAMILIES, levels=(0,), book_levels=(0,), n_trials=3, shortlist_size=8,
                             train_years=1.0, n_pairs=2)
 LENIENT = ValidationSettings(thresholds=GateThresholds(min_dsr=0.0, max_pbo=1.0, min_oos_sharpe=-100.0))
 
@@ -51,7 +51,7 @@ def test_new_families_flow_from_optimisation_to_the_allocation(research_dir):
     assert set(run.reports["family"]) == set(FAMILIES)
     failed = run.reports[~run.reports["passed"]]
     # with lenient gates only a walk-forward that never traded (a pairs spec on synthetic data) may fail
-    assert failed["reasons"].str.contains("not measurable").all() and run.reports["passed"].sum() >= 5, \
+    assert failed["reasons"].str.contains("not measurable").all() and run.reports["passed"].sum() >= 3, \
         failed[["family", "level", "reasons"]].to_dict("records")
     positions = store.read_table(STRATEGY_POSITIONS)
     assert {"gross_exposure", "net_exposure"} <= set(positions.columns)
