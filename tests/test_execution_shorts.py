@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -48,3 +50,18 @@ def test_a_broker_that_cannot_short_refuses_the_order_with_a_clear_reason():
     # selling down to flat is no short: it passes
     orders, _ = generate_orders(allocation({"BBB": 0.0}), account, prices, "2024-07-01")
     assert check_orders(orders, account, prices, Limits(), can_short=False).accepted
+
+
+def test_paper_shorts_pay_borrow_once_per_session(tmp_path):
+    from alphatwin_pipelines.execution import Order, read_audit
+
+    broker = PaperBroker(default_ledger_url(tmp_path))
+    broker.submit([Order("v1", "BBB", "sell", 100, 50.0, "2024-07-01", spec_hashes=("s1",), scanner_partition="x")])
+    broker.settle("2024-07-02", {"BBB": 50.0})
+    cash = broker.cash()
+    amount = broker.charge_borrow("2024-07-02", {"BBB": 60.0}, borrow_bps=252.0)
+    assert amount == pytest.approx(100 * 60.0 * 252.0 / 1e4 / 252)  # 1 bp of 6,000 a session
+    assert broker.charge_borrow("2024-07-02", {"BBB": 60.0}, borrow_bps=252.0) == 0.0  # a re-run charges nothing
+    assert broker.cash() == pytest.approx(cash - amount)
+    assert broker.charge_borrow("2024-07-03", {"BBB": 60.0}, borrow_bps=252.0) == pytest.approx(amount)
+    assert [json.loads(a["detail"])["session"] for a in read_audit(broker.engine, "borrow")] == ["2024-07-02", "2024-07-03"]

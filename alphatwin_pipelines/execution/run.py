@@ -138,6 +138,8 @@ def execute_allocation(data_dir, broker: Broker, ledger, version: str, *, limits
     if not closes:
         raise ValueError(f"cleaned_ohlcv has no bars for {session} (the as_of of allocation {version}); "
                          "materialise cleaned_ohlcv for that session first")
+    if isinstance(broker, PaperBroker):  # shorts pay their borrow at the session's close
+        broker.charge_borrow(session, closes, costs.borrow_bps)
     account = broker.account()
     equity = account.equity(closes)
     previous = L.record_mark(ledger, session, equity)
