@@ -8,7 +8,7 @@ from alphatwin_pipelines.cluster import n_workers
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
-from alphatwin_pipelines.stages.optimisation import OptimisationConfig
+from alphatwin_pipelines.stages.optimisation import OptimisationConfig, study_plan
 from alphatwin_pipelines.tables import CLEANED, FEATURES, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
 from assets.config import config_from_dataclass, dataclass_from_config
 from assets.resources import DaskResource, OptunaResource, StorageResource
@@ -68,7 +68,7 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
             {state: int(n) for state, n in report.trials["state"].value_counts().sort_index().items()}),
         **cost.as_metadata(),
     })
-    expected = {(f, int(lv)) for f in config.families for lv in config.levels}
+    expected = set(study_plan(settings))
     got = list(zip(table["family"], table["level"].astype(int)))
     finite = bool(table["is_sharpe"].notna().all())
     yield dg.AssetCheckResult(check_name=CHECK_ONE_ROW_PER_STUDY, passed=sorted(got) == sorted(expected) and finite,

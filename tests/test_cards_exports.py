@@ -18,7 +18,8 @@ from alphatwin_pipelines.cards.card import REASON_PREFIX
 from alphatwin_pipelines.cards.pine_check import check_pine
 from alphatwin_pipelines.reports.gates import GATES, GateThresholds, gate_failures
 from alphatwin_pipelines.reports.portfolio import equal_weight_book
-from alphatwin_pipelines.strategies import FAMILIES, MAX_LEVEL, StrategySpec, sample_params
+from alphatwin_pipelines.cards.export import EXPORTABLE_FAMILIES as FAMILIES
+from alphatwin_pipelines.strategies import MAX_LEVEL, StrategySpec, sample_params
 from cards_support import gappy_bars, load_generated, market_of
 
 GOLDEN = Path(__file__).parent / "golden" / "pine"
@@ -142,11 +143,16 @@ def test_pine_structural_check_finds_each_defect(case):
 
 def test_bad_specs_name_the_strategy_and_the_target():
     sid = "f" * 64
-    pairs = json.dumps({"family": "pairs", "level": 0, "params": {}, "version": 1})
+    alien = json.dumps({"family": "calendar_spread", "level": 0, "params": {}, "version": 1})
     for target in ("python", "pine", "alpaca"):
-        with pytest.raises(ExportError, match=f"strategy {sid}, target {target}: family 'pairs' cannot be expressed") as bad:
-            export(sid, pairs, target)
+        with pytest.raises(ExportError, match=f"strategy {sid}, target {target}: not exportable to {target} for the "
+                                              "family 'calendar_spread'") as bad:
+            export(sid, alien, target)
         assert not bad.value.unsupported  # not a family of this project: a bad spec
+    for spec in (StrategySpec("adx_trend"), StrategySpec("xs_momentum"), StrategySpec("pairs", pairs=(("A", "B"),))):
+        with pytest.raises(ExportError, match=f"not exportable to pine for the family '{spec.family}'") as limit:
+            export(sid, spec.to_json(), "pine")
+        assert limit.value.unsupported  # a family of this project that has no template yet
     crossed = json.dumps({"family": "ma_cross", "level": 0, "params": {"fast": 60, "slow": 50}, "version": 1})
     with pytest.raises(ExportError, match=rf"strategy {sid}, target python: invalid spec \(fast \(60\) must be below"):
         export(sid, crossed, "python")

@@ -10,7 +10,8 @@ from alphatwin_pipelines.adjustment import adjust
 from alphatwin_pipelines.backtest import CostModel, run_specs
 from alphatwin_pipelines.cards import export
 from alphatwin_pipelines.reports.portfolio import equal_weight_book
-from alphatwin_pipelines.strategies import FAMILIES, MAX_LEVEL, MarketArrays, StrategySpec
+from alphatwin_pipelines.cards.export import EXPORTABLE_FAMILIES as FAMILIES
+from alphatwin_pipelines.strategies import MAX_LEVEL, MarketArrays, StrategySpec
 from cards_support import load_generated
 
 SYMBOLS = ["AAPL", "MSFT", "JNJ", "XOM", "GE", "KO"]

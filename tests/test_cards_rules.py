@@ -30,6 +30,8 @@ FAMILY_TEXT = {
     "bollinger_reversion": ("20-day moving average minus 2 standard deviations", "at or above the 20-day"),
     "ts_momentum": ("126-day return crosses above 0 %", "falls below -0 %"),
     "donchian_breakout": ("highest high of the previous 55 bars", "lowest low of the previous 20 bars"),
+    "adx_trend": ("14-day +DI is above the -DI and the ADX is above 25", "+DI falls below the -DI"),
+    "volume_momentum": ("5-day average volume is more than 1.5 times its 50-day", "20-day return turns negative"),
 }
 
 

@@ -28,8 +28,8 @@ def validated_dir(research_dir):
     reports = store.read_table(VALIDATION)
     good = reports.iloc[0].to_dict()
     good["report_path"] = ""  # the bad rows have no report page
-    bad = [{**good, "strategy_id": PAIRS, "family": "pairs", "level": 0,
-            "spec_json": json.dumps({"family": "pairs", "level": 0, "params": {"z_entry": 2.0}, "version": 1})},
+    bad = [{**good, "strategy_id": PAIRS, "family": "calendar_spread", "level": 0,
+            "spec_json": json.dumps({"family": "calendar_spread", "level": 0, "params": {"z_entry": 2.0}, "version": 1})},
            {**good, "strategy_id": CROSSED, "family": "ma_cross", "level": 0,
             "spec_json": json.dumps({"family": "ma_cross", "level": 0, "params": {"fast": 80, "slow": 50}, "version": 1})}]
     import pandas as pd
@@ -71,7 +71,7 @@ def test_cards_for_every_strategy_and_bad_specs_named(validated_dir):
         page = (validated_dir / "reports" / f"{row.strategy_id}.html").read_text()
         assert page.count('<section id="strategy-card">') == 1 and "data:image/png;base64," in page
         assert page.index('<section id="strategy-card">') < page.index("</body>")
-    assert "family 'pairs' cannot be expressed" in table.set_index("strategy_id").loc[PAIRS, "errors"]
+    assert "for the family 'calendar_spread'" in table.set_index("strategy_id").loc[PAIRS, "errors"]
     assert "fast (80) must be below slow (50)" in table.set_index("strategy_id").loc[CROSSED, "errors"]
 
 

@@ -237,7 +237,7 @@ def test_asset_twice_gives_same_bytes_and_replays_from_record(validated_dir):
     returns = TableStore(validated_dir).read_table(STRATEGY_RETURNS)
     assert set(returns["strategy_id"]) == set(reports["strategy_id"]) and returns["return"].notna().all()
     positions = TableStore(validated_dir).read_table(STRATEGY_POSITIONS)
-    assert list(positions.columns) == ["strategy_id", "symbol", "date", "weight"]
+    assert list(positions.columns) == ["strategy_id", "symbol", "date", "weight", "gross_exposure", "net_exposure"]
 
     page = (validated_dir / "reports" / f"{reports['strategy_id'].iloc[0]}.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "Monthly out-of-sample returns" in page

@@ -24,6 +24,10 @@ Costs are ON by default (``CostModel()``): 5 bp fees, 5 bp slippage, impact coef
   account that has grown and overstates it for one that has shrunk. For S&P 500 names and a
   100k account, participation is below 1e-3 and impact below ~3 bp.
 
+**borrow** (book families only, see :mod:`.book`): a short position pays ``borrow_bps`` a year
+of its market value, charged at every close it is held as ``borrow_bps / 1e4 / 252`` of the
+short value at that close.
+
 ``adv`` is computed on the same price basis as the market arrays (adjusted volume * adjusted
 close is invariant to splits).
 """
@@ -48,9 +52,10 @@ class CostModel:
     impact_k_bps: float = 100.0
     adv_window: int = 20
     impact_notional: float | None = None  # None: the backtest's init_cash
+    borrow_bps: float = 50.0  # annual cost of borrowing shares to short, on the short value
 
     def __post_init__(self):
-        for name in ("fees_bps", "slippage_bps", "impact_k_bps"):
+        for name in ("fees_bps", "slippage_bps", "impact_k_bps", "borrow_bps"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {v}")
@@ -59,8 +64,8 @@ class CostModel:
 
     @classmethod
     def zero(cls) -> "CostModel":
-        """No fees, no slippage, no impact."""
-        return cls(fees_bps=0.0, slippage_bps=0.0, impact_k_bps=0.0)
+        """No fees, no slippage, no impact, no borrow cost."""
+        return cls(fees_bps=0.0, slippage_bps=0.0, impact_k_bps=0.0, borrow_bps=0.0)
 
     @property
     def fees(self) -> float:

@@ -18,6 +18,8 @@ from alphatwin_pipelines.cards.export import DEFAULT_COSTS, TARGETS, ExportError
 from alphatwin_pipelines.cards.rules import SECTIONS, rule_sections
 from alphatwin_pipelines.reports.gates import DSR_GATE, GATES, OOS_SHARPE_GATE, PBO_GATE
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, generate
+from alphatwin_pipelines.strategies.books import generate_book
+from alphatwin_pipelines.strategies.spec import BOOK_FAMILIES
 
 CHART_FILE, JSON_FILE, MARKDOWN_FILE = "chart.png", "card.json", "card.md"
 #: How each gate's failure reason begins (reports.gates.gate_failures; a test keeps them in step).
@@ -78,9 +80,15 @@ def _costs(row: dict) -> dict:
 def _chart(spec, market: MarketArrays, oos: pd.Series, title: str) -> tuple[bytes, str]:
     from alphatwin_pipelines.cards.chart import entry_exit_chart, growth, representative_symbol
 
-    sig = generate(spec, market)
-    entries = pd.DataFrame(sig.entries, index=market.dates, columns=list(market.symbols))
-    exits = pd.DataFrame(sig.exits, index=market.dates, columns=list(market.symbols))
+    if spec.family in BOOK_FAMILIES:  # positions opened / closed by the book's targets (longs and shorts)
+        held = pd.DataFrame(generate_book(spec, market).weights, index=market.dates, columns=list(market.symbols))
+        held = held.ffill().fillna(0.0) != 0
+        before = held.shift(1, fill_value=False)
+        entries, exits = held & ~before, ~held & before
+    else:
+        sig = generate(spec, market)
+        entries = pd.DataFrame(sig.entries, index=market.dates, columns=list(market.symbols))
+        exits = pd.DataFrame(sig.exits, index=market.dates, columns=list(market.symbols))
     window = oos.index if len(oos) else market.dates[-252:]
     entries, exits = entries.loc[entries.index.isin(window)], exits.loc[exits.index.isin(window)]
     symbol = representative_symbol(entries, exits)

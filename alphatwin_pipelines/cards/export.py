@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from alphatwin_pipelines.cards.rules import rule_lines
-from alphatwin_pipelines.strategies.spec import FAMILIES, StrategySpec, search_space
+from alphatwin_pipelines.strategies.spec import ALL_FAMILIES, StrategySpec, search_space
 
 TEMPLATES = Path(__file__).with_name("templates")
 DEFAULT_COSTS = {"fees_bps": 5.0, "slippage_bps": 5.0, "impact_k_bps": 100.0, "adv_window": 20,
@@ -29,8 +29,10 @@ TARGETS: dict[str, tuple[str, str]] = {
 }
 #: Features a single TradingView chart cannot compute: they need every symbol of the shortlist.
 PINE_CROSS_SECTIONAL = {"breadth_regime", "index_regime", "regime_exit"}
-#: Families each target can express (every target expresses the five single-symbol families).
-TARGET_FAMILIES = {target: FAMILIES for target in TARGETS}
+#: Families each target can express: the five original single-symbol families. ADX, volume
+#: momentum and the book families (cross-sectional, pairs) are not exported yet (cards say so).
+EXPORTABLE_FAMILIES = ("ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout")
+TARGET_FAMILIES = {target: EXPORTABLE_FAMILIES for target in TARGETS}
 
 
 class ExportError(ValueError):
@@ -65,10 +67,10 @@ def parse_spec(strategy_id: str, spec_json: str, target: str) -> StrategySpec:
         family = data.get("family") if isinstance(data, dict) else None
     except (TypeError, ValueError) as exc:
         raise ExportError(strategy_id, target, f"spec_json is not JSON ({exc})") from exc
-    families = TARGET_FAMILIES.get(target, FAMILIES)
+    families = TARGET_FAMILIES.get(target, EXPORTABLE_FAMILIES)
     if family not in families:
-        raise ExportError(strategy_id, target, f"family {family!r} cannot be expressed in {target}; "
-                                               f"it expresses {list(families)}", unsupported=family in FAMILIES)
+        raise ExportError(strategy_id, target, f"not exportable to {target} for the family {family!r}; "
+                                               f"{target} expresses {list(families)}", unsupported=family in ALL_FAMILIES)
     try:
         return StrategySpec.from_json(spec_json)
     except (KeyError, TypeError, ValueError) as exc:

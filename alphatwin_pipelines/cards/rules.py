@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alphatwin_pipelines.strategies.spec import VOL_RANK_WINDOW, StrategySpec
+from alphatwin_pipelines.strategies.spec import BOOK_FAMILIES, VOL_RANK_WINDOW, StrategySpec
 
 SECTIONS = ("entry", "exit", "filters", "stops", "sizing", "costs", "universe", "rebalance")
 
@@ -46,6 +46,29 @@ def family_rules(spec: StrategySpec) -> tuple[str, str]:
     if spec.family == "donchian_breakout":
         return (f"Buy when the close is above the highest high of the previous {p['entry_window']} bars.",
                 f"Sell when the close is below the lowest low of the previous {p['exit_window']} bars.")
+    if spec.family == "adx_trend":
+        return (f"Buy when the {p['period']}-day +DI is above the -DI and the ADX is above {_num(p['adx_min'])}, "
+                "both for the first time since the previous bar (an up-trend that is strong).",
+                f"Sell when the {p['period']}-day +DI falls below the -DI.")
+    if spec.family == "volume_momentum":
+        return (f"Buy when the {p['lookback']}-day return is positive and the 5-day average volume is more than "
+                f"{_num(p['volume_ratio'])} times its {p['volume_window']}-day average, both for the first time "
+                "since the previous bar.",
+                f"Sell when the {p['lookback']}-day return turns negative.")
+    if spec.family in ("xs_momentum", "xs_reversal"):
+        what = (f"the return from {p['lookback']} to {p['skip']} sessions ago" if spec.family == "xs_momentum"
+                else f"minus the {p['lookback']}-day return (last period's losers first)")
+        legs = (f"buy the top {p['top_k']} in equal weight" if p["mode"] == "long_only" else
+                f"buy the top {p['top_k']} with half the equity and short the bottom {p['top_k']} with the other "
+                "half (dollar-neutral)")
+        return (f"Every {p['rebalance']} sessions, rank the symbols on {what}; {legs}.",
+                "At each rebalance, close every position that is no longer selected.")
+    if spec.family == "pairs":
+        return (f"For each pair, regress the log price of the first symbol on the second over {p['z_window']} "
+                f"sessions; short the spread when its z-score is above {_num(p['entry_z'])}, buy it when below "
+                f"-{_num(p['entry_z'])} (legs weighted 1 : -hedge ratio, fixed at the entry).",
+                f"Close the pair when |z| is below {_num(p['exit_z'])}, after {p['hold_limit']} sessions, or when it "
+                f"has lost {_pct(p['pair_stop'])} of its gross value since the fill.")
     raise ValueError(f"unknown family {spec.family!r}")
 
 
@@ -104,8 +127,24 @@ def rule_sections(spec: StrategySpec, costs: dict[str, Any], symbols: list[str])
     out["universe"].append(f"{len(symbols)} symbol(s), each traded as its own account: {shown}." if symbols
                            else "Every symbol in the bars given, each traded as its own account.")
     out["rebalance"].append("Signals are decided at each daily close and fill at the next session's open.")
-    out["rebalance"].append("The strategy's book holds the symbols in equal weight, rebalanced daily.")
+    if spec.family in BOOK_FAMILIES:
+        _book_sections(spec, costs, symbols, out)
+    else:
+        out["rebalance"].append("The strategy's book holds the symbols in equal weight, rebalanced daily.")
     return out
+
+
+def _book_sections(spec: StrategySpec, costs: dict[str, Any], symbols: list[str], out: dict[str, list[str]]) -> None:
+    """A book family is one account across its symbols, long and short (strategies.books)."""
+    out["stops"].insert(0, "In this book 'buy' opens a position (long or short) and 'sell' closes it; stops are "
+                           "measured on the position's return since its fill.")
+    out["sizing"] = [("Each position takes its target fraction of the one account's equity, re-set at every "
+                      "rebalance.") + (" Volatility targeting scales a new position by min(1, target / realised "
+                                       "volatility)." if "vol_sizing" in spec.features else "")]
+    out["costs"].append(f"Shorts pay {_num(float(costs.get('borrow_bps', 50.0)))} bp a year of their value to borrow "
+                        "the shares, charged every close.")
+    pairs = "; ".join(f"{a}/{b}" for a, b in spec.pairs)
+    out["universe"] = [f"One account over {len(symbols)} symbol(s)" + (f", pairs {pairs}." if pairs else ".")]
 
 
 def rule_lines(spec: StrategySpec, costs: dict[str, Any], symbols: list[str]) -> list[str]:

@@ -80,7 +80,7 @@ audit_log = sa.Table(
 
 AUDIT_EVENTS = (
     "opened", "submitted", "rejected", "duplicate_skipped", "dust_skipped", "cancelled",
-    "filled", "settled", "divergence", "run",
+    "filled", "settled", "divergence", "run", "borrow",
 )
 
 _SQLITE_GUARDS = [

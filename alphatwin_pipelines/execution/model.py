@@ -101,7 +101,14 @@ class AccountState:
 
 
 class Broker(ABC):
-    """What the execution run needs from a broker: submit idempotently, read state, cancel."""
+    """What the execution run needs from a broker: submit idempotently, read state, cancel.
+
+    ``can_short``: whether the account may hold negative positions. Where it is False, an order
+    that would take a position below zero is rejected by the safeguards with a reason naming the
+    broker (book families trade shorts: cross-sectional long/short, pairs).
+    """
+
+    can_short: bool = False
 
     @abstractmethod
     def submit(self, orders: list[Order]) -> list[SubmitResult]:

@@ -35,6 +35,10 @@ def _order_from_row(row) -> Order:
 
 
 class PaperBroker(Broker):
+    # Shorts are real here: a sale beyond the position leaves a negative quantity, the proceeds
+    # go to cash and the equity marks the short at the close.
+    can_short = True
+
     def __init__(self, url: str, *, initial_cash: float = 100_000.0, costs: CostModel | None = None):
         self.url = url
         self.costs = costs or CostModel()
@@ -63,6 +67,22 @@ class PaperBroker(Broker):
                             allocation_version=order.allocation_version, symbol=order.symbol, detail=detail)
                 results.append(SubmitResult(order.order_id, order.symbol, "duplicate", detail))
         return results
+
+    def charge_borrow(self, session: str, closes: Mapping[str, float], borrow_bps: float) -> float:
+        """Charge one session's borrow on the short positions (``borrow_bps`` a year of their value at
+        ``closes``, / 252), once per session: a re-run of the same session charges nothing."""
+        with self.engine.begin() as conn:
+            done = conn.execute(sa.select(L.audit_log.c.seq).where(L.audit_log.c.event == "borrow")
+                                .where(L.audit_log.c.detail.like(f'%"session": "{session}"%'))).first()
+            shorts = {r.symbol: -int(r.qty) for r in conn.execute(sa.select(L.positions).where(L.positions.c.qty < 0))}
+            if done is not None or not shorts:
+                return 0.0
+            value = sum(q * float(closes[s]) for s, q in shorts.items())
+            amount = value * borrow_bps / 1e4 / 252
+            _move_cash(conn, -amount)
+            L.audit(conn, "borrow", detail={"session": session, "short_value": value, "borrow_bps": borrow_bps,
+                                            "amount": amount})
+        return amount
 
     def positions(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -138,6 +138,8 @@ def execute_allocation(data_dir, broker: Broker, ledger, version: str, *, limits
     if not closes:
         raise ValueError(f"cleaned_ohlcv has no bars for {session} (the as_of of allocation {version}); "
                          "materialise cleaned_ohlcv for that session first")
+    if isinstance(broker, PaperBroker):  # shorts pay their borrow at the session's close
+        broker.charge_borrow(session, closes, costs.borrow_bps)
     account = broker.account()
     equity = account.equity(closes)
     previous = L.record_mark(ledger, session, equity)
@@ -150,7 +152,8 @@ def execute_allocation(data_dir, broker: Broker, ledger, version: str, *, limits
     if symbols:  # nothing to trade or hold: no history to read
         adjusted = read_adjusted(store, start=history_start, end=session, symbols=symbols, as_of=session)
         returns = adjusted.pivot(index="date", columns="symbol", values="adj_close").pct_change(fill_method=None)
-    decision = check_orders(orders, account, closes, limits, daily_return=daily_return, returns=returns)
+    decision = check_orders(orders, account, closes, limits, daily_return=daily_return, returns=returns,
+                            can_short=broker.can_short, broker_name=f"{type(broker).__name__} account")
     with ledger.begin() as conn:
         for order, reason in decision.rejected:
             L.audit(conn, "rejected", order_id=order.order_id, allocation_version=version, symbol=order.symbol,

@@ -93,7 +93,8 @@ def correlated_groups(returns: pd.DataFrame, threshold: float, lookback: int) ->
 
 
 def check_orders(orders: list[Order], account: AccountState, prices: Mapping[str, float], limits: Limits,
-                 *, daily_return: float | None = None, returns: pd.DataFrame | None = None) -> Decision:
+                 *, daily_return: float | None = None, returns: pd.DataFrame | None = None,
+                 can_short: bool = True, broker_name: str = "broker") -> Decision:
     equity = account.equity(prices)
     if equity <= 0:
         raise ValueError(f"account equity is {equity:.2f}; no order can pass the safeguards")
@@ -114,6 +115,10 @@ def check_orders(orders: list[Order], account: AccountState, prices: Mapping[str
         if order.notional > limits.max_order_notional:
             reasons.append(f"order notional ${order.notional:,.2f} exceeds max_order_notional "
                            f"${limits.max_order_notional:,.2f}")
+        if not can_short and held.get(order.symbol, 0) + order.signed_qty < 0:
+            reasons.append(f"{order.symbol}: the order would leave a short position of "
+                           f"{held.get(order.symbol, 0) + order.signed_qty} shares and the {broker_name} cannot "
+                           "short; trade a long-only allocation with this broker or use one that can short")
         if not reduces(order):
             after = dict(held)
             after[order.symbol] = after.get(order.symbol, 0) + order.signed_qty

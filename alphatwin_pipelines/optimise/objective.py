@@ -21,6 +21,11 @@ pruner can drop a trial whose estimate falls below the median of earlier trials 
 for the backtest. (Symbol chunks were tried first: vectorbt's fixed cost per call made four
 chunked simulations slower than one, pruned or not.) The value of a trial that runs
 to the end is :func:`portfolio_metrics`' objective, bit for bit.
+
+Book families (cross-sectional ranks, pairs) are one account across the symbols: their value is
+the Sharpe of that account's daily returns from ``start`` (no decision before it), ``trades``
+its fills in the window (:func:`book_metrics`). They have no cheap estimate, so they are never
+pruned.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel, simulate
 from alphatwin_pipelines.strategies import Indicators, MarketArrays, Signals, StrategySpec, generate, suggest_params
+from alphatwin_pipelines.strategies.spec import BOOK_FAMILIES
 from alphatwin_pipelines.stats import compute_metrics
 
 #: The value of a trial whose portfolio never trades or has no defined Sharpe (cash).
@@ -88,7 +94,22 @@ def portfolio_metrics(spec: StrategySpec, market: MarketArrays, start, costs: Co
     over all symbols) and ``objective`` (:func:`score`). The stage and
     ``reproducibility.replay_metrics`` both call this, so a replay is bit-identical.
     """
+    if spec.family in BOOK_FAMILIES:
+        return book_metrics(spec, market, start_row(market, start), costs, indicators)
     return _backtest_metrics(generate(spec, market, indicators), market, start_row(market, start), costs)
+
+
+def book_metrics(spec: StrategySpec, market: MarketArrays, first_row: int, costs: CostModel | None = None,
+                 indicators: Indicators | None = None) -> dict:
+    """In-sample metrics of a book family's account from ``first_row`` (module docstring)."""
+    from alphatwin_pipelines.backtest.book import simulate_book
+    from alphatwin_pipelines.strategies.books import generate_book
+
+    result = simulate_book(generate_book(spec, market, indicators, first_row), market, costs)
+    out = compute_metrics(result.returns.iloc[first_row:].reset_index(drop=True))
+    out["trades"] = float(len(result.orders))
+    out["objective"] = score(out)
+    return out
 
 
 def estimate_sharpe(signals: Signals, market: MarketArrays, first_row: int, costs: CostModel) -> float:
@@ -117,20 +138,25 @@ class PortfolioObjective:
     """
 
     def __init__(self, market: MarketArrays, family: str, level: int, start, costs: CostModel | None = None,
-                 prune_on_estimate: bool = True, indicators: Indicators | None = None):
+                 prune_on_estimate: bool = True, indicators: Indicators | None = None, pairs=()):
         self.market, self.family, self.level = market, family, int(level)
+        self.pairs = tuple(pairs)  # the pairs family's traded pairs (part of its spec)
         self.prune_on_estimate = bool(prune_on_estimate)
         self.costs = CostModel() if costs is None else costs
         self.first_row = start_row(market, start)
         self.indicators = Indicators(market) if indicators is None else indicators
 
     def spec(self, params: dict) -> StrategySpec:
-        return StrategySpec(self.family, params, self.level)
+        return StrategySpec(self.family, params, self.level, self.pairs)
 
     def __call__(self, trial) -> float:
         import optuna
 
         spec = self.spec(suggest_params(trial, self.family, self.level))
+        if self.family in BOOK_FAMILIES:
+            metrics = book_metrics(spec, self.market, self.first_row, self.costs, self.indicators)
+            trial.set_user_attr("trades", int(metrics["trades"]))
+            return metrics["objective"]
         signals = generate(spec, self.market, self.indicators)
         if self.prune_on_estimate:
             estimate = estimate_sharpe(signals, self.market, self.first_row, self.costs)

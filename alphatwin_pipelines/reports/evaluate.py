@@ -58,7 +58,7 @@ class ValidationSettings:
         return {"train": self.train, "test": self.test, "n_candidates": self.n_candidates, "seed": self.seed,
                 "pbo_splits": self.pbo_splits, "cost_multipliers": list(self.cost_multipliers),
                 "costs": {"fees_bps": c.fees_bps, "slippage_bps": c.slippage_bps, "impact_k_bps": c.impact_k_bps,
-                          "adv_window": c.adv_window, "impact_notional": c.impact_notional}}
+                          "adv_window": c.adv_window, "impact_notional": c.impact_notional, "borrow_bps": c.borrow_bps}}
 
     @classmethod
     def from_dict(cls, d: dict, thresholds: GateThresholds | None = None) -> "ValidationSettings":
@@ -89,25 +89,25 @@ class StrategyValidation:
         return not self.failures
 
 
-def candidate_specs(family: str, level: int, n: int, seed: int) -> list[StrategySpec]:
+def candidate_specs(family: str, level: int, n: int, seed: int, pairs=()) -> list[StrategySpec]:
     """The level's defaults then seeded random draws, duplicates dropped, ``n`` in all at most."""
     out, seen = [], set()
     for params in [default_params(family, level), *sample_params(family, level, max(n - 1, 0), seed)]:
-        spec = StrategySpec(family, params, level)
+        spec = StrategySpec(family, params, level, tuple(pairs))
         if spec.spec_hash() not in seen:
             seen.add(spec.spec_hash())
             out.append(spec)
     return out[:n]
 
 
-def trial_specs(trials: pd.DataFrame, family: str, level: int) -> list[StrategySpec]:
+def trial_specs(trials: pd.DataFrame, family: str, level: int, pairs=()) -> list[StrategySpec]:
     """One spec per distinct parameter set the study tried (failed trials with no params skipped)."""
     out, seen = [], set()
     for number, text in zip(trials["trial_number"], trials["params_json"]):
         if text is None or (isinstance(text, float) and math.isnan(text)) or not str(text).strip():
             continue
         try:
-            spec = StrategySpec(family, json.loads(text), level)
+            spec = StrategySpec(family, json.loads(text), level, tuple(pairs))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"optimisation_trials: trial {number} of {family} level {level} has params "
                              f"that do not make a valid spec ({exc}); re-run the optimisation") from exc
@@ -208,8 +208,8 @@ def validate_strategy(row: dict, trials: pd.DataFrame, market: MarketArrays, ben
                       labels: pd.DataFrame, settings: ValidationSettings) -> StrategyValidation:
     """Everything in the module docstring for one ``optimised_strategies`` row on its symbols' ``market``."""
     spec = StrategySpec.from_json(row["spec_json"])
-    candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed)
-    tried = trial_specs(trials, spec.family, spec.level)
+    candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed, spec.pairs)
+    tried = trial_specs(trials, spec.family, spec.level, spec.pairs)
     signals = spec_signals([*candidates, spec, *tried], market)
     pf = simulate_portfolios(dict(enumerate(signals)), market, settings.costs)
     result, windows = run_walk_forward(pf, range(len(candidates)), settings.train, settings.test)

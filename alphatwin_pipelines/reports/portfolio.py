@@ -6,6 +6,12 @@ that session (symbols without a bar are left out; a session with none is flat). 
 book the optimisation objective scores (``alphatwin_pipelines.optimise.objective``), so the
 out-of-sample numbers here and the in-sample ones there measure the same thing.
 
+Book families (cross-sectional ranks, pairs: :mod:`alphatwin_pipelines.strategies.books`) are one
+account across the symbols, longs and shorts: their book is the book engine's account
+(:func:`~alphatwin_pipelines.backtest.book.simulate_book`), its exposure the gross exposure and
+its weights the signed position weights. ``spec_signals`` and ``simulate_portfolios`` take both
+kinds, so validation treats every family alike.
+
 Benchmarks run through the same engine and the same :class:`CostModel`:
 buy-and-hold of the strategy's symbols, equal-weight buy-and-hold of the whole universe, and a
 plain SMA 50/200 crossover on the strategy's symbols.
@@ -19,7 +25,10 @@ import numpy as np
 import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel, run_backtest, simulate
+from alphatwin_pipelines.backtest.book import simulate_book
 from alphatwin_pipelines.strategies import Indicators, MarketArrays, Signals, StrategySpec, generate
+from alphatwin_pipelines.strategies.books import BookTargets, generate_book
+from alphatwin_pipelines.strategies.spec import BOOK_FAMILIES
 
 SMA_BENCHMARK = StrategySpec("ma_cross", {"fast": 50, "slow": 200, "ma_type": "sma"}, 0)
 BENCHMARK_NAMES = ("buy_and_hold", "equal_weight_universe", "sma_50_200")
@@ -39,7 +48,7 @@ def scale_costs(costs: CostModel, factor: float) -> CostModel:
     """The same cost model with fees, slippage and impact all multiplied by ``factor``."""
     return CostModel(fees_bps=costs.fees_bps * factor, slippage_bps=costs.slippage_bps * factor,
                      impact_k_bps=costs.impact_k_bps * factor, adv_window=costs.adv_window,
-                     impact_notional=costs.impact_notional)
+                     impact_notional=costs.impact_notional, borrow_bps=costs.borrow_bps * factor)
 
 
 def equal_weight_book(result) -> BookReturns:
@@ -64,16 +73,51 @@ def equal_weight_book(result) -> BookReturns:
                        weights=pd.DataFrame(exposure / counts, index=index, columns=cols))
 
 
-def spec_signals(specs: list[StrategySpec], market: MarketArrays) -> list[Signals]:
-    """Each spec's signals, sharing one indicator cache; generate once, simulate under many costs."""
+def spec_signals(specs: list[StrategySpec], market: MarketArrays) -> list[Signals | BookTargets]:
+    """Each spec's signals (book families: target weights), sharing one indicator cache;
+    generate once, simulate under many costs."""
     indicators = Indicators(market)
-    return [generate(spec, market, indicators) for spec in specs]
+    return [generate_book(spec, market, indicators) if spec.family in BOOK_FAMILIES
+            else generate(spec, market, indicators) for spec in specs]
+
+
+def account_books(parts: dict, market: MarketArrays, costs: CostModel) -> BookReturns:
+    """Book targets ``{key: BookTargets}``: each key is one account (module docstring)."""
+    results = {k: simulate_book(v, market, costs) for k, v in parts.items()}
+    keys = list(results)
+    index = market.dates
+    cols = pd.MultiIndex.from_tuples([(k, s) for k in keys for s in market.symbols], names=["param_set", "symbol"])
+    weights = np.column_stack([results[k].weights.to_numpy() for k in keys])
+    return BookReturns(
+        returns=pd.DataFrame({k: results[k].returns.to_numpy() for k in keys}, index=index, columns=keys),
+        exposure=pd.DataFrame({k: results[k].gross.to_numpy() for k in keys}, index=index, columns=keys),
+        symbol_exposure=pd.DataFrame(weights, index=index, columns=cols),
+        weights=pd.DataFrame(weights, index=index, columns=cols))
 
 
 def simulate_portfolios(parts: dict, market: MarketArrays, costs: CostModel) -> BookReturns:
-    """Signals ``{key: Signals}`` in one simulation, summed per key (the result's column labels)."""
-    signals = Signals.concat(list(parts.values()), keys=list(parts), names=["param_set", "symbol"])
-    return equal_weight_book(simulate(signals, market, costs))
+    """Signals ``{key: Signals | BookTargets}`` simulated together, one book per key (the result's
+    column labels, in the order given)."""
+    books = {k: v for k, v in parts.items() if isinstance(v, BookTargets)}
+    signals = {k: v for k, v in parts.items() if not isinstance(v, BookTargets)}
+    done = []
+    if signals:
+        sig = Signals.concat(list(signals.values()), keys=list(signals), names=["param_set", "symbol"])
+        done.append(equal_weight_book(simulate(sig, market, costs)))
+    if books:
+        done.append(account_books(books, market, costs))
+    if len(done) == 1:
+        return done[0]
+    order = list(parts)
+
+    def join(field: str, per_symbol: bool) -> pd.DataFrame:
+        frame = pd.concat([getattr(d, field) for d in done], axis=1)
+        if not per_symbol:
+            return frame[order]
+        return frame[[c for k in order for c in frame.columns if c[0] == k]]
+
+    return BookReturns(returns=join("returns", False), exposure=join("exposure", False),
+                       symbol_exposure=join("symbol_exposure", True), weights=join("weights", True))
 
 
 def run_portfolios(specs: list[StrategySpec], market: MarketArrays, costs: CostModel) -> BookReturns:

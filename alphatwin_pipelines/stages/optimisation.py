@@ -30,8 +30,9 @@ from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.strategies import FAMILIES, MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
-from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
+from alphatwin_pipelines.strategies import MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
+from alphatwin_pipelines.strategies.spec import ALL_FAMILIES, BOOK_FAMILIES
+from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER, TOP_PAIRS
 
 OBJECTIVE = "sharpe of the equal-weight portfolio, costs on, trades opened in the window (v1)"
 OPTIMISED_COLUMNS = [
@@ -43,8 +44,12 @@ TRIAL_COLUMNS = ["strategy_id", "family", "level", "trial_number", "state", "par
 
 @dataclass(frozen=True)
 class OptimisationConfig:
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = ALL_FAMILIES
     levels: tuple[int, ...] = tuple(range(MAX_LEVEL + 1))
+    # Levels studied for the book families (cross-sectional, pairs). Level 0 only by default keeps
+    # the run's study count (and `make run`) near what it was before they came; raise it for research.
+    book_levels: tuple[int, ...] = (0,)
+    n_pairs: int = 5  # the pairs family trades the best-ranked top_pairs of the scanner session
     n_trials: int = 8
     seed: int = 42
     shortlist_size: int = 25
@@ -56,10 +61,12 @@ class OptimisationConfig:
     costs: CostModel = field(default_factory=CostModel)
 
     def __post_init__(self):
-        unknown = sorted(set(self.families) - set(FAMILIES))
+        unknown = sorted(set(self.families) - set(ALL_FAMILIES))
         if unknown or not self.families:
-            raise ValueError(f"unknown strategy families {unknown or '(none given)'}; choose from {list(FAMILIES)}")
-        bad = sorted(lv for lv in self.levels if not 0 <= int(lv) <= MAX_LEVEL)
+            raise ValueError(f"unknown strategy families {unknown or '(none given)'}; choose from {list(ALL_FAMILIES)}")
+        if self.n_pairs < 1:
+            raise ValueError(f"n_pairs must be at least 1, got {self.n_pairs}")
+        bad = sorted(lv for lv in (*self.levels, *self.book_levels) if not 0 <= int(lv) <= MAX_LEVEL)
         if bad or not self.levels:
             raise ValueError(f"levels must be within 0..{MAX_LEVEL}, got {bad or 'none'}")
         if self.n_trials < 1 or self.shortlist_size < 1 or self.train_years <= 0:
@@ -111,6 +118,26 @@ def select_shortlist(store: TableStore, size: int, sector: str | None = None, sy
     return Shortlist(symbols=sorted(picked), scanner_partition=session)
 
 
+def select_pairs(store: TableStore, session: pd.Timestamp, n: int) -> tuple[tuple[str, str], ...]:
+    """The ``n`` best-ranked pairs of ``top_pairs`` on the scanner session (pair_rank order)."""
+    try:
+        rows = store.read_partitions(TOP_PAIRS, session, session, columns=["pair_rank", "symbol_a", "symbol_b"])
+    except FileNotFoundError:
+        rows = pd.DataFrame(columns=["pair_rank", "symbol_a", "symbol_b"])
+    if rows.empty:
+        raise ValueError(f"{TOP_PAIRS} has no pair on {session:%Y-%m-%d}, so the pairs family has nothing to trade: "
+                         f"materialise the scanner for that session or drop 'pairs' from the optimised families")
+    rows = rows.sort_values(["pair_rank", "symbol_a", "symbol_b"], kind="stable").head(int(n))
+    return tuple((str(a), str(b)) for a, b in zip(rows["symbol_a"], rows["symbol_b"]))
+
+
+def study_plan(config: OptimisationConfig) -> list[tuple[str, int]]:
+    levels = sorted({int(lv) for lv in config.levels})
+    book_levels = sorted({int(lv) for lv in config.book_levels})
+    return [(family, level) for family in config.families
+            for level in (book_levels if family in BOOK_FAMILIES else levels)]
+
+
 def _window(store: TableStore, end: pd.Timestamp, train_years: float, warmup: int):
     sessions = store.stored_sessions(CLEANED)
     sessions = sessions[sessions <= end]
@@ -156,12 +183,22 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
              "prune_on_estimate": config.prune_on_estimate, "objective": OBJECTIVE}
     key = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
     url = storage_url or default_storage_url(store.data_dir)
-    levels = sorted({int(lv) for lv in config.levels})
-    plan = [_Study(number, len(config.families) * len(levels), family, level, study_name(family, level, key))
-            for number, (family, level) in enumerate(((f, lv) for f in config.families for lv in levels), start=1)]
-    # one indicator cache for every study (the levels share their filters); on a cluster, one per worker
+    pairs, pair_market, pair_key = (), None, key
+    if "pairs" in config.families:
+        # The pairs trade their own symbols (top_pairs of the scanner session), not the shortlist.
+        pairs = select_pairs(store, end, config.n_pairs)
+        pair_symbols = sorted({s for pair in pairs for s in pair})
+        pair_market = MarketArrays.from_bars(read_window_bars(store, pair_symbols, warmup_start, end, as_of=end),
+                                             price="adj")
+        pair_key = hashlib.sha256(json.dumps({**basis, "symbols": pair_symbols, "pairs": pairs},
+                                             sort_keys=True).encode()).hexdigest()
+    planned = study_plan(config)
+    plan = [_Study(number, len(planned), family, level, study_name(family, level, pair_key if family == "pairs" else key))
+            for number, (family, level) in enumerate(planned, start=1)]
+    # one indicator cache per market for every study (the levels share their filters); on a cluster, one per worker
     shared = _Studies(market, Indicators(market), start, config, url,
-                      {k: basis[k] for k in ("symbols", "start", "end", "seed")})
+                      {k: basis[k] for k in ("start", "end", "seed")}, pairs, pair_market,
+                      Indicators(pair_market) if pair_market is not None else None)
     if client is not None:
         open_storage(url)  # the schema is created once, here, not raced by the workers' first studies
         if logger is not None and url.startswith("sqlite"):
@@ -171,17 +208,17 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
     run = _run_study if client is not None else functools.partial(_run_study, logger=logger)
     outcomes = run_tasks(run, plan, client, shared=shared, name="study", on_result=_StudiesProgress(logger, plan))
     rows, trial_frames, seconds, ran = [], [], {}, 0
-    for study, (result, metrics) in zip(plan, outcomes):
+    for study, (result, spec, metrics) in zip(plan, outcomes):
         family, level, name = study.family, study.level, study.name
+        study_market = shared.market_for(family)[0]
         seconds[name], ran = result.seconds, ran + result.ran
-        spec = StrategySpec(family, result.best_params, level)
-        record = make_record(spec, market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
+        record = make_record(spec, study_market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
                              inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
                              study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
                              best_trial=result.best_trial)
         sid = spec.spec_hash()
         rows.append({"strategy_id": sid, "family": family, "level": level, "complexity": complexity_score(spec),
-                     "spec_json": spec.to_json(), "symbols_json": json.dumps(list(market.symbols)),
+                     "spec_json": spec.to_json(), "symbols_json": json.dumps(list(study_market.symbols)),
                      "start": start, "end": end, "n_trials": result.n_trials, "n_complete": result.n_complete,
                      "n_pruned": result.n_pruned, "seed": config.seed, "study_name": name,
                      "is_sharpe": metrics["objective"], "is_sortino": metrics["sortino"], "is_cagr": metrics["cagr"],
@@ -208,6 +245,15 @@ class _Studies:
     config: OptimisationConfig
     url: str
     user_attrs: dict
+    pairs: tuple = ()
+    pair_market: MarketArrays | None = None
+    pair_indicators: Indicators | None = None
+
+    def market_for(self, family: str) -> tuple[MarketArrays, Indicators]:
+        """The pairs family trades its own symbols; every other family the shortlist."""
+        if family == "pairs":
+            return self.pair_market, self.pair_indicators
+        return self.market, self.indicators
 
 
 @dataclass(frozen=True)
@@ -223,16 +269,18 @@ class _Study:
         return f"study {self.number}/{self.of} {self.family} L{self.level}"
 
 
-def _run_study(shared: _Studies, study: _Study, logger=None) -> tuple[StudyResult, dict]:
-    """One study run or resumed to the budget, and its best spec's in-sample metrics (a task on a cluster)."""
+def _run_study(shared: _Studies, study: _Study, logger=None) -> tuple[StudyResult, StrategySpec, dict]:
+    """One study run or resumed to the budget, its best spec and that spec's in-sample metrics (a task on a cluster)."""
     config = shared.config
-    objective = PortfolioObjective(shared.market, study.family, study.level, shared.start, config.costs,
-                                   config.prune_on_estimate, shared.indicators)
+    market, indicators = shared.market_for(study.family)
+    pairs = shared.pairs if study.family == "pairs" else ()
+    objective = PortfolioObjective(market, study.family, study.level, shared.start, config.costs,
+                                   config.prune_on_estimate, indicators, pairs)
     progress = ProgressLogger(logger, study.label, config.n_trials, lines=2) if logger else None
     result = run_study(objective, study.name, shared.url, config.n_trials, config.seed, progress=progress,
-                       user_attrs=shared.user_attrs)
-    spec = StrategySpec(study.family, result.best_params, study.level)
-    return result, portfolio_metrics(spec, shared.market, shared.start, config.costs, shared.indicators)
+                       user_attrs={**shared.user_attrs, "symbols": list(market.symbols)})
+    spec = StrategySpec(study.family, result.best_params, study.level, pairs)
+    return result, spec, portfolio_metrics(spec, market, shared.start, config.costs, indicators)
 
 
 class _StudiesProgress:

@@ -41,6 +41,9 @@ REPORT_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "
                   "is_sharpe", "oos_sharpe", "oos_sortino", "oos_cagr", "oos_max_drawdown", "dsr", "pbo", "passed",
                   "reasons", "report_path", "scanner_partition", "record_json")
 
+#: weight is signed (short < 0); gross (sum of |weight|) and net (sum of weight) per strategy.
+POSITION_COLUMNS = ("strategy_id", "symbol", "date", "weight", "gross_exposure", "net_exposure")
+
 
 @dataclass
 class ValidationRun:
@@ -111,15 +114,18 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
                      "record_json": _record(row, settings, symbols, last)})
         streams.append(pd.DataFrame({"date": v.oos_returns.index, "strategy_id": v.strategy_id,
                                      "return": v.oos_returns.to_numpy(dtype=float)}))
-        holdings.append(v.positions.assign(strategy_id=v.strategy_id, date=last))
+        weights = v.positions["weight"].to_numpy(dtype=float)
+        holdings.append(v.positions.assign(strategy_id=v.strategy_id, date=last,
+                                           gross_exposure=float(abs(weights).sum()), net_exposure=float(weights.sum())))
         validations.append(v)
     reports = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
     returns = (pd.concat(streams, ignore_index=True) if streams
                else pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "strategy_id": pd.Series(dtype=str),
                                   "return": pd.Series(dtype=float)}))
-    positions = (pd.concat(holdings, ignore_index=True)[["strategy_id", "symbol", "date", "weight"]] if holdings
+    positions = (pd.concat(holdings, ignore_index=True)[list(POSITION_COLUMNS)] if holdings
                  else pd.DataFrame({"strategy_id": pd.Series(dtype=str), "symbol": pd.Series(dtype=str),
-                                    "date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype=float)}))
+                                    "date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype=float),
+                                    "gross_exposure": pd.Series(dtype=float), "net_exposure": pd.Series(dtype=float)}))
     with store.batch():
         store.write_table(VALIDATION, frame_to_arrow(reports))
         store.write_table(STRATEGY_RETURNS, frame_to_arrow(returns))
@@ -143,7 +149,7 @@ def replay_validation(record_json: str, data_dir) -> dict:
     last = pd.Timestamp(spec_record["last_session"])
     bars = read_adjusted(TableStore(data_dir), end=last, as_of=last)
     market = MarketArrays.from_bars(bars, price="adj").select(spec_record["symbols"])
-    candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed)
+    candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed, spec.pairs)
     pf = run_portfolios(candidates, market, settings.costs)
     result, windows = run_walk_forward(pf, range(len(candidates)), settings.train, settings.test)
     return oos_metrics(pf, windows, result.oos_returns)

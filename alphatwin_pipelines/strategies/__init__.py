@@ -10,6 +10,8 @@ Public API::
     spec.to_json(); StrategySpec.from_json(text); spec.spec_hash()
     search_space("ma_cross", 3)             # {name: (low, high, "int"|"float") | (choices, None, "categorical")}
     complexity_score(spec)
+    book = generate_book(StrategySpec("xs_momentum", {"top_k": 5}), market)   # book families
+    book.weights                            # (T, N) signed targets on decision rows, NaN = hold
 
 ``generate`` returns *resolved* signals: ``entries[t]`` is True exactly where the long-only
 position opens at the close of t and ``exits[t]`` where it closes (stops included), and
@@ -27,7 +29,10 @@ import pandas as pd
 from alphatwin_pipelines.strategies import filters as flt
 from alphatwin_pipelines.strategies.families import FAMILY_RULES, Indicators
 from alphatwin_pipelines.strategies.market import MarketArrays, Signals
+from alphatwin_pipelines.strategies.books import BookTargets, generate_book
 from alphatwin_pipelines.strategies.spec import (
+    ALL_FAMILIES,
+    BOOK_FAMILIES,
     FAMILIES,
     LEVELS,
     MAX_LEVEL,
@@ -45,7 +50,7 @@ from alphatwin_pipelines.strategies.spec import (
 )
 
 __all__ = [
-    "FAMILIES", "LEVELS", "MAX_LEVEL", "Indicators", "MarketArrays", "Signals", "StrategySpec",
+    "ALL_FAMILIES", "BOOK_FAMILIES", "BookTargets", "generate_book", "FAMILIES", "LEVELS", "MAX_LEVEL", "Indicators", "MarketArrays", "Signals", "StrategySpec",
     "all_level_specs", "complexity_breakdown", "complexity_score", "default_params", "expand_grid",
     "generate", "generate_state", "level_features", "level_table", "longest_lookback",
     "sample_params", "search_space", "suggest_params",

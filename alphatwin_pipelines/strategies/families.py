@@ -16,6 +16,11 @@ bollinger_reversion    close crosses below the lower band (period, n_std)      c
 ts_momentum            lookback return crosses above ``threshold``             lookback return < -threshold
 donchian_breakout      close > highest high of the previous entry_window bars  close < lowest low of the
                                                                                previous exit_window bars
+adx_trend              min(+DI - -DI, ADX - adx_min) crosses above 0: a trend  +DI < -DI
+                       that is up and strong (Wilder's DMI, ``period``)
+volume_momentum        min(lookback return, relative volume - volume_ratio)    lookback return < 0
+                       crosses above 0 (relative volume = SMA(volume, 5) /
+                       SMA(volume, volume_window))
 ====================== ======================================================= ================================
 
 "Crosses above" at t means ``a[t] > b[t]`` and ``a[p] <= b[p]`` at the symbol's previous bar p.
@@ -157,6 +162,29 @@ class Indicators:
         return self.get(("rv", window), lambda: per_column(_realised_vol_1d, self.market.close, window=window))
 
 
+def _dmi(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int, which: str) -> np.ndarray:
+    fn = {"adx": talib.ADX, "plus": talib.PLUS_DI, "minus": talib.MINUS_DI}[which]
+    return fn(high, low, close, timeperiod=period)
+
+
+def adx_parts(ind: Indicators, period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ADX, +DI, -DI) of ``period`` on each symbol's own bars (TA-Lib, Wilder smoothing)."""
+    m = ind.market
+    return tuple(ind.get(("dmi", which, period),
+                         lambda which=which: per_column(_dmi, m.high, m.low, m.close, period=period, which=which))
+                 for which in ("adx", "plus", "minus"))
+
+
+def relative_volume(ind: Indicators, window: int) -> np.ndarray:
+    """SMA(volume, 5) / SMA(volume, window) of the symbol's own bars (NaN while either is unknown)."""
+    def compute():
+        fast = per_column(talib.SMA, ind.market.volume, timeperiod=5)
+        slow = per_column(talib.SMA, ind.market.volume, timeperiod=window)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(slow > 0, fast / slow, np.nan)
+    return ind.get(("rel_volume", window), compute)
+
+
 def ma_cross(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
     fast, slow = ind.ma(p["ma_type"], p["fast"]), ind.ma(p["ma_type"], p["slow"])
     with np.errstate(invalid="ignore"):
@@ -188,6 +216,20 @@ def donchian_breakout(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
         return close > ind.prior_high(p["entry_window"]), close < ind.prior_low(p["exit_window"])
 
 
+def adx_trend(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
+    adx, plus, minus = adx_parts(ind, p["period"])
+    strength = np.minimum(plus - minus, adx - p["adx_min"])  # NaN while any part is unknown
+    with np.errstate(invalid="ignore"):
+        return cross_above(strength, np.zeros_like(strength)), plus < minus
+
+
+def volume_momentum(ind: Indicators, p) -> tuple[np.ndarray, np.ndarray]:
+    mom = ind.roc(p["lookback"])
+    push = np.minimum(mom, relative_volume(ind, p["volume_window"]) - p["volume_ratio"])
+    with np.errstate(invalid="ignore"):
+        return cross_above(push, np.zeros_like(push)), mom < 0
+
+
 #: family name -> raw rule ``(indicators, params) -> (entries, exits)``.
 FAMILY_RULES: dict[str, Callable] = {
     "ma_cross": ma_cross,
@@ -195,4 +237,6 @@ FAMILY_RULES: dict[str, Callable] = {
     "bollinger_reversion": bollinger_reversion,
     "ts_momentum": ts_momentum,
     "donchian_breakout": donchian_breakout,
+    "adx_trend": adx_trend,
+    "volume_momentum": volume_momentum,
 }

@@ -45,21 +45,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from alphatwin_pipelines.strategies.family_params import (  # noqa: F401  (re-exported)
+    ALL_FAMILIES, BOOK_FAMILIES, BOOK_PARAMS, FAMILIES, FAMILY_PARAMS,
+)
+
 #: Sessions over which the volatility filter ranks today's realised volatility.
 VOL_RANK_WINDOW = 252
 SPEC_VERSION = 1
-
-#: family -> parameter -> (default, low, high, type); categorical: (default, choices, None, "categorical").
-FAMILY_PARAMS: dict[str, dict[str, tuple]] = {
-    "ma_cross": {"fast": (20, 5, 45, "int"), "slow": (50, 50, 250, "int"),
-                 "ma_type": ("sma", ("sma", "ema"), None, "categorical")},
-    "rsi_reversion": {"period": (14, 5, 30, "int"), "lower": (30.0, 10.0, 40.0, "float"),
-                      "upper": (70.0, 55.0, 90.0, "float")},
-    "bollinger_reversion": {"period": (20, 10, 60, "int"), "n_std": (2.0, 1.0, 3.0, "float")},
-    "ts_momentum": {"lookback": (126, 20, 252, "int"), "threshold": (0.0, 0.0, 0.2, "float")},
-    "donchian_breakout": {"entry_window": (55, 20, 120, "int"), "exit_window": (20, 5, 60, "int")},
-}
-FAMILIES: tuple[str, ...] = tuple(FAMILY_PARAMS)
 
 #: The level ladder: (feature, {param: (default, low, high, type)}, description).
 LEVELS: tuple[tuple[str, dict[str, tuple], str], ...] = (
@@ -101,9 +93,9 @@ def level_table() -> list[dict[str, Any]]:
 
 
 def _param_table(family: str, level: int) -> dict[str, tuple]:
-    if family not in FAMILY_PARAMS:
-        raise ValueError(f"unknown family {family!r}; known: {list(FAMILIES)}")
-    table = dict(FAMILY_PARAMS[family])
+    if family not in FAMILY_PARAMS and family not in BOOK_PARAMS:
+        raise ValueError(f"unknown family {family!r}; known: {list(ALL_FAMILIES)}")
+    table = dict(FAMILY_PARAMS.get(family) or BOOK_PARAMS[family])
     for _, params, _ in LEVELS[: int(level)]:
         table.update(params)
     return table
@@ -153,7 +145,7 @@ def _coerce(name: str, value, spec: tuple) -> Any:
 def _validate(family: str, p: dict[str, Any]) -> None:
     windows = [k for k in p if k in ("fast", "slow", "period", "lookback", "entry_window", "exit_window",
                                      "trend_window", "vol_window", "sizing_window", "breadth_window",
-                                     "index_window")]
+                                     "index_window", "volume_window", "z_window")]
     for k in windows:
         least = 1 if k == "lookback" else 2
         if p[k] < least:
@@ -170,6 +162,15 @@ def _validate(family: str, p: dict[str, Any]) -> None:
             raise ValueError(f"{k} must be in (0, 1]")
     if "max_hold" in p and p["max_hold"] < 1:
         raise ValueError("max_hold must be at least 1 session")
+    for k in ("top_k", "rebalance", "hold_limit"):
+        if k in p and p[k] < 1:
+            raise ValueError(f"{k} must be at least 1, got {p[k]}")
+    if "skip" in p and not 0 <= p["skip"] < p["lookback"]:
+        raise ValueError(f"skip ({p['skip']}) must be in [0, lookback ({p['lookback']}))")
+    if family == "pairs" and not 0 <= p["exit_z"] < p["entry_z"]:
+        raise ValueError(f"pairs need 0 <= exit_z ({p['exit_z']}) < entry_z ({p['entry_z']})")
+    if "pair_stop" in p and not 0 < p["pair_stop"] <= 1:
+        raise ValueError("pair_stop must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,14 @@ class StrategySpec:
 
     ``params`` is stored as a read-only mapping with every parameter of the level (missing ones
     take their defaults, ints and floats coerced to the declared type), so two specs that run
-    the same strategy have the same JSON and the same :meth:`spec_hash`.
+    the same strategy have the same JSON and the same :meth:`spec_hash`. ``pairs`` (the pairs
+    family only) lists the traded ``(symbol_a, symbol_b)`` pairs; it is part of the JSON and hash.
     """
 
     family: str
     params: Mapping[str, Any] = field(default_factory=dict)
     level: int = 0
+    pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         features = level_features(self.level)
@@ -196,6 +199,11 @@ class StrategySpec:
         _validate(self.family, merged)
         object.__setattr__(self, "level", int(self.level))
         object.__setattr__(self, "params", MappingProxyType(dict(sorted(merged.items()))))
+        pairs = tuple((str(a), str(b)) for a, b in self.pairs)
+        if (self.family == "pairs") != bool(pairs) or any(a == b for a, b in pairs):
+            raise ValueError(f"{self.family}: the pairs family needs at least one (symbol_a, symbol_b) pair of two "
+                             f"different symbols and other families none; got {list(pairs)}")
+        object.__setattr__(self, "pairs", pairs)
 
     def __hash__(self) -> int:
         return hash(self.spec_hash())
@@ -205,7 +213,10 @@ class StrategySpec:
         return level_features(self.level)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "level": self.level, "params": dict(self.params), "version": SPEC_VERSION}
+        out = {"family": self.family, "level": self.level, "params": dict(self.params), "version": SPEC_VERSION}
+        if self.pairs:  # only the pairs family: other specs keep their JSON and hash
+            out["pairs"] = [list(p) for p in self.pairs]
+        return out
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no spaces; the same spec always gives the same text."""
@@ -216,14 +227,15 @@ class StrategySpec:
         data = json.loads(text)
         if data.get("version", SPEC_VERSION) != SPEC_VERSION:
             raise ValueError(f"unsupported spec version {data.get('version')}")
-        return cls(family=data["family"], params=data.get("params", {}), level=data.get("level", 0))
+        return cls(family=data["family"], params=data.get("params", {}), level=data.get("level", 0),
+                   pairs=tuple(tuple(p) for p in data.get("pairs", ())))
 
     def spec_hash(self) -> str:
         """sha256 hex digest of :meth:`to_json`."""
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
     def with_params(self, **params) -> "StrategySpec":
-        return StrategySpec(self.family, {**self.params, **params}, self.level)
+        return StrategySpec(self.family, {**self.params, **params}, self.level, self.pairs)
 
 
 def family_lookback(family: str, p: dict[str, Any]) -> int:
@@ -234,8 +246,16 @@ def family_lookback(family: str, p: dict[str, Any]) -> int:
         return int(p["period"]) + 2
     if family == "bollinger_reversion":
         return int(p["period"]) + 1
-    if family == "ts_momentum":
+    if family in ("ts_momentum", "xs_reversal"):
         return int(p["lookback"]) + 2
+    if family == "adx_trend":
+        return 2 * int(p["period"]) + 1  # TA-Lib's ADX needs 2 * period - 1 bars, a cross one more
+    if family == "volume_momentum":
+        return max(int(p["lookback"]) + 1, int(p["volume_window"])) + 1
+    if family == "xs_momentum":
+        return int(p["lookback"]) + 1
+    if family == "pairs":
+        return int(p["z_window"]) * 2  # a hedge ratio over z_window returns, then a z-score of the spread
     return max(int(p["entry_window"]), int(p["exit_window"])) + 1
 
 
@@ -268,9 +288,9 @@ def complexity_score(spec: StrategySpec) -> float:
     return b["n_params"] + b["n_rules"] + 2.0 * b["n_execution"] + b["lookback_years"]
 
 
-def all_level_specs(family: str) -> list[StrategySpec]:
+def all_level_specs(family: str, pairs=()) -> list[StrategySpec]:
     """One default spec per level of ``family``."""
-    return [StrategySpec(family, {}, level) for level in range(MAX_LEVEL + 1)]
+    return [StrategySpec(family, {}, level, tuple(pairs)) for level in range(MAX_LEVEL + 1)]
 
 
 def expand_grid(param_grid) -> list[dict[str, Any]]:
