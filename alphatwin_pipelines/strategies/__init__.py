@@ -37,6 +37,7 @@ from alphatwin_pipelines.strategies.spec import (
     complexity_score,
     default_params,
     expand_grid,
+    holding_horizon,
     level_features,
     level_table,
     longest_lookback,
@@ -47,7 +48,7 @@ from alphatwin_pipelines.strategies.spec import (
 __all__ = [
     "FAMILIES", "LEVELS", "MAX_LEVEL", "Indicators", "MarketArrays", "Signals", "StrategySpec",
     "all_level_specs", "complexity_breakdown", "complexity_score", "default_params", "expand_grid",
-    "generate", "generate_state", "level_features", "level_table", "longest_lookback",
+    "generate", "generate_state", "holding_horizon", "level_features", "level_table", "longest_lookback",
     "sample_params", "search_space", "suggest_params",
 ]
 
