@@ -11,7 +11,7 @@ import pytest
 from alphatwin_pipelines.cards.store import content_version
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.stages.cards import build_strategy_cards
-from alphatwin_pipelines.reports import ValidationSettings
+from alphatwin_pipelines.reports import GATES, ValidationSettings
 from alphatwin_pipelines.stages.validation import validate_strategies
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import STRATEGY_CARDS, VALIDATION
@@ -54,7 +54,7 @@ def test_cards_for_every_strategy_and_bad_specs_named(validated_dir):
         files = {p.name: p.read_bytes() for p in folder.iterdir()}
         assert folder.parent.name == row.strategy_id and folder.name == row.version == content_version(files)
         card = json.loads(files["card.json"])
-        assert card["passed"] == bool(reports.loc[row.strategy_id, "passed"]) and len(card["gates"]) == 3
+        assert card["passed"] == bool(reports.loc[row.strategy_id, "passed"]) and len(card["gates"]) == len(GATES)
         if row.strategy_id in (PAIRS, CROSSED):
             for target in ("python", "pine", "alpaca"):
                 assert f"strategy {row.strategy_id}, target {target}:" in row.errors

@@ -253,7 +253,7 @@ def validate_strategy(row: dict, trials: pd.DataFrame, market: MarketArrays, ben
     positions = pd.DataFrame({"symbol": list(weights.index), "weight": weights.to_numpy(dtype=float)})
     failures = gate_failures(dsr, pbo, metrics["sharpe"], counted.n, settings.thresholds, ratios)
     if wf.windows.empty:
-        failures = {"oos_sharpe": (f"walk-forward impossible: {wf.needed} sessions needed (train {settings.train} + "
+        failures = {"oos_sharpe": (f"out-of-sample Sharpe not measurable: walk-forward impossible: {wf.needed} sessions needed (train {settings.train} + "
                                    f"purge {wf.purge} = lookback {wf.lookback} + holding horizon {wf.horizon} + "
                                    f"embargo {wf.embargo} + 1 test session), {wf.available} loaded: load more "
                                    "history or lower train_sessions"), **{k: v for k, v in failures.items()

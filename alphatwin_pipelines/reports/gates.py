@@ -81,13 +81,15 @@ def gate_failures(dsr: float, pbo: float, oos_sharpe: float, n_trials: int,
 
 
 def _benchmark_failure(ratios: dict[str, float], threshold: float) -> str:
+    """The benchmark gate's reason (every reason starts with "benchmarks"), or "" when it passes."""
     if not ratios:
-        return "no benchmark to compare with (no out-of-sample sessions)"
+        return "benchmarks not measurable: no out-of-sample sessions to compare"
     unmeasured = [name for name, ir in ratios.items() if not math.isfinite(ir)]
     if unmeasured:
-        return f"information ratio against {', '.join(unmeasured)} not measurable (flat or too short walk-forward)"
+        return (f"benchmarks not measurable: the information ratio against {', '.join(unmeasured)} is undefined "
+                "(flat or too short walk-forward)")
     behind = [f"{name} {ir:.2f}" for name, ir in ratios.items() if not ir > threshold]
     if behind:
-        return (f"does not beat its benchmarks: information ratio (daily log active returns) "
-                f"{', '.join(behind)} <= {threshold:.2f} over the out-of-sample sessions")
+        return (f"benchmarks not beaten: information ratio (daily log active returns) {', '.join(behind)} "
+                f"<= {threshold:.2f} over the out-of-sample sessions")
     return ""
