@@ -118,9 +118,13 @@ def oos_signals(specs: list[StrategySpec], windows: list[Window], market: Market
 
     indicators, out = Indicators(market), {}
     for s, w in zip(specs, windows):
-        cut = window_signals(generate(s, market, indicators), w.test_positions.start)
-        out[w.index] = Signals._owned(cut.entries, cut.exits, cut.size, market.dates, market.columns,
-                                      np.arange(market.shape[1]), resolved=False)
+        signals = generate(s, market, indicators)
+        cut = window_signals(signals, w.test_positions.start)
+        # Keep the generated labels (a family's columns need not be one per symbol).
+        symbols = signals.symbol_index if signals.symbol_index is not None else np.arange(signals.shape[1])
+        columns = signals.columns if signals.columns is not None else market.columns[symbols]
+        out[w.index] = Signals._owned(cut.entries, cut.exits, cut.size, market.dates, columns, symbols,
+                                      resolved=False)
     return out
 
 
