@@ -1,6 +1,6 @@
 """Strategy validation: walk-forward, DSR, PBO, costs, regimes and benchmarks for every optimised strategy.
 
-The three gates are blocking checks on ``validation_reports``. Allocation reads only rows with
+The four gates are blocking checks on ``validation_reports``. Allocation reads only rows with
 ``passed`` true, so a gate blocks downstream only when NO strategy clears it: then nothing could
 be allocated and the run stops here, loudly, instead of producing an empty portfolio. When some
 strategies fail a gate, the check passes and its metadata names the ones that failed and why.
@@ -14,16 +14,19 @@ from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.tables import (
     CLEANED, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, resolve_stored_path,
 )
-from assets.resources import StorageResource
+from assets.resources import OptunaResource, StorageResource
 
 DSR_GATE_CHECK = "dsr_gate"
 PBO_GATE_CHECK = "pbo_gate"
 OOS_SHARPE_GATE_CHECK = "oos_sharpe_gate"
+BENCHMARK_GATE_CHECK = "benchmark_gate"
 #: check name -> (gate key in the engine, what the gate asks)
 GATE_CHECKS = {
     DSR_GATE_CHECK: ("dsr", "Deflated Sharpe Ratio >= min_dsr (default 0.95): the in-sample Sharpe beats the best of N lucky trials"),
     PBO_GATE_CHECK: ("pbo", "Probability of Backtest Overfitting <= max_pbo (default 0.5), by CSCV over the study's trials"),
     OOS_SHARPE_GATE_CHECK: ("oos_sharpe", "Walk-forward out-of-sample Sharpe after costs >= min_oos_sharpe (default 0.5)"),
+    BENCHMARK_GATE_CHECK: ("benchmark", "Information ratio (daily log active returns) of the walk-forward against every "
+                                        "benchmark of the report > min_information_ratio (default 0)"),
 }
 _BLOCKS = " Fails, and blocks allocation downstream, only when no strategy clears it; otherwise lists the failures."
 
@@ -35,14 +38,19 @@ _DESCRIPTIONS = {
 
 
 class StrategyValidationConfig(dg.Config):
-    """Gate thresholds and walk-forward windows (sessions). Defaults: 2 years of bars give 4 test windows."""
+    """Gate thresholds and walk-forward settings (sessions). Each window re-runs the study's optimiser on
+    its train slice with ``trials_per_window`` trials; ``mode`` is ``rolling`` or ``anchored``; the purge
+    (the spec's longest lookback + holding horizon) is derived, ``embargo_sessions`` follows it."""
 
     min_dsr: float = 0.95
     max_pbo: float = 0.5
     min_oos_sharpe: float = 0.5
+    min_information_ratio: float = 0.0
     train_sessions: int = 252
     test_sessions: int = 63
-    n_candidates: int = 8
+    mode: str = "rolling"
+    trials_per_window: int = 50
+    embargo_sessions: int = 5
     seed: int = 0
     pbo_splits: int = 16
 
@@ -50,9 +58,11 @@ class StrategyValidationConfig(dg.Config):
 def _settings(config: StrategyValidationConfig):
     from alphatwin_pipelines.reports import GateThresholds, ValidationSettings
 
-    return ValidationSettings(train=config.train_sessions, test=config.test_sessions, n_candidates=config.n_candidates,
+    return ValidationSettings(train=config.train_sessions, test=config.test_sessions, mode=config.mode,
+                              trials_per_window=config.trials_per_window, embargo=config.embargo_sessions,
                               seed=config.seed, pbo_splits=config.pbo_splits,
-                              thresholds=GateThresholds(config.min_dsr, config.max_pbo, config.min_oos_sharpe))
+                              thresholds=GateThresholds(config.min_dsr, config.max_pbo, config.min_oos_sharpe,
+                                                        config.min_information_ratio))
 
 
 @dg.multi_asset(
@@ -61,20 +71,23 @@ def _settings(config: StrategyValidationConfig):
     check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=True, description=text + _BLOCKS)
                  for name, (_, text) in GATE_CHECKS.items()],
 )
-def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource):
+def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource,
+                       optuna: OptunaResource):
     from alphatwin_pipelines.stages.validation import REPORTS_DIR, validate_strategies
 
     store = storage.store()
     with measure() as cost:
         try:
-            run = validate_strategies(store, _settings(config))
+            run = validate_strategies(store, _settings(config), optuna.url(storage), logger=context.log)
         except (FileNotFoundError, ValueError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     reports = run.reports
     pages = {r.strategy_id: resolve_stored_path(store, r.report_path) for r in reports.itertuples()}
     summary = reports.assign(report=[f"[html](file://{pages[s]})" for s in reports["strategy_id"]])[
-        ["strategy_id", "family", "level", "oos_sharpe", "dsr", "pbo", "passed", "reasons", "report"]]
-    summary = summary.assign(strategy_id=summary["strategy_id"].str[:12]).round({"oos_sharpe": 2, "dsr": 3, "pbo": 3})
+        ["strategy_id", "family", "level", "oos_sharpe", "dsr", "dsr_n_trials", "pbo", "wf_efficiency",
+         "param_stability", "information_ratio", "passed", "reasons", "report"]]
+    summary = summary.assign(strategy_id=summary["strategy_id"].str[:12]).round(
+        {"oos_sharpe": 2, "dsr": 3, "pbo": 3, "wf_efficiency": 2, "param_stability": 2, "information_ratio": 2})
     yield dg.MaterializeResult(asset_key=VALIDATION, metadata={
         "strategies": len(reports), "passed": int(reports["passed"].sum()),
         "summary": dg.MetadataValue.md(markdown_table(summary, limit=100)),

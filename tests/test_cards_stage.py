@@ -11,6 +11,7 @@ import pytest
 from alphatwin_pipelines.cards.store import content_version
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.stages.cards import build_strategy_cards
+from alphatwin_pipelines.reports import GATES, ValidationSettings
 from alphatwin_pipelines.stages.validation import validate_strategies
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import STRATEGY_CARDS, VALIDATION
@@ -24,7 +25,7 @@ PAIRS, CROSSED = "0" * 64, "1" * 64
 def validated_dir(research_dir):
     store = TableStore(research_dir)
     write_study_tables(store, STUDIES)
-    validate_strategies(store)
+    validate_strategies(store, ValidationSettings(train=100, test=40, trials_per_window=3))
     reports = store.read_table(VALIDATION)
     good = reports.iloc[0].to_dict()
     good["report_path"] = ""  # the bad rows have no report page
@@ -53,7 +54,7 @@ def test_cards_for_every_strategy_and_bad_specs_named(validated_dir):
         files = {p.name: p.read_bytes() for p in folder.iterdir()}
         assert folder.parent.name == row.strategy_id and folder.name == row.version == content_version(files)
         card = json.loads(files["card.json"])
-        assert card["passed"] == bool(reports.loc[row.strategy_id, "passed"]) and len(card["gates"]) == 3
+        assert card["passed"] == bool(reports.loc[row.strategy_id, "passed"]) and len(card["gates"]) == len(GATES)
         if row.strategy_id in (PAIRS, CROSSED):
             for target in ("python", "pine", "alpaca"):
                 assert f"strategy {row.strategy_id}, target {target}:" in row.errors

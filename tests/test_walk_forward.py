@@ -41,8 +41,9 @@ def test_partial_last_window_step_and_gap():
     windows = walk_forward_windows(dates, train=30, test=10)
     assert windows[-1].n_test == 5 and windows[-1].test_end == dates[-1]
     assert walk_forward_windows(dates, train=30, test=10, allow_partial=False)[-1].n_test == 10
-    gapped = walk_forward_windows(dates, train=30, test=10, gap=5)
+    gapped = walk_forward_windows(dates, train=30, test=10, purge=3, embargo=2)
     assert all(dates.get_loc(w.test_start) - dates.get_loc(w.train_end) == 6 for w in gapped)
+    assert all((w.purge, w.embargo) == (3, 2) for w in gapped)
     stepped = walk_forward_windows(dates, train=30, test=10, step=20)
     assert [dates.get_loc(w.test_start) for w in stepped] == [30, 50, 70, 90]
     with pytest.raises(ValueError):
@@ -58,14 +59,15 @@ def test_windows_accept_unsorted_repeated_dates():
 
 @settings(max_examples=80, deadline=None)
 @given(n=st.integers(5, 300), train=st.integers(1, 60), test=st.integers(1, 40),
-       extra_step=st.integers(0, 20), gap=st.integers(0, 5), anchored=st.booleans())
-def test_window_invariants(n, train, test, extra_step, gap, anchored):
+       extra_step=st.integers(0, 20), purge=st.integers(0, 5), embargo=st.integers(0, 3), anchored=st.booleans())
+def test_window_invariants(n, train, test, extra_step, purge, embargo, anchored):
     dates = pd.bdate_range("2015-01-01", periods=n)
+    gap = purge + embargo
     if train + gap >= n:
-        with pytest.raises(ValueError):
-            walk_forward_windows(dates, train, test, test + extra_step, anchored, gap)
+        with pytest.raises(ValueError, match=f"{train + gap + 1} sessions at least"):
+            walk_forward_windows(dates, train, test, test + extra_step, anchored, purge, embargo)
         return
-    windows = walk_forward_windows(dates, train, test, test + extra_step, anchored, gap)
+    windows = walk_forward_windows(dates, train, test, test + extra_step, anchored, purge, embargo)
     for w in windows:
         assert w.train_end < w.test_start <= w.test_end
         assert dates.get_loc(w.test_start) - dates.get_loc(w.train_end) == gap + 1

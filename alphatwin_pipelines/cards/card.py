@@ -16,20 +16,23 @@ import pandas as pd
 
 from alphatwin_pipelines.cards.export import DEFAULT_COSTS, TARGETS, ExportError, export
 from alphatwin_pipelines.cards.rules import SECTIONS, rule_sections
-from alphatwin_pipelines.reports.gates import DSR_GATE, GATES, OOS_SHARPE_GATE, PBO_GATE
+from alphatwin_pipelines.reports.gates import BENCHMARK_GATE, DSR_GATE, GATES, OOS_SHARPE_GATE, PBO_GATE
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, generate
 from alphatwin_pipelines.strategies.books import generate_book
 from alphatwin_pipelines.strategies.spec import BOOK_FAMILIES
 
 CHART_FILE, JSON_FILE, MARKDOWN_FILE = "chart.png", "card.json", "card.md"
 #: How each gate's failure reason begins (reports.gates.gate_failures; a test keeps them in step).
-REASON_PREFIX = {DSR_GATE: "DSR", PBO_GATE: "PBO", OOS_SHARPE_GATE: "out-of-sample Sharpe"}
+REASON_PREFIX = {DSR_GATE: "DSR", PBO_GATE: "PBO", OOS_SHARPE_GATE: "out-of-sample Sharpe",
+                 BENCHMARK_GATE: "benchmarks"}
 GATE_LABEL = {DSR_GATE: "Deflated Sharpe Ratio", PBO_GATE: "Probability of Backtest Overfitting",
-              OOS_SHARPE_GATE: "Out-of-sample Sharpe"}
+              OOS_SHARPE_GATE: "Out-of-sample Sharpe",
+              BENCHMARK_GATE: "Lowest information ratio against the benchmarks"}
 _PASS_WHY = {
     DSR_GATE: "the in-sample Sharpe is clearly above what the best of {n} lucky trials would show",
     PBO_GATE: "the study's best trial did not fall to the bottom half out of sample in most CSCV splits",
     OOS_SHARPE_GATE: "the walk-forward earned enough return per unit of risk after costs",
+    BENCHMARK_GATE: "the walk-forward compounded more than every benchmark of its report over the same sessions",
 }
 
 
@@ -56,14 +59,15 @@ def _fmt(x) -> str:
 def gate_sentences(row: dict) -> list[dict]:
     """One sentence per gate: its reason when it failed (from the row's ``reasons``), else why it passed."""
     reasons = [r for r in str(row.get("reasons") or "").split("; ") if r]
-    values = {DSR_GATE: row.get("dsr"), PBO_GATE: row.get("pbo"), OOS_SHARPE_GATE: row.get("oos_sharpe")}
+    values = {DSR_GATE: row.get("dsr"), PBO_GATE: row.get("pbo"), OOS_SHARPE_GATE: row.get("oos_sharpe"),
+              BENCHMARK_GATE: row.get("information_ratio")}
     out = []
     for gate in GATES:
         failed = [r for r in reasons if r.startswith(REASON_PREFIX[gate])]
         if failed:
             sentence = f"Failed: {failed[0]}."
         else:
-            why = _PASS_WHY[gate].format(n=row.get("n_trials", "the"))
+            why = _PASS_WHY[gate].format(n=row.get("dsr_n_trials", row.get("n_trials", "the")))
             sentence = f"Passed: {GATE_LABEL[gate]} {_fmt(values[gate])}; {why}."
         out.append({"gate": gate, "passed": not failed, "sentence": sentence})
     return out

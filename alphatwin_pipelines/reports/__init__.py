@@ -7,8 +7,10 @@ No Dagster here. Public API::
     render_report(v, row) -> self-contained HTML
     regime_labels(market); benchmark_returns(market, universe, costs); gate_failures(...)
 
-:mod:`.evaluate` holds the walk-forward / DSR / PBO / cost logic (see its docstring for why the
-re-optimisation is honest), :mod:`.portfolio` the equal-weight book and benchmarks,
+:mod:`.evaluate` holds the DSR / PBO / cost / benchmark logic, :mod:`.reoptimise` the walk-forward
+that re-runs the optimiser in every train window (purge, embargo, seeds, efficiency, parameter
+stability; :func:`.reoptimise.optimise_window` is its one call into the optimiser),
+:mod:`.portfolio` the equal-weight book and benchmarks,
 :mod:`.regimes` the point-in-time regime labels, :mod:`.gates` the thresholds and their
 defaults, :mod:`.html` the page. The stage that runs it over the stored tables is
 :mod:`alphatwin_pipelines.stages.validation`.

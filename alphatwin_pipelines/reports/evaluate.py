@@ -1,20 +1,20 @@
 """Validate one optimised strategy: walk-forward OOS, DSR, PBO, costs, regimes, benchmarks, gates.
 
-Walk-forward re-optimisation is a seeded random search: ``n_candidates`` parameter sets of the
-strategy's family and level (the level's defaults first, then ``sample_params(seed)``) are run
-over the whole history in ONE vectorised simulation; in each rolling train window the candidate
-with the best train-window Sharpe is chosen and its returns over the following test window are
-kept. Because every signal and cost at t uses data up to t only, a candidate's returns up to a
-date are the same whether the simulation stops there or runs on, so choosing from the full run
-by train-window rows is the same as re-running the search on the train window alone. The
-study's own best spec is *not* a candidate: it was chosen with data from the test windows.
-A candidate carries whatever position it holds at a test window's start (it has been "running"
-on those parameters); returns before the first test window are never used.
+Walk-forward re-runs the study's optimiser in every train window on that window's data only
+and trades the next test window with what it chose (:mod:`.reoptimise`: purge, embargo, seeds).
+The study's own best spec is never traded out of sample: it was chosen with data from the test
+windows. The report adds walk-forward efficiency (OOS Sharpe over the windows' in-sample
+Sharpe) and parameter stability across windows.
 
-DSR deflates the study's in-sample Sharpe (``is_sharpe``) by the study's real ``n_trials`` and
-the variance of its trials' Sharpes (``optimisation_trials.sharpe``, annualised, converted to
-per session); skew and kurtosis come from re-running the best spec over the in-sample window.
-PBO runs CSCV over the return streams of every trial's parameters, re-run over the same window.
+DSR deflates the study's in-sample Sharpe (``is_sharpe``) by every trial actually run for the
+strategy's family (:class:`TrialCount`: the family's studies at all levels plus every walk-forward
+window's study; the stage counts the whole family, a lone call counts the strategy's own) and
+the variance of those trials' Sharpes (annualised, converted to per session); skew and kurtosis
+come from re-running the best spec over the in-sample window. PBO runs CSCV over the return
+streams of every trial's parameters, re-run over the same window.
+
+The benchmark gate compares the stitched OOS stream with each benchmark of the report over the
+same sessions (information ratio of log active returns, :mod:`alphatwin_pipelines.stats.benchmark`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.reports.gates import GateThresholds, gate_failures
 from alphatwin_pipelines.reports.portfolio import BookReturns, scale_costs, simulate_portfolios, spec_signals
 from alphatwin_pipelines.reports.regimes import regime_breakdown
-from alphatwin_pipelines.strategies import MarketArrays, StrategySpec, default_params, sample_params
+from alphatwin_pipelines.reports.reoptimise import (
+    WF_MODES, WalkForwardRun, parameter_stability, reoptimise_walk_forward, oos_signals, walk_forward_efficiency,
+)
+from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
 from alphatwin_pipelines.stats import (
-    compute_metrics, deflated_sharpe_ratio, kurtosis, probability_of_backtest_overfitting, sharpe_ratio,
-    skewness, walk_forward, walk_forward_windows,
+    compute_metrics, deflated_sharpe_ratio, information_ratio, kurtosis, probability_of_backtest_overfitting,
+    skewness,
 )
 from alphatwin_pipelines.stats.metrics import PERIODS_PER_YEAR, n_trades
 
@@ -46,25 +49,52 @@ REPORTED_METRICS = ("sharpe", "sortino", "cagr", "total_return", "volatility", "
 class ValidationSettings:
     train: int = 252
     test: int = 63
-    n_candidates: int = 8
+    mode: str = "rolling"  # or "anchored": train windows grow from the first session
+    trials_per_window: int = 50  # each walk-forward window's own study budget
+    embargo: int = 5  # sessions after the purge (lookback + holding horizon) before a test window
     seed: int = 0
     pbo_splits: int = 16
     cost_multipliers: tuple[float, ...] = (0.0, 1.0, 2.0)
     costs: CostModel = field(default_factory=CostModel)
     thresholds: GateThresholds = field(default_factory=GateThresholds)
 
+    def __post_init__(self):
+        if self.mode not in WF_MODES:
+            raise ValueError(f"walk-forward mode must be one of {WF_MODES}, got {self.mode!r}")
+        for name in ("train", "test", "trials_per_window"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if int(self.embargo) < 0:
+            raise ValueError(f"embargo must be >= 0 sessions, got {self.embargo}")
+
     def to_dict(self) -> dict:
         c = self.costs
-        return {"train": self.train, "test": self.test, "n_candidates": self.n_candidates, "seed": self.seed,
-                "pbo_splits": self.pbo_splits, "cost_multipliers": list(self.cost_multipliers),
+        return {"train": self.train, "test": self.test, "mode": self.mode, "trials_per_window": self.trials_per_window,
+                "embargo": self.embargo, "seed": self.seed, "pbo_splits": self.pbo_splits,
+                "cost_multipliers": list(self.cost_multipliers),
                 "costs": {"fees_bps": c.fees_bps, "slippage_bps": c.slippage_bps, "impact_k_bps": c.impact_k_bps,
                           "adv_window": c.adv_window, "impact_notional": c.impact_notional, "borrow_bps": c.borrow_bps}}
 
     @classmethod
     def from_dict(cls, d: dict, thresholds: GateThresholds | None = None) -> "ValidationSettings":
-        return cls(train=d["train"], test=d["test"], n_candidates=d["n_candidates"], seed=d["seed"],
-                   pbo_splits=d["pbo_splits"], cost_multipliers=tuple(d["cost_multipliers"]),
-                   costs=CostModel(**d["costs"]), thresholds=thresholds or GateThresholds())
+        return cls(train=d["train"], test=d["test"], mode=d["mode"], trials_per_window=d["trials_per_window"],
+                   embargo=d["embargo"], seed=d["seed"], pbo_splits=d["pbo_splits"],
+                   cost_multipliers=tuple(d["cost_multipliers"]), costs=CostModel(**d["costs"]),
+                   thresholds=thresholds or GateThresholds())
+
+
+@dataclass(frozen=True)
+class TrialCount:
+    """The trials a DSR deflates by: how many were run (finished) and their Sharpes (annualised)."""
+
+    n: int
+    sharpes: np.ndarray
+
+    @classmethod
+    def of(cls, study_trials: pd.DataFrame, n_study: int, runs) -> "TrialCount":
+        sharpes = [pd.to_numeric(study_trials["sharpe"], errors="coerce").to_numpy(dtype=float)]
+        sharpes += [np.asarray(r.trial_sharpes, dtype=float) for r in runs]
+        return cls(int(n_study) + sum(int(r.n_trials) for r in runs), np.concatenate(sharpes))
 
 
 @dataclass
@@ -74,30 +104,31 @@ class StrategyValidation:
     symbols: list[str]
     oos_returns: pd.Series
     oos_metrics: dict
-    windows: pd.DataFrame  # per window: dates, chosen params, train and test Sharpe
+    windows: pd.DataFrame  # per window: dates, trials, chosen params, train (best trial) and test Sharpe
     dsr: float
     pbo: float
     cost_sensitivity: pd.DataFrame  # per cost multiplier: total return, CAGR, Sharpe of the OOS stream
     regimes: pd.DataFrame
-    benchmarks: pd.DataFrame  # per benchmark: OOS-window metrics
+    benchmarks: pd.DataFrame  # per benchmark: OOS-window metrics and the strategy's information ratio
     benchmark_returns: pd.DataFrame  # benchmarks' daily returns over the OOS dates
     positions: pd.DataFrame  # symbol, weight after the last close (the study's best spec)
+    walk_forward: WalkForwardRun | None = None
+    dsr_trials: int = 0  # N the DSR deflated by
+    wf_efficiency: float = math.nan
+    param_stability: float = math.nan
+    stability: pd.DataFrame = field(default_factory=pd.DataFrame)  # per parameter (reoptimise.parameter_stability)
+    information_ratios: dict = field(default_factory=dict)  # benchmark -> information ratio
     failures: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
-
-def candidate_specs(family: str, level: int, n: int, seed: int, pairs=()) -> list[StrategySpec]:
-    """The level's defaults then seeded random draws, duplicates dropped, ``n`` in all at most."""
-    out, seen = [], set()
-    for params in [default_params(family, level), *sample_params(family, level, max(n - 1, 0), seed)]:
-        spec = StrategySpec(family, params, level, tuple(pairs))
-        if spec.spec_hash() not in seen:
-            seen.add(spec.spec_hash())
-            out.append(spec)
-    return out[:n]
+    @property
+    def information_ratio(self) -> float:
+        """The lowest information ratio over the benchmarks: the one the benchmark gate reads."""
+        values = list(self.information_ratios.values())
+        return float(min(values)) if values and all(math.isfinite(v) for v in values) else math.nan
 
 
 def trial_specs(trials: pd.DataFrame, family: str, level: int, pairs=()) -> list[StrategySpec]:
@@ -117,44 +148,24 @@ def trial_specs(trials: pd.DataFrame, family: str, level: int, pairs=()) -> list
     return out
 
 
-def _best_column(returns: pd.DataFrame) -> int:
-    srs = np.asarray(sharpe_ratio(returns), dtype=float)
-    return int(np.argmax(np.where(np.isnan(srs), -np.inf, srs)))
-
-
-def run_walk_forward(pf: BookReturns, candidates: range, train: int, test: int):
-    """Choose a candidate per train window by Sharpe; stitch the chosen test-window returns."""
-    try:
-        windows = walk_forward_windows(pf.returns.index, train, test)
-    except ValueError as exc:
-        raise ValueError(f"walk-forward needs more history than {len(pf.returns)} sessions for train={train}, "
-                         f"test={test}: lower the windows or load more sessions ({exc})") from exc
-    grid = pf.returns[list(candidates)]
-
-    def choose(train_rows: pd.DataFrame):
-        return grid.columns[_best_column(grid.loc[train_rows.index])]
-
-    def trade(test_rows: pd.DataFrame, k) -> pd.Series:
-        return grid[k].loc[test_rows.index]
-
-    result = walk_forward(trade, choose, pd.DataFrame(index=grid.index), windows)
-    rows = []
-    for w, k in zip(windows, result.params):
-        rows.append({"window": w.index, "train_start": w.train_start, "train_end": w.train_end,
-                     "test_start": w.test_start, "test_end": w.test_end, "candidate": int(k),
-                     "train_sharpe": float(sharpe_ratio(grid[k].iloc[w.train_positions])),
-                     "test_sharpe": float(sharpe_ratio(grid[k].iloc[w.test_positions]))})
-    return result, pd.DataFrame(rows)
+def run_walk_forward(spec: StrategySpec, market: MarketArrays, settings: ValidationSettings,
+                     storage_url: str | None = None) -> WalkForwardRun:
+    """:func:`.reoptimise.reoptimise_walk_forward` with the validation settings."""
+    return reoptimise_walk_forward(spec, market, settings.train, settings.test, settings.trials_per_window,
+                                   settings.seed, settings.costs, settings.embargo, settings.mode, storage_url)
 
 
 def stitch(frame: pd.DataFrame, windows: pd.DataFrame) -> pd.Series:
     """Column ``candidate`` of ``frame`` over each window's test dates, concatenated."""
     parts = [frame[w.candidate].loc[w.test_start:w.test_end] for w in windows.itertuples()]
-    return pd.concat(parts)
+    return pd.concat(parts) if parts else pd.Series(dtype=float)
 
 
 def oos_metrics(pf: BookReturns, windows: pd.DataFrame, oos: pd.Series) -> dict:
     """Metrics of the stitched stream; trades and holding periods counted per symbol account."""
+    if windows.empty:
+        metrics = compute_metrics(pd.Series([math.nan, math.nan]))
+        return {**metrics, "exposure": math.nan, "n_trades": 0.0, "avg_holding_period": math.nan}
     exposure = stitch(pf.exposure, windows)
     metrics = compute_metrics(oos, positions=exposure)
     accounts = pd.concat([pf.symbol_exposure[w.candidate].loc[w.test_start:w.test_end]
@@ -187,54 +198,70 @@ def backtest_overfitting(trial_returns: pd.DataFrame, n_splits: int) -> float:
     return probability_of_backtest_overfitting(trial_returns.fillna(0.0), n_splits=n_splits).pbo
 
 
-def cost_sensitivity(pf: BookReturns, signals: list, windows: pd.DataFrame,
-                     market: MarketArrays, settings: ValidationSettings) -> pd.DataFrame:
-    """The walk-forward's own choices (same signals) re-simulated with every cost multiplied."""
-    chosen = sorted({int(k) for k in windows["candidate"]})
+def cost_sensitivity(wf: WalkForwardRun, market: MarketArrays, settings: ValidationSettings) -> pd.DataFrame:
+    """The walk-forward's own choices (same signals, same windows) re-simulated with every cost multiplied."""
     rows = []
     for factor in settings.cost_multipliers:
-        if factor == 1.0:
-            returns = pf.returns
+        if not wf.splits:
+            m = compute_metrics(pd.Series([math.nan, math.nan]))
         else:
-            parts = {k: signals[k] for k in chosen}
-            returns = simulate_portfolios(parts, market, scale_costs(settings.costs, factor)).returns
-        m = compute_metrics(stitch(returns, windows))
+            returns = wf.book.returns if factor == 1.0 else simulate_portfolios(
+                oos_signals(wf.specs, wf.splits, market), market, scale_costs(settings.costs, factor)).returns
+            m = compute_metrics(stitch(returns, wf.windows))
         rows.append({"cost_multiplier": float(factor), "total_return": m["total_return"], "cagr": m["cagr"],
                      "sharpe": m["sharpe"], "max_drawdown": m["max_drawdown"]})
     return pd.DataFrame(rows)
 
 
+def benchmark_table(metrics: dict, oos: pd.Series, bench: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Rows: the walk-forward, then each benchmark over the same sessions with the strategy's IR against it."""
+    rows = [{"name": "strategy (walk-forward)", **{k: metrics[k] for k in REPORTED_METRICS},
+             "information_ratio": math.nan}]
+    ratios = {}
+    for name in bench.columns:
+        m = compute_metrics(bench[name]) if len(bench) > 1 else compute_metrics(pd.Series([math.nan, math.nan]))
+        ratios[name] = information_ratio(oos, bench[name])
+        rows.append({"name": name, **{k: m.get(k, math.nan) for k in REPORTED_METRICS},
+                     "information_ratio": ratios[name]})
+    return pd.DataFrame(rows), ratios
+
+
 def validate_strategy(row: dict, trials: pd.DataFrame, market: MarketArrays, benchmarks: pd.DataFrame,
-                      labels: pd.DataFrame, settings: ValidationSettings) -> StrategyValidation:
-    """Everything in the module docstring for one ``optimised_strategies`` row on its symbols' ``market``."""
+                      labels: pd.DataFrame, settings: ValidationSettings, *, walk_forward: WalkForwardRun | None = None,
+                      family_trials: TrialCount | None = None, storage_url: str | None = None) -> StrategyValidation:
+    """Everything in the module docstring for one ``optimised_strategies`` row on its symbols' ``market``.
+
+    ``walk_forward``: the strategy's :func:`run_walk_forward` when the caller already ran it;
+    ``family_trials``: what the DSR counts (default: this strategy's study and windows only).
+    """
     spec = StrategySpec.from_json(row["spec_json"])
-    candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed, spec.pairs)
+    wf = walk_forward if walk_forward is not None else run_walk_forward(spec, market, settings, storage_url)
+    counted = family_trials or TrialCount.of(trials, int(row["n_trials"]), [wf])
     tried = trial_specs(trials, spec.family, spec.level, spec.pairs)
-    signals = spec_signals([*candidates, spec, *tried], market)
-    pf = simulate_portfolios(dict(enumerate(signals)), market, settings.costs)
-    result, windows = run_walk_forward(pf, range(len(candidates)), settings.train, settings.test)
-    oos = result.oos_returns.rename("return")
-    best = len(candidates)
+    pf = simulate_portfolios(dict(enumerate(spec_signals([spec, *tried], market))), market, settings.costs)
     dates = pf.returns.index
     in_sample = (dates >= pd.Timestamp(row["start"])) & (dates <= pd.Timestamp(row["end"]))
-    dsr = deflated_sharpe(float(row["is_sharpe"]), int(row["n_trials"]), trials["sharpe"],
-                          pf.returns.loc[in_sample, best])
-    pbo = backtest_overfitting(pf.returns.loc[in_sample, list(range(best + 1, best + 1 + len(tried)))],
-                               settings.pbo_splits)
-    metrics = oos_metrics(pf, windows, oos)
+    dsr = deflated_sharpe(float(row["is_sharpe"]), counted.n, counted.sharpes, pf.returns.loc[in_sample, 0])
+    pbo = backtest_overfitting(pf.returns.loc[in_sample, list(range(1, 1 + len(tried)))], settings.pbo_splits)
+    oos = wf.oos_returns.rename("return")
+    metrics = oos_metrics(wf.book, wf.windows, oos)
     bench = benchmarks.reindex(oos.index)
-    bench_rows = [{"name": "strategy (walk-forward)", **{k: metrics[k] for k in REPORTED_METRICS}}]
-    for name in bench.columns:
-        m = compute_metrics(bench[name])
-        bench_rows.append({"name": name, **{k: m.get(k, math.nan) for k in REPORTED_METRICS}})
-    windows = windows.assign(params=[json.dumps(dict(candidates[k].params), sort_keys=True)
-                                     for k in windows["candidate"]])
-    weights = pf.weights[best].iloc[-1]
+    bench_rows, ratios = benchmark_table(metrics, oos, bench)
+    stability, stable = parameter_stability(wf.specs)
+    efficiency = walk_forward_efficiency(metrics["sharpe"], wf.windows["train_sharpe"])
+    weights = pf.weights[0].iloc[-1]
     positions = pd.DataFrame({"symbol": list(weights.index), "weight": weights.to_numpy(dtype=float)})
-    failures = gate_failures(dsr, pbo, metrics["sharpe"], int(row["n_trials"]), settings.thresholds)
+    failures = gate_failures(dsr, pbo, metrics["sharpe"], counted.n, settings.thresholds, ratios)
+    if wf.windows.empty:
+        failures = {"oos_sharpe": (f"out-of-sample Sharpe not measurable: walk-forward impossible: {wf.needed} sessions needed (train {settings.train} + "
+                                   f"purge {wf.purge} = lookback {wf.lookback} + holding horizon {wf.horizon} + "
+                                   f"embargo {wf.embargo} + 1 test session), {wf.available} loaded: load more "
+                                   "history or lower train_sessions"), **{k: v for k, v in failures.items()
+                                                                           if k != "oos_sharpe"}}
     return StrategyValidation(
         strategy_id=str(row["strategy_id"]), spec=spec, symbols=list(market.symbols), oos_returns=oos,
-        oos_metrics=metrics, windows=windows, dsr=dsr, pbo=pbo,
-        cost_sensitivity=cost_sensitivity(pf, signals, windows, market, settings),
-        regimes=regime_breakdown(oos, labels), benchmarks=pd.DataFrame(bench_rows), benchmark_returns=bench,
-        positions=positions, failures=failures)
+        oos_metrics=metrics, windows=wf.windows, dsr=dsr, pbo=pbo,
+        cost_sensitivity=cost_sensitivity(wf, market, settings),
+        regimes=regime_breakdown(oos, labels), benchmarks=bench_rows, benchmark_returns=bench,
+        positions=positions, walk_forward=wf, dsr_trials=counted.n, wf_efficiency=efficiency,
+        param_stability=stable, stability=stability, information_ratios=ratios, failures=failures)

@@ -104,7 +104,7 @@ def render_report(v, row: dict) -> str:
                            "reason": v.failures.get(g, "")} for g in GATES])
     verdict = ('<p class="pass"><b>PASSED</b> every gate</p>' if v.passed else
                f'<p class="fail"><b>FAILED</b>: {html.escape("; ".join(v.failures.values()))}</p>')
-    windows = v.windows[["window", "train_start", "train_end", "test_start", "test_end", "train_sharpe",
+    windows = v.windows[["window", "train_start", "train_end", "test_start", "test_end", "trials", "train_sharpe",
                          "test_sharpe", "params"]]
     title = f"{v.spec.family} level {v.spec.level} - {v.strategy_id[:16]}"
     parts = [
@@ -114,15 +114,35 @@ def render_report(v, row: dict) -> str:
         f"<p>Spec <code>{html.escape(v.spec.to_json())}</code> on {len(v.symbols)} symbols; study of "
         f"{int(row['n_trials'])} trials, in-sample Sharpe {_fmt(float(row['is_sharpe']))} "
         f"({_fmt(pd.Timestamp(row['start']))} to {_fmt(pd.Timestamp(row['end']))}). "
-        f"DSR {_fmt(v.dsr)}, PBO {_fmt(v.pbo)}.</p>",
+        f"DSR {_fmt(v.dsr)} deflated by N = {v.dsr_trials} trials (every trial run for the {v.spec.family} "
+        f"family: its studies at all levels and all their walk-forward windows), PBO {_fmt(v.pbo)}.</p>",
         "<h2>Gates</h2>", table(gates),
         "<h2>Out-of-sample metrics (walk-forward, after costs)</h2>", table(metric_rows),
-        charts(v.oos_returns, v.benchmark_returns),
-        "<h2>Against benchmarks (same dates, same costs)</h2>", table(v.benchmarks),
+        charts(v.oos_returns, v.benchmark_returns) if len(v.oos_returns) > 1 else "<p>No out-of-sample sessions.</p>",
+        "<h2>Against benchmarks (same dates, same costs)</h2>",
+        "<p>information_ratio: annualised mean over std of the strategy's daily log returns minus the "
+        "benchmark's; above 0 exactly when the strategy compounded more. The benchmark gate asks for more "
+        "than the threshold against every benchmark.</p>", table(v.benchmarks),
         "<h2>Cost sensitivity (the walk-forward's choices, costs scaled)</h2>", table(v.cost_sensitivity),
         "<h2>By market regime (labels use data up to each session only)</h2>", table(v.regimes),
-        "<h2>Walk-forward windows (re-optimised in each train window)</h2>", table(windows),
+        "<h2>Walk-forward (re-optimised in each train window)</h2>", _walk_forward_summary(v),
+        table(windows),
+        "<h3>Parameter stability across windows</h3>",
+        "<p>stability: 1 when every window chose the same value, about 0 when the choices are as spread as "
+        "uniform random draws from the search space (numbers: 1 - std / std of a uniform draw; "
+        "categories: modal share rescaled); cv = std / |mean|.</p>", table(v.stability),
         "<h2>Target weights after the last close (the study's best spec)</h2>", table(v.positions),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _walk_forward_summary(v) -> str:
+    wf = v.walk_forward
+    if wf is None:
+        return ""
+    return (f"<p>{html.escape(wf.mode)} windows; each window's study ran its own trials on the market cut at its "
+            f"train end ({wf.n_trials} trials over {len(v.windows)} windows). Between train and test: a purge of "
+            f"{wf.purge} sessions (longest lookback {wf.lookback} + holding horizon {wf.horizon} of the spec) and "
+            f"an embargo of {wf.embargo}. Walk-forward efficiency (OOS Sharpe / mean in-sample Sharpe of the "
+            f"windows' studies) {_fmt(v.wf_efficiency)}; parameter stability {_fmt(v.param_stability)}.</p>")

@@ -1,7 +1,10 @@
 """Strategy validation stage: optimised strategies + adjusted bars in; reports, OOS returns and positions out.
 
 Every strategy is validated on the bars of its own symbols (``symbols_json``) over all cleaned
-history, adjusted as of the latest cleaned session. The three tables are written in one batch
+history, adjusted as of the latest cleaned session. First every strategy's walk-forward runs
+(one study per window, in ``storage_url``: the run's Optuna storage, so a re-run resumes them);
+then each family's trial count (its studies at every level plus all their windows' studies) is
+known and the DSR of each of its strategies deflates by it. The three tables are written in one batch
 (all or nothing) after the HTML pages, each page replaced atomically; rows are sorted by
 strategy id so the same inputs give the same bytes.
 
@@ -21,10 +24,10 @@ import pandas as pd
 
 from alphatwin_pipelines.atomic import atomic_write_bytes
 from alphatwin_pipelines.reports.evaluate import (
-    StrategyValidation, ValidationSettings, candidate_specs, oos_metrics, run_walk_forward, validate_strategy,
+    StrategyValidation, TrialCount, ValidationSettings, oos_metrics, run_walk_forward, validate_strategy,
 )
 from alphatwin_pipelines.reports.html import render_report
-from alphatwin_pipelines.reports.portfolio import benchmark_returns, run_portfolios
+from alphatwin_pipelines.reports.portfolio import benchmark_returns
 from alphatwin_pipelines.reports.regimes import regime_labels
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
@@ -38,7 +41,8 @@ OPTIMISED_INPUTS = ("strategy_id", "family", "level", "complexity", "spec_json",
                     "n_trials", "is_sharpe", "scanner_partition", "record_json")
 TRIAL_INPUTS = ("strategy_id", "trial_number", "params_json", "sharpe")
 REPORT_COLUMNS = ("strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "n_trials",
-                  "is_sharpe", "oos_sharpe", "oos_sortino", "oos_cagr", "oos_max_drawdown", "dsr", "pbo", "passed",
+                  "is_sharpe", "oos_sharpe", "oos_sortino", "oos_cagr", "oos_max_drawdown", "dsr", "dsr_n_trials",
+                  "pbo", "wf_windows", "wf_efficiency", "param_stability", "information_ratio", "passed",
                   "reasons", "report_path", "scanner_partition", "record_json")
 
 #: weight is signed (short < 0); gross (sum of |weight|) and net (sum of weight) per strategy.
@@ -80,7 +84,8 @@ def _record(row, settings: ValidationSettings, symbols: list[str], last_session:
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
-def validate_strategies(store: TableStore, settings: ValidationSettings | None = None) -> ValidationRun:
+def validate_strategies(store: TableStore, settings: ValidationSettings | None = None,
+                        storage_url: str | None = None, logger=None) -> ValidationRun:
     """Validate every optimised strategy and replace the three output tables and the HTML pages."""
     settings = settings or ValidationSettings()
     optimised = store.read_table(OPTIMISED)
@@ -93,14 +98,31 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
     last = universe.dates[-1]
     labels = regime_labels(universe)
     benchmarks: dict[tuple, pd.DataFrame] = {}
-    rows, streams, holdings, validations = [], [], [], []
-    for row in optimised.sort_values("strategy_id").to_dict("records"):
+    rows_in = optimised.sort_values("strategy_id").to_dict("records")
+    markets, runs = {}, {}
+    for number, row in enumerate(rows_in, start=1):  # every walk-forward first: the DSR counts them all
         symbols = _symbols(row, universe)
-        market = universe.select(symbols)
+        markets[row["strategy_id"]] = universe.select(symbols)
+        runs[row["strategy_id"]] = run_walk_forward(StrategySpec.from_json(row["spec_json"]),
+                                                    markets[row["strategy_id"]], settings, storage_url)
+        if logger is not None:
+            w = runs[row["strategy_id"]]
+            logger.info(f"walk-forward {number}/{len(rows_in)} {row['family']} L{int(row['level'])}: "
+                        f"{len(w.windows)} windows, {w.n_trials} trials, purge {w.purge} + embargo {w.embargo}")
+    counts = {}
+    for family, group in optimised.groupby("family"):
+        ids = set(group["strategy_id"])
+        counts[family] = TrialCount.of(trials[trials["strategy_id"].isin(ids)], int(group["n_trials"].sum()),
+                                       [runs[i] for i in sorted(ids)])
+    rows, streams, holdings, validations = [], [], [], []
+    for row in rows_in:
+        market = markets[row["strategy_id"]]
+        symbols = list(market.symbols)
         if tuple(symbols) not in benchmarks:
             benchmarks[tuple(symbols)] = benchmark_returns(market, universe, settings.costs)
         mine = trials[trials["strategy_id"] == row["strategy_id"]].sort_values("trial_number")
-        v = validate_strategy(row, mine, market, benchmarks[tuple(symbols)], labels, settings)
+        v = validate_strategy(row, mine, market, benchmarks[tuple(symbols)], labels, settings,
+                              walk_forward=runs[row["strategy_id"]], family_trials=counts[row["family"]])
         path = store.data_dir / REPORTS_DIR / f"{v.strategy_id}.html"
         page = render_report(v, row).encode("utf-8")
         atomic_write_bytes(path, lambda tmp, page=page: Path(tmp).write_bytes(page))
@@ -109,9 +131,11 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
                                           "is_sharpe", "scanner_partition")},
                      "level": int(row["level"]), "n_trials": int(row["n_trials"]),
                      "oos_sharpe": m["sharpe"], "oos_sortino": m["sortino"], "oos_cagr": m["cagr"],
-                     "oos_max_drawdown": m["max_drawdown"], "dsr": v.dsr, "pbo": v.pbo, "passed": v.passed,
-                     "reasons": "; ".join(v.failures.values()), "report_path": stored_path(store, path),
-                     "record_json": _record(row, settings, symbols, last)})
+                     "oos_max_drawdown": m["max_drawdown"], "dsr": v.dsr, "dsr_n_trials": int(v.dsr_trials),
+                     "pbo": v.pbo, "wf_windows": int(len(v.windows)), "wf_efficiency": v.wf_efficiency,
+                     "param_stability": v.param_stability, "information_ratio": v.information_ratio,
+                     "passed": v.passed, "reasons": "; ".join(v.failures.values()),
+                     "report_path": stored_path(store, path), "record_json": _record(row, settings, symbols, last)})
         streams.append(pd.DataFrame({"date": v.oos_returns.index, "strategy_id": v.strategy_id,
                                      "return": v.oos_returns.to_numpy(dtype=float)}))
         weights = v.positions["weight"].to_numpy(dtype=float)
@@ -119,9 +143,10 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
                                            gross_exposure=float(abs(weights).sum()), net_exposure=float(weights.sum())))
         validations.append(v)
     reports = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
-    returns = (pd.concat(streams, ignore_index=True) if streams
-               else pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "strategy_id": pd.Series(dtype=str),
-                                  "return": pd.Series(dtype=float)}))
+    returns = pd.concat(streams, ignore_index=True) if streams else pd.DataFrame()
+    if returns.empty:
+        returns = pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "strategy_id": pd.Series(dtype=str),
+                                "return": pd.Series(dtype=float)})
     positions = (pd.concat(holdings, ignore_index=True)[list(POSITION_COLUMNS)] if holdings
                  else pd.DataFrame({"strategy_id": pd.Series(dtype=str), "symbol": pd.Series(dtype=str),
                                     "date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype=float),
@@ -141,15 +166,16 @@ def _remove_stale_pages(folder: Path, current: set) -> None:
             page.unlink(missing_ok=True)
 
 
-def replay_validation(record_json: str, data_dir) -> dict:
-    """Recompute a strategy's out-of-sample metrics from its ``record_json`` and the data directory."""
+def replay_validation(record_json: str, data_dir, storage_url: str | None = None) -> dict:
+    """Recompute a strategy's out-of-sample metrics from its ``record_json`` and the data directory.
+
+    The walk-forward re-runs its window studies (seeded: the same trials, so the same choices).
+    """
     spec_record = json.loads(record_json)["validation"]
     settings = ValidationSettings.from_dict(spec_record["settings"])
     spec = StrategySpec.from_json(spec_record["spec_json"])
     last = pd.Timestamp(spec_record["last_session"])
     bars = read_adjusted(TableStore(data_dir), end=last, as_of=last)
     market = MarketArrays.from_bars(bars, price="adj").select(spec_record["symbols"])
-    candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed, spec.pairs)
-    pf = run_portfolios(candidates, market, settings.costs)
-    result, windows = run_walk_forward(pf, range(len(candidates)), settings.train, settings.test)
-    return oos_metrics(pf, windows, result.oos_returns)
+    wf = run_walk_forward(spec, market, settings, storage_url)
+    return oos_metrics(wf.book, wf.windows, wf.oos_returns)

@@ -7,10 +7,21 @@ Windows are counted in sessions (rows of the sorted, unique ``dates``), never in
     anchored: [train 0    ][test 0]
               [train 1          ][test 1]           (train always starts at the first session)
 
-Every train window ends before its test window starts (plus an optional ``gap`` of sessions
-in between, an embargo for labels that look forward), so nothing decided in-sample can see a
-test-window date. With the default ``step = test`` the test windows tile the tail of the
-dates with no overlap and no gap, and their returns stitch into one out-of-sample series.
+Every train window ends before its test window starts, and two runs of sessions may lie in
+between, in this order::
+
+    [train ...... train_end][purge ....][embargo ..][test start ...... test end]
+
+* ``purge``: sessions whose information a train-window decision and a test-window decision
+  could share: a test decision reads indicators ``lookback`` sessions back and a trade opened
+  in the train window stays open ``horizon`` sessions, so ``purge >= lookback + horizon`` keeps
+  the two samples from overlapping (validation derives both from the strategy's parameters).
+* ``embargo``: a further margin after the purge for dependence neither captures (volatility
+  clustering, slow drifts), as in López de Prado's purged cross-validation.
+
+Nothing decided in-sample can see a test-window date. With the default ``step = test`` the
+test windows tile the tail of the dates with no overlap and no gap (only the first test window
+waits for the purge and embargo), and their returns stitch into one out-of-sample series.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ class Window:
     test_end: pd.Timestamp
     train_positions: slice
     test_positions: slice
+    purge: int = 0  # sessions purged right after train_end
+    embargo: int = 0  # sessions embargoed after the purge, before test_start
 
     @property
     def n_train(self) -> int:
@@ -48,21 +61,23 @@ class Window:
 
 
 def walk_forward_windows(dates, train: int, test: int, step: int | None = None,
-                         anchored: bool = False, gap: int = 0,
+                         anchored: bool = False, purge: int = 0, embargo: int = 0,
                          allow_partial: bool = True) -> list[Window]:
     """Train/test windows over ``dates`` (any order, duplicates allowed: they are uniqued).
 
     ``train`` and ``test`` are lengths in sessions; ``step`` (default ``test``) is how far each
     window moves on; ``anchored`` grows the train window from the first session instead of
-    rolling it; ``gap`` sessions are skipped between train end and test start. The last test
-    window may be shorter than ``test`` unless ``allow_partial=False``.
+    rolling it; ``purge`` then ``embargo`` sessions are skipped between train end and test start
+    (module docstring). The last test window may be shorter than ``test`` unless
+    ``allow_partial=False``.
     """
-    for name, value, low in (("train", train, 1), ("test", test, 1), ("gap", gap, 0)):
+    for name, value, low in (("train", train, 1), ("test", test, 1), ("purge", purge, 0), ("embargo", embargo, 0)):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     step = test if step is None else step
     if int(step) != step or step < 1:
         raise ValueError(f"step must be an integer >= 1, got {step!r}")
+    gap = int(purge) + int(embargo)
     sessions = pd.DatetimeIndex(pd.to_datetime(pd.Index(dates)).unique()).sort_values()
     n = len(sessions)
     windows: list[Window] = []
@@ -79,10 +94,12 @@ def walk_forward_windows(dates, train: int, test: int, step: int | None = None,
             test_start=sessions[test_start], test_end=sessions[test_stop - 1],
             train_positions=slice(train_lo, train_stop),
             test_positions=slice(test_start, test_stop),
+            purge=int(purge), embargo=int(embargo),
         ))
         test_start += step
     if not windows:
-        raise ValueError(f"{n} sessions are too few for train={train} + gap={gap} + a test window")
+        raise ValueError(f"{n} sessions are too few for train={train} + purge={purge} + embargo={embargo} "
+                         f"+ a test window: {train + gap + 1} sessions at least")
     return windows
 
 

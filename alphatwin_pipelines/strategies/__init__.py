@@ -42,6 +42,7 @@ from alphatwin_pipelines.strategies.spec import (
     complexity_score,
     default_params,
     expand_grid,
+    holding_horizon,
     level_features,
     level_table,
     longest_lookback,
@@ -52,7 +53,7 @@ from alphatwin_pipelines.strategies.spec import (
 __all__ = [
     "ALL_FAMILIES", "BOOK_FAMILIES", "BookTargets", "generate_book", "FAMILIES", "LEVELS", "MAX_LEVEL", "Indicators", "MarketArrays", "Signals", "StrategySpec",
     "all_level_specs", "complexity_breakdown", "complexity_score", "default_params", "expand_grid",
-    "generate", "generate_state", "level_features", "level_table", "longest_lookback",
+    "generate", "generate_state", "holding_horizon", "level_features", "level_table", "longest_lookback",
     "sample_params", "search_space", "suggest_params",
 ]
 

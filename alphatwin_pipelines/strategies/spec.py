@@ -272,6 +272,20 @@ def longest_lookback(spec: StrategySpec) -> int:
     return max(looks)
 
 
+def holding_horizon(spec: StrategySpec) -> int:
+    """Sessions a position of ``spec`` is taken to stay open, from its parameters alone.
+
+    With a time stop (level 9+) no position outlives ``max_hold`` sessions. Without one nothing
+    bounds a holding, so the horizon is the family's signal window (:func:`family_lookback`):
+    its exit is decided from that many sessions of prices, and a position typically lasts about
+    that long. Walk-forward validation purges ``longest_lookback + holding_horizon`` sessions
+    between a train and a test window.
+    """
+    if "max_hold" in spec.params:
+        return int(spec.params["max_hold"])
+    return family_lookback(spec.family, spec.params)
+
+
 def complexity_breakdown(spec: StrategySpec) -> dict[str, float]:
     feats = spec.features
     return {
