@@ -81,9 +81,9 @@ def test_the_optimiser_sees_nothing_after_the_train_end(monkeypatch, tmp_path):
     seen = []
     real = reoptimise.optimise_window
 
-    def spy(market, family, level, start, n_trials, seed, costs, storage_url=None):
+    def spy(market, family, level, start, n_trials, seed, costs, storage_url=None, pairs=()):
         seen.append((market.dates[0], market.dates[-1], pd.Timestamp(start), n_trials, seed))
-        return real(market, family, level, start, n_trials, seed, costs, storage_url)
+        return real(market, family, level, start, n_trials, seed, costs, storage_url, pairs=pairs)
 
     monkeypatch.setattr(reoptimise, "optimise_window", spy)
     wf = run(MARKET, tmp_path, trials=2, seed=11)

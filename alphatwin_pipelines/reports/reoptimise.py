@@ -116,8 +116,13 @@ def oos_signals(specs: list[StrategySpec], windows: list[Window], market: Market
     """``{window index: signals}``: each window's spec on ``market``, no decision before its test start."""
     from alphatwin_pipelines.optimise.objective import window_signals
 
+    from alphatwin_pipelines.strategies import BOOK_FAMILIES, generate_book
+
     indicators, out = Indicators(market), {}
     for s, w in zip(specs, windows):
+        if s.family in BOOK_FAMILIES:  # target weights, decided from the test start only
+            out[w.index] = generate_book(s, market, indicators, first_row=w.test_positions.start)
+            continue
         signals = generate(s, market, indicators)
         cut = window_signals(signals, w.test_positions.start)
         # Keep the generated labels (a family's columns need not be one per symbol).
@@ -155,7 +160,7 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
     specs, studies = [], []
     for w in windows:
         result = optimise_window(market.select(end=w.train_end), spec.family, spec.level, w.train_start,
-                                 n_trials, window_seed(seed, w.index), costs, storage_url, spec.pairs)
+                                 n_trials, window_seed(seed, w.index), costs, storage_url, pairs=spec.pairs)
         specs.append(StrategySpec(spec.family, result.best_params, spec.level, spec.pairs))
         studies.append(result)
     book = simulate_portfolios(oos_signals(specs, windows, market), market, costs)
