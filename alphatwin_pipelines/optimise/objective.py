@@ -127,6 +127,19 @@ class PortfolioObjective:
     def spec(self, params: dict) -> StrategySpec:
         return StrategySpec(self.family, params, self.level)
 
+    def suggest(self, trial) -> dict:
+        """The parameters an Optuna ``trial`` draws for this family and level."""
+        return suggest_params(trial, self.family, self.level)
+
+    def value(self, params: dict) -> float:
+        """The objective of one parameter set: the backtest engine's portfolio Sharpe, scored."""
+        signals = generate(self.spec(params), self.market, self.indicators)
+        return _backtest_metrics(signals, self.market, self.first_row, self.costs)["objective"]
+
+    def evaluate(self, params_list: list[dict]) -> list[float]:
+        """``[value(p) for p in params_list]``, the batched evaluator interface (see ``optimise.batched``)."""
+        return [self.value(p) for p in params_list]
+
     def __call__(self, trial) -> float:
         import optuna
 
