@@ -14,7 +14,8 @@ from alphatwin_pipelines.stages.cards import build_strategy_cards
 from alphatwin_pipelines.stages.validation import validate_strategies
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import STRATEGY_CARDS, VALIDATION
-from test_validation_reports import write_study_tables
+from alphatwin_pipelines.reports import ValidationSettings
+from test_validation_reports import SMALL_BUDGET, write_study_tables
 
 STUDIES = [("ma_cross", 3), ("donchian_breakout", 7)]
 PAIRS, CROSSED = "0" * 64, "1" * 64
@@ -24,7 +25,7 @@ PAIRS, CROSSED = "0" * 64, "1" * 64
 def validated_dir(research_dir):
     store = TableStore(research_dir)
     write_study_tables(store, STUDIES)
-    validate_strategies(store)
+    validate_strategies(store, ValidationSettings(n_candidates=SMALL_BUDGET))
     reports = store.read_table(VALIDATION)
     good = reports.iloc[0].to_dict()
     good["report_path"] = ""  # the bad rows have no report page

@@ -34,6 +34,9 @@ from alphatwin_pipelines.tables import (
 REAL_SYMBOLS = ["AAPL", "MSFT", "JNJ", "XOM"]
 
 
+#: A small re-optimisation budget per walk-forward window (the default is the research scale).
+SMALL_BUDGET = 8
+
 def study(market: MarketArrays, family: str, level: int, n: int, start, end, seed: int = 3):
     """An ``optimised_strategies`` row and its ``optimisation_trials`` from a seeded random study."""
     params = sample_params(family, level, n, seed)
@@ -128,7 +131,8 @@ def real_validation(real_market):
     row, trials = study(real_market, "donchian_breakout", 3, 10, "2010-01-04", "2012-12-31")
     bench = benchmark_returns(real_market, real_market, CostModel())
     labels = regime_labels(real_market)
-    return row, trials, validate_strategy(row, trials, real_market, bench, labels, ValidationSettings())
+    settings = ValidationSettings(n_candidates=SMALL_BUDGET)
+    return row, trials, validate_strategy(row, trials, real_market, bench, labels, settings)
 
 
 def test_walk_forward_on_real_bars_reports_every_section(real_validation):
@@ -167,7 +171,7 @@ def test_no_look_ahead_in_walk_forward_or_regime_labels(real_bars, real_market, 
     assert labels.loc[:cutoff].equals(regime_labels(real_market).loc[:cutoff])
     assert not labels.equals(regime_labels(real_market))
     again = validate_strategy(row, trials, changed, benchmark_returns(changed, changed, CostModel()), labels,
-                              ValidationSettings())
+                              ValidationSettings(n_candidates=SMALL_BUDGET))
     before = v.oos_returns.loc[:cutoff]
     assert len(before) > 300
     pd.testing.assert_series_equal(again.oos_returns.loc[:cutoff], before, check_exact=True)
@@ -200,9 +204,9 @@ def _materialize(data_dir, **config):
     from assets.resources import StorageResource
     from assets.validation import validation_reports
 
+    config = {"n_candidates": SMALL_BUDGET, **config}  # the default is the research budget
     return dg.materialize([validation_reports], resources={"storage": StorageResource(data_dir=str(data_dir))},
-                          run_config={"ops": {"validation_reports": {"config": config}}} if config else None,
-                          raise_on_error=False)
+                          run_config={"ops": {"validation_reports": {"config": config}}}, raise_on_error=False)
 
 
 @pytest.fixture

@@ -36,6 +36,8 @@ from alphatwin_pipelines.optimise.study import (
 
 #: Default number of trials asked and evaluated together (see benchmarks/README.md for the figures).
 DEFAULT_BATCH_SIZE = 32
+BATCH_SEED_RULE = ("TPESampler(seed=uint32 little-endian of sha256('<seed>:<b0>')[:4], constant_liar=True) for the "
+                   "batch of batch_size trials that starts at the b0-th finished trial")
 
 
 class LoopEvaluator:

@@ -46,7 +46,7 @@ REPORTED_METRICS = ("sharpe", "sortino", "cagr", "total_return", "volatility", "
 class ValidationSettings:
     train: int = 252
     test: int = 63
-    n_candidates: int = 8
+    n_candidates: int = 500  # the research budget per window (issue #15); make run passes 8
     seed: int = 0
     pbo_splits: int = 16
     cost_multipliers: tuple[float, ...] = (0.0, 1.0, 2.0)

@@ -20,9 +20,11 @@ import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.calendar import lookback_start
-from alphatwin_pipelines.optimise.objective import PortfolioObjective, portfolio_metrics
+from alphatwin_pipelines.optimise.batched import BATCH_SEED_RULE, DEFAULT_BATCH_SIZE
+from alphatwin_pipelines.optimise.objective import portfolio_metrics
 from alphatwin_pipelines.optimise.progress import ProgressLogger
-from alphatwin_pipelines.optimise.study import default_storage_url, TRIAL_SEED_RULE, run_study, study_name
+from alphatwin_pipelines.optimise.search import search
+from alphatwin_pipelines.optimise.study import default_storage_url, study_name
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
 from alphatwin_pipelines.schema import frame_to_arrow
@@ -40,16 +42,21 @@ TRIAL_COLUMNS = ["strategy_id", "family", "level", "trial_number", "state", "par
 
 @dataclass(frozen=True)
 class OptimisationConfig:
+    """The research defaults: 100 symbols, up to 10 years in sample, 500 trials per family x level.
+
+    ``make run`` passes a small demo configuration instead (config/demo_research.yaml).
+    """
+
     families: tuple[str, ...] = FAMILIES
     levels: tuple[int, ...] = tuple(range(MAX_LEVEL + 1))
-    n_trials: int = 8
+    n_trials: int = 500
     seed: int = 42
-    shortlist_size: int = 25
+    shortlist_size: int = 100
     segment_sector: str | None = None  # only symbols of this sector (as in scanner_results.sector)
     segment_symbols: tuple[str, ...] | None = None  # only these symbols (intersected with the shortlist)
-    train_years: float = 2.0
+    train_years: float = 10.0  # up to: a shorter history gives a shorter window
     warmup_sessions: int = 320  # covers the longest lookback (vol_window 60 + the 252-session rank)
-    prune_on_estimate: bool = True  # median-prune trials on a cheap Sharpe estimate before the backtest
+    batch_size: int = DEFAULT_BATCH_SIZE  # trials asked and evaluated together (optimise.batched)
     costs: CostModel = field(default_factory=CostModel)
 
     def __post_init__(self):
@@ -59,8 +66,8 @@ class OptimisationConfig:
         bad = sorted(lv for lv in self.levels if not 0 <= int(lv) <= MAX_LEVEL)
         if bad or not self.levels:
             raise ValueError(f"levels must be within 0..{MAX_LEVEL}, got {bad or 'none'}")
-        if self.n_trials < 1 or self.shortlist_size < 1 or self.train_years <= 0:
-            raise ValueError("n_trials and shortlist_size must be >= 1 and train_years > 0")
+        if self.n_trials < 1 or self.shortlist_size < 1 or self.train_years <= 0 or self.batch_size < 1:
+            raise ValueError("n_trials, shortlist_size and batch_size must be >= 1 and train_years > 0")
 
 
 @dataclass
@@ -144,7 +151,7 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
     costs = asdict(config.costs)
     basis = {"symbols": list(market.symbols), "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
              "warmup_start": f"{warmup_start:%Y-%m-%d}", "inputs": inputs, "costs": costs, "seed": config.seed,
-             "prune_on_estimate": config.prune_on_estimate, "objective": OBJECTIVE}
+             "batch_size": config.batch_size, "objective": OBJECTIVE}
     key = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
     url = storage_url or default_storage_url(store.data_dir)
     rows, trial_frames, seconds, ran = [], [], {}, 0
@@ -152,16 +159,16 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
     plan = [(family, level) for family in config.families for level in sorted({int(lv) for lv in config.levels})]
     for number, (family, level) in enumerate(plan, start=1):
         name = study_name(family, level, key)
-        objective = PortfolioObjective(market, family, level, start, config.costs, config.prune_on_estimate,
-                                       indicators)
         label = f"study {number}/{len(plan)} {family} L{level}"
         progress = ProgressLogger(logger, label, config.n_trials, lines=2) if logger else None
-        result = run_study(objective, name, url, config.n_trials, config.seed, progress=progress,
-                           user_attrs={k: basis[k] for k in ("symbols", "start", "end", "seed")})
+        result = search(market, family, level, start, config.n_trials, config.seed, batch_size=config.batch_size,
+                        costs=config.costs, storage_url=url, name=name, indicators=indicators, progress=progress,
+                        user_attrs={k: basis[k] for k in ("symbols", "start", "end", "seed", "batch_size")})
         seconds[name], ran = result.seconds, ran + result.ran
         spec = StrategySpec(family, result.best_params, level)
         metrics = portfolio_metrics(spec, market, start, config.costs, indicators)
-        record = make_record(spec, market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
+        record = make_record(spec, market.symbols, start, end, {"sampler": config.seed, "batch_size": config.batch_size,
+                                                                       "per_batch": BATCH_SEED_RULE},
                              inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
                              study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
                              best_trial=result.best_trial)
