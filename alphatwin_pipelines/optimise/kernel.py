@@ -113,84 +113,99 @@ def _slippage(fraction, adv, notional, slippage_bps, impact_k_bps):
 
 
 @njit(cache=True, nogil=True)
-def _column(state, held, open_, mark, adv, alive_lo, alive_hi, first_row, init_cash, fees, notional, slip_bps,
-            impact_k, min_size, out):
-    """One (strategy, symbol) account: daily returns into ``out`` (T,), returns the number of buys."""
-    T = state.shape[0]
-    # 1. the trades opened from first_row on (state2) and their sizes (held2)
-    state2 = np.zeros(T, dtype=np.bool_)
-    long = False
+def _trades(state, held, open_, first_row, state2, sparse):
+    """Step 1-2 for every column: ``state2`` = the trades opened from ``first_row`` on; ``sparse[j]``
+    = every fill row after one of j's decisions has a price (else decisions wait: the dense plan)."""
+    T, N = state.shape
+    for j in range(N):
+        sparse[j] = True
     for t in range(T):
-        if state[t] and not (t > 0 and state[t - 1]):  # an entry decision
-            if t >= first_row and held[t] > 0:
-                long = True
-        elif not state[t] and t > 0 and state[t - 1]:  # an exit decision
-            long = False
-        state2[t] = long
-    # 2. sparse plan valid? (every fill row after a transition has a price)
-    sparse = True
-    for t in range(T - 1):
-        prev = state2[t - 1] if t > 0 else False
-        if state2[t] != prev:
-            px = open_[t + 1]
-            if not (np.isfinite(px) and px > 0):
-                sparse = False
-                break
-    cash = init_cash
-    position = 0.0
-    debt = 0.0
-    free_cash = init_cash
-    flow_cash = 0.0
-    shares = 0.0
-    cur = 0.0  # dense plan: the target of the last tradable row
+        for j in range(N):
+            prev = state[t - 1, j] if t > 0 else False
+            before = state2[t - 1, j] if t > 0 else False
+            now = before
+            if state[t, j] and not prev:  # an entry decision
+                if t >= first_row and held[t, j] > 0:
+                    now = True
+            elif prev and not state[t, j]:  # an exit decision
+                now = False
+            state2[t, j] = now
+            if now != before and t + 1 < T:
+                px = open_[t + 1, j]
+                if not (np.isfinite(px) and px > 0):
+                    sparse[j] = False
+
+
+@njit(cache=True, nogil=True)
+def _one_strategy(state, held, open_, mark, adv, alive_lo, alive_hi, first_row, init_cash, fees, notional,
+                  slip_bps, impact_k, min_size, state2, sparse, port):
+    """Steps 1-5 for one strategy's (T, N) state; returns the number of filled buys."""
+    T, N = state.shape
+    _trades(state, held, open_, first_row, state2, sparse)
+    cash = np.full(N, init_cash)
+    position = np.zeros(N)
+    debt = np.zeros(N)
+    free_cash = np.full(N, init_cash)
+    flow_cash = np.zeros(N)
+    shares = np.zeros(N)
+    cur = np.zeros(N)  # dense plan: the target of the last tradable row
+    last_value = np.full(N, init_cash)
+    row = np.empty(N)
     buys = 0
     for t in range(T):
-        side = 0  # 1 buy, -1 sell
-        fraction = 0.0
-        if t > 0:
-            prev2 = state2[t - 2] if t > 1 else False
-            target = held[t - 1] if state2[t - 1] else 0.0
-            if sparse:
-                if state2[t - 1] and not prev2:
-                    side, fraction = 1, target
-                elif prev2 and not state2[t - 1]:
-                    side, fraction = -1, (held[t - 2] if (t > 1 and state2[t - 2]) else 0.0)
-            else:
-                px = open_[t]
-                if np.isfinite(px) and px > 0:
-                    if (target > 0) != (cur > 0):
-                        if target > 0:
-                            side, fraction = 1, target
-                        else:
-                            side, fraction = -1, cur
-                    cur = target
-        if side != 0:
-            px = open_[t]
-            slip = _slippage(fraction, adv[t], notional, slip_bps, impact_k)
-            exec_state = ExecuteOrderState(cash=cash, position=position, debt=debt, free_cash=free_cash)
-            if side > 0:
-                new_state, res = buy_nb(exec_state, np.inf, px, Direction.LongOnly, fees, 0.0, slip, min_size,
-                                        np.inf, np.nan, False, True, fraction)
-            else:
-                new_state, res = sell_nb(exec_state, np.inf, px, Direction.LongOnly, fees, 0.0, slip, min_size,
-                                         np.inf, np.nan, False, True, 1.0)
-            if res.status == 0:  # filled
-                cash, position, debt, free_cash = new_state.cash, new_state.position, new_state.debt, new_state.free_cash
-                if side > 0:
-                    shares += res.size
-                    flow_cash += -res.size * res.price - res.fees
-                    buys += 1
+        count = 0
+        for j in range(N):
+            side = 0  # 1 buy, -1 sell
+            fraction = 0.0
+            if t > 0:
+                s1 = state2[t - 1, j]
+                s2 = state2[t - 2, j] if t > 1 else False
+                target = held[t - 1, j] if s1 else 0.0
+                if sparse[j]:
+                    if s1 and not s2:
+                        side, fraction = 1, target
+                    elif s2 and not s1:
+                        side, fraction = -1, held[t - 2, j]
                 else:
-                    shares += -res.size
-                    flow_cash += res.size * res.price - res.fees
-        value = (flow_cash + init_cash) + shares * mark[t]
-        if t == 0:
-            ret = (value - init_cash) / init_cash
-        else:
-            ret = (value - out[t]) / out[t]  # out[t] holds the previous value until overwritten
-        if t + 1 < T:
-            out[t + 1] = value
-        out[t] = ret if alive_lo <= t <= alive_hi else np.nan
+                    px = open_[t, j]
+                    if np.isfinite(px) and px > 0:
+                        if (target > 0) != (cur[j] > 0):
+                            if target > 0:
+                                side, fraction = 1, target
+                            else:
+                                side, fraction = -1, cur[j]
+                        cur[j] = target
+            if side != 0:
+                slip = _slippage(fraction, adv[t, j], notional, slip_bps, impact_k)
+                exec_state = ExecuteOrderState(cash=cash[j], position=position[j], debt=debt[j],
+                                               free_cash=free_cash[j])
+                if side > 0:
+                    new_state, res = buy_nb(exec_state, np.inf, open_[t, j], Direction.LongOnly, fees, 0.0, slip,
+                                            min_size, np.inf, np.nan, False, True, fraction)
+                else:
+                    new_state, res = sell_nb(exec_state, np.inf, open_[t, j], Direction.LongOnly, fees, 0.0, slip,
+                                             min_size, np.inf, np.nan, False, True, 1.0)
+                if res.status == 0:  # filled
+                    cash[j], position[j] = new_state.cash, new_state.position
+                    debt[j], free_cash[j] = new_state.debt, new_state.free_cash
+                    if side > 0:
+                        shares[j] += res.size
+                        flow_cash[j] += -res.size * res.price - res.fees
+                        buys += 1
+                    else:
+                        shares[j] += -res.size
+                        flow_cash[j] += res.size * res.price - res.fees
+            value = (flow_cash[j] + init_cash) + shares[j] * mark[t, j]
+            ret = (value - last_value[j]) / last_value[j]
+            last_value[j] = value
+            if t >= first_row:
+                if alive_lo[j] <= t <= alive_hi[j] and np.isfinite(ret):
+                    row[j] = ret
+                    count += 1
+                else:
+                    row[j] = 0.0
+        if t >= first_row:
+            port[t - first_row] = row_sum(row) / count if count > 0 else np.nan
     return buys
 
 
@@ -201,27 +216,12 @@ def portfolio_kernel(states, helds, open_, mark, adv, alive_lo, alive_hi, first_
 
     ``states``/``helds``: (B, T, N) resolved state and held size; ``open_``/``mark``/``adv``: (T, N)
     with ``mark`` the forward-filled close (1.0 before the first bar) and ``adv`` the ADV known at
-    the previous close; ``alive_lo``/``alive_hi``: each symbol's first and last bar row.
+    the previous close; ``alive_lo``/``alive_hi``: each symbol's first and last bar row. Rows outer,
+    symbols inner: every array is read in memory order.
     """
     B, T, N = states.shape
-    rets = np.empty((T, N))
-    col = np.empty(T)
-    row = np.empty(N)
+    state2 = np.empty((T, N), dtype=np.bool_)
+    sparse = np.empty(N, dtype=np.bool_)
     for b in range(B):
-        n_buys = 0
-        for j in range(N):
-            n_buys += _column(states[b, :, j], helds[b, :, j], open_[:, j], mark[:, j], adv[:, j], alive_lo[j],
-                              alive_hi[j], first_row, init_cash, fees, notional, slip_bps, impact_k, min_size, col)
-            for t in range(T):
-                rets[t, j] = col[t]
-        for t in range(first_row, T):
-            count = 0
-            for j in range(N):
-                r = rets[t, j]
-                if np.isfinite(r):
-                    row[j] = r
-                    count += 1
-                else:
-                    row[j] = 0.0
-            port[b, t - first_row] = row_sum(row) / count if count > 0 else np.nan
-        trades[b] = n_buys
+        trades[b] = _one_strategy(states[b], helds[b], open_, mark, adv, alive_lo, alive_hi, first_row, init_cash,
+                                  fees, notional, slip_bps, impact_k, min_size, state2, sparse, port[b])

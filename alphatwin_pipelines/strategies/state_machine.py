@@ -18,54 +18,58 @@ def resolve_nb(entries, exits, size, open_, close, stop_loss, take_profit, trail
     """Fill ``state`` (bool) and ``held_size`` (float), both (T, K), from the signals and stops.
 
     ``stop_loss``/``take_profit``/``trail_stop`` are NaN when off, ``max_hold`` 0 when off;
-    ``open_``/``close`` are (T, K). Same arithmetic and comparisons as the row-vectorised rules.
+    ``open_``/``close`` are (T, K). Same arithmetic and comparisons as the row-vectorised rules;
+    rows outer, columns inner, so the (T, K) arrays are read in memory order.
     """
     T, K = entries.shape
     use_sl, use_tp, use_tr = stop_loss == stop_loss, take_profit == take_profit, trail_stop == trail_stop
-    for k in range(K):
-        long = False
-        ref = np.nan
-        peak = np.nan
-        age = 0
-        cur_size = 0.0
-        entry_row = -1
-        for t in range(T):
+    long = np.zeros(K, dtype=np.bool_)
+    ref = np.full(K, np.nan)
+    peak = np.full(K, np.nan)
+    age = np.zeros(K, dtype=np.int64)
+    cur_size = np.zeros(K)
+    entry_row = np.full(K, -1, dtype=np.int64)
+    for t in range(T):
+        for k in range(K):
+            was_long = long[k]
             o = open_[t, k]
             c = close[t, k]
-            if long and ref != ref and np.isfinite(o) and entry_row < t:
-                ref = o
-                peak = o
-            known = long and np.isfinite(ref)
+            if was_long and ref[k] != ref[k] and np.isfinite(o) and entry_row[k] < t:
+                ref[k] = o
+                peak[k] = o
+            known = was_long and np.isfinite(ref[k])
             if known and np.isfinite(c):
-                age += 1
-            if known and c > peak:
-                peak = c
+                age[k] += 1
+            if known and c > peak[k]:
+                peak[k] = c
             stop = False
-            if use_sl and known and c <= ref * (1.0 - stop_loss):
-                stop = True
-            if use_tp and known and c >= ref * (1.0 + take_profit):
-                stop = True
-            if use_tr and known and c <= peak * (1.0 - trail_stop):
-                stop = True
-            if max_hold != 0 and known and age >= max_hold:
-                stop = True
+            if known:
+                if use_sl and c <= ref[k] * (1.0 - stop_loss):
+                    stop = True
+                if use_tp and c >= ref[k] * (1.0 + take_profit):
+                    stop = True
+                if use_tr and c <= peak[k] * (1.0 - trail_stop):
+                    stop = True
+                if max_hold != 0 and age[k] >= max_hold:
+                    stop = True
             en = entries[t, k]
             ex = exits[t, k]
             sz = size[t, k]
-            leave = long and ((ex and not en) or stop)
-            enter = (not long) and en and (not ex) and sz > 0
-            long = (long and not leave) or enter
+            leave = was_long and ((ex and not en) or stop)
+            enter = (not was_long) and en and (not ex) and sz > 0
+            now = (was_long and not leave) or enter
+            long[k] = now
             if enter:
-                cur_size = sz
-                entry_row = t
-            elif not long:
-                cur_size = 0.0
+                cur_size[k] = sz
+                entry_row[k] = t
+            elif not now:
+                cur_size[k] = 0.0
             if enter or leave:
-                ref = np.nan
-                peak = np.nan
-                age = 0
-            state[t, k] = long
-            held_size[t, k] = cur_size
+                ref[k] = np.nan
+                peak[k] = np.nan
+                age[k] = 0
+            state[t, k] = now
+            held_size[t, k] = cur_size[k]
 
 
 def resolve_columns(entries, exits, size, open_=None, close=None, *, stop_loss=np.nan, take_profit=np.nan,
