@@ -1,4 +1,4 @@
-"""Optuna studies over the strategy library: objective, persistent studies and progress lines.
+"""Optuna studies over the strategy library: objective, batched persistent studies, progress lines.
 
 No Dagster; optuna and vectorbt are imported only when a study or backtest runs. Public API::
 

@@ -21,6 +21,10 @@ pruner can drop a trial whose estimate falls below the median of earlier trials 
 for the backtest. (Symbol chunks were tried first: vectorbt's fixed cost per call made four
 chunked simulations slower than one, pruned or not.) The value of a trial that runs
 to the end is :func:`portfolio_metrics`' objective, bit for bit.
+
+Batched studies (:func:`~.search.search`) evaluate through :meth:`PortfolioObjective.evaluate`,
+one compiled pass for the whole batch (:mod:`.fast`), and do not prune: there the NumPy estimate
+costs more than the evaluation it would skip (benchmarks/README.md, optimisation).
 """
 
 from __future__ import annotations
