@@ -114,6 +114,17 @@ def test_the_per_trial_fallback_runs_the_same_study(market):
     pd.testing.assert_frame_equal(batched.trials, looped.trials)
 
 
+def test_a_family_the_kernel_does_not_know_loops_the_single_trial_objective(market, monkeypatch):
+    from alphatwin_pipelines.optimise import fast, objective as objective_module
+
+    objective = PortfolioObjective(market, "ts_momentum", 5, market.dates[120])
+    params = sample_params("ts_momentum", 5, 3, seed=9)
+    batched = objective.evaluate(params)
+    monkeypatch.setattr(objective_module, "KERNEL_FAMILIES", frozenset())  # as for a family from another branch
+    monkeypatch.setattr(fast, "evaluate_batch", lambda *a: pytest.fail("the kernel ran for an unknown family"))
+    assert objective.evaluate(params) == batched
+
+
 def test_progress_lines_count_batches_and_estimate_the_time_left(market, caplog):
     caplog.set_level(logging.INFO, logger="progress")
     ticks = iter(range(100))

@@ -40,6 +40,10 @@ from alphatwin_pipelines.stats import compute_metrics
 
 #: The value of a trial whose portfolio never trades or has no defined Sharpe (cash).
 NO_TRADE_SHARPE = 0.0
+#: Families the fused kernel evaluates: long-only, one independent account per symbol, signals from
+#: ``generate_state``. A family added elsewhere runs through the per-trial fallback until it is
+#: listed here (after the equality test covers it) or registers its own evaluator (``search.EVALUATORS``).
+KERNEL_FAMILIES = frozenset({"ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout"})
 
 
 def start_row(market: MarketArrays, start) -> int:
@@ -141,10 +145,11 @@ class PortfolioObjective:
         return _backtest_metrics(signals, self.market, self.first_row, self.costs)["objective"]
 
     def evaluate(self, params_list: list[dict]) -> list[float]:
-        """``[value(p) for p in params_list]``, computed in one compiled pass (:mod:`.fast`).
-
-        The values equal :meth:`value`'s (the vectorbt path) float for float; a test checks it.
-        """
+        """``[value(p) for p in params_list]``: one compiled pass (:mod:`.fast`) for the families in
+        :data:`KERNEL_FAMILIES`, whose values equal :meth:`value`'s float for float (a test checks
+        it); any other family loops :meth:`value` (the per-trial fallback)."""
+        if self.family not in KERNEL_FAMILIES:
+            return [self.value(p) for p in params_list]
         from alphatwin_pipelines.optimise.fast import evaluate_batch
 
         return evaluate_batch(self, [self.spec(p) for p in params_list])
