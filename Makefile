@@ -54,12 +54,14 @@ MATERIALIZE := $(DAGSTER) asset materialize -f definitions.py -d .
 DAILY_ASSETS := raw_ohlcv,validated_ohlcv,quarantined_ohlcv,adjustment_factors,cleaned_ohlcv,features,scanner_results,symbol_context,sector_rotation,top_pairs,alpha_labels
 
 # Whole-table research stages on the latest scanner session, then the dbt marts over everything.
+# `make run` passes a demo research budget (the asset defaults are the weekly research scale).
+DEMO_RESEARCH_CONFIG ?= config/demo_research.yaml
 RESEARCH_ASSETS := optimised_strategies,validation_reports,strategy_returns,strategy_positions,strategy_cards,portfolio_allocations
 
 run: setup
 	$(MATERIALIZE) --select universe
 	$(MATERIALIZE) --select $(DAILY_ASSETS) --partition-range $(RUN_START)...$(RUN_END)
-	$(MATERIALIZE) --select $(RESEARCH_ASSETS)
+	$(MATERIALIZE) --select $(RESEARCH_ASSETS) -c $(DEMO_RESEARCH_CONFIG)
 	@# Alpha models trained on the labels known before the last session, which they then score.
 	$(MATERIALIZE) --select alpha_models
 	$(MATERIALIZE) --select alpha_predictions --partition $(RUN_END)

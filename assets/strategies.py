@@ -18,10 +18,11 @@ CURVE_PNG = "reports/sharpe_vs_complexity.png"
 
 
 class OptimisationRunConfig(config_from_dataclass(OptimisationConfig, exclude=("warmup_sessions", "costs"))):
-    """Study budget and shortlist (the fields of ``OptimisationConfig``). The defaults keep `make run`
-    to about a minute here: 60 studies x 8 trials on the 25 best-ranked symbols over the last two
-    years; raise ``n_trials`` for research (studies resume, so a bigger budget only runs the missing
-    trials)."""
+    """Study budget and shortlist (the fields of ``OptimisationConfig``). The defaults are the research
+    scale: 500 trials per family x level, asked and evaluated ``batch_size`` at a time, on the 100
+    best-ranked symbols over up to the last 10 years. `make run` passes a demo budget
+    (config/demo_research.yaml: 8 trials, 25 symbols, 2 years). Studies resume, so a bigger budget
+    only runs the missing trials."""
 
 
 @dg.asset(

@@ -15,6 +15,7 @@ from alphatwin_pipelines.reports import GATES, ValidationSettings
 from alphatwin_pipelines.stages.validation import validate_strategies
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import STRATEGY_CARDS, VALIDATION
+from alphatwin_pipelines.reports import ValidationSettings
 from test_validation_reports import write_study_tables
 
 STUDIES = [("ma_cross", 3), ("donchian_breakout", 7)]

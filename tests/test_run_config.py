@@ -28,10 +28,10 @@ def test_optimisation_run_config_has_every_engine_setting_with_its_default():
 
 def test_optimisation_run_config_reaches_the_engine_unchanged():
     run = OptimisationRunConfig(families=["ma_cross"], levels=[0, 3], n_trials=2, segment_sector="Tech",
-                                segment_symbols=["AAA", "BBB"], train_years=1.5, prune_on_estimate=False)
+                                segment_symbols=["AAA", "BBB"], train_years=1.5, batch_size=4)
     settings = dataclass_from_config(OptimisationConfig, run)
     assert settings == OptimisationConfig(families=("ma_cross",), levels=(0, 3), n_trials=2, segment_sector="Tech",
-                                          segment_symbols=("AAA", "BBB"), train_years=1.5, prune_on_estimate=False)
+                                          segment_symbols=("AAA", "BBB"), train_years=1.5, batch_size=4)
     with pytest.raises(ValueError, match="unknown strategy families"):
         dataclass_from_config(OptimisationConfig, OptimisationRunConfig(families=["ma_crossover"]))
 
@@ -43,3 +43,23 @@ def test_paper_execution_limits_are_the_limits_dataclass():
     assert PaperExecutionConfig(allocation_version="v1", max_daily_loss=0.02).limits() == Limits(max_daily_loss=0.02)
     with pytest.raises(ValidationError, match="hard-coded bound"):
         PaperExecutionConfig(allocation_version="v1", max_daily_loss=5.0)
+
+
+def test_defaults_are_the_research_scale_and_make_run_passes_a_valid_demo_budget():
+    from pathlib import Path
+
+    import yaml
+
+    from alphatwin_pipelines.reports import ValidationSettings
+    from assets.validation import StrategyValidationConfig
+
+    research = OptimisationConfig()
+    assert (research.shortlist_size, research.train_years, research.n_trials) == (100, 10.0, 500)
+    assert StrategyValidationConfig().trials_per_window == ValidationSettings().trials_per_window == 50
+    root = Path(__file__).resolve().parents[1]
+    assert "-c $(DEMO_RESEARCH_CONFIG)" in (root / "Makefile").read_text()
+    ops = yaml.safe_load((root / "config" / "demo_research.yaml").read_text())["ops"]
+    demo = dataclass_from_config(OptimisationConfig, OptimisationRunConfig(**ops["optimised_strategies"]["config"]))
+    assert demo.n_trials < research.n_trials and demo.shortlist_size < research.shortlist_size
+    assert StrategyValidationConfig(**ops["validation_reports"]["config"]).trials_per_window < 50
+    assert set(ops) == {"optimised_strategies", "validation_reports"}  # op names of the two assets

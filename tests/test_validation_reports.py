@@ -34,6 +34,8 @@ from alphatwin_pipelines.tables import (
 REAL_SYMBOLS = ["AAPL", "MSFT", "JNJ", "XOM"]
 
 
+#: A small re-optimisation budget per walk-forward window (the default is the research scale).
+
 def study(market: MarketArrays, family: str, level: int, n: int, start, end, seed: int = 3):
     """An ``optimised_strategies`` row and its ``optimisation_trials`` from a seeded random study."""
     params = sample_params(family, level, n, seed)

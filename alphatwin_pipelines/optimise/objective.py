@@ -26,6 +26,10 @@ Book families (cross-sectional ranks, pairs) are one account across the symbols:
 the Sharpe of that account's daily returns from ``start`` (no decision before it), ``trades``
 its fills in the window (:func:`book_metrics`). They have no cheap estimate, so they are never
 pruned.
+
+Batched studies (:func:`~.search.search`) evaluate through :meth:`PortfolioObjective.evaluate`,
+one compiled pass for the whole batch (:mod:`.fast`), and do not prune: there the NumPy estimate
+costs more than the evaluation it would skip (benchmarks/README.md, optimisation).
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ from alphatwin_pipelines.stats import compute_metrics
 
 #: The value of a trial whose portfolio never trades or has no defined Sharpe (cash).
 NO_TRADE_SHARPE = 0.0
+#: Families the fused kernel evaluates: long-only, one independent account per symbol, signals from
+#: ``generate_state``. A family added elsewhere runs through the per-trial fallback until it is
+#: listed here (after the equality test covers it) or registers its own evaluator (``search.EVALUATORS``).
+KERNEL_FAMILIES = frozenset({"ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout"})
 
 
 def start_row(market: MarketArrays, start) -> int:
@@ -148,6 +156,27 @@ class PortfolioObjective:
 
     def spec(self, params: dict) -> StrategySpec:
         return StrategySpec(self.family, params, self.level, self.pairs)
+
+    def suggest(self, trial) -> dict:
+        """The parameters an Optuna ``trial`` draws for this family and level."""
+        return suggest_params(trial, self.family, self.level)
+
+    def value(self, params: dict) -> float:
+        """The objective of one parameter set: the backtest engine's portfolio Sharpe, scored."""
+        if self.family in BOOK_FAMILIES:
+            return book_metrics(self.spec(params), self.market, self.first_row, self.costs, self.indicators)["objective"]
+        signals = generate(self.spec(params), self.market, self.indicators)
+        return _backtest_metrics(signals, self.market, self.first_row, self.costs)["objective"]
+
+    def evaluate(self, params_list: list[dict]) -> list[float]:
+        """``[value(p) for p in params_list]``: one compiled pass (:mod:`.fast`) for the families in
+        :data:`KERNEL_FAMILIES`, whose values equal :meth:`value`'s float for float (a test checks
+        it); any other family loops :meth:`value` (the per-trial fallback)."""
+        if self.family not in KERNEL_FAMILIES:
+            return [self.value(p) for p in params_list]
+        from alphatwin_pipelines.optimise.fast import evaluate_batch
+
+        return evaluate_batch(self, [self.spec(p) for p in params_list])
 
     def __call__(self, trial) -> float:
         import optuna

@@ -22,10 +22,11 @@ import pandas as pd
 from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.calendar import lookback_start
 from alphatwin_pipelines.cluster import run_tasks
-from alphatwin_pipelines.optimise.objective import PortfolioObjective, portfolio_metrics
+from alphatwin_pipelines.optimise.batched import BATCH_SEED_RULE, DEFAULT_BATCH_SIZE
+from alphatwin_pipelines.optimise.objective import portfolio_metrics
 from alphatwin_pipelines.optimise.progress import ProgressLogger
-from alphatwin_pipelines.optimise.study import (TRIAL_SEED_RULE, StudyResult, default_storage_url, open_storage, run_study,
-                                               study_name)
+from alphatwin_pipelines.optimise.search import make_evaluator, search
+from alphatwin_pipelines.optimise.study import StudyResult, default_storage_url, open_storage, study_name
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
 from alphatwin_pipelines.schema import frame_to_arrow
@@ -44,20 +45,25 @@ TRIAL_COLUMNS = ["strategy_id", "family", "level", "trial_number", "state", "par
 
 @dataclass(frozen=True)
 class OptimisationConfig:
+    """The research defaults: 100 symbols, up to 10 years in sample, 500 trials per family x level.
+
+    ``make run`` passes a small demo configuration instead (config/demo_research.yaml).
+    """
+
     families: tuple[str, ...] = ALL_FAMILIES
     levels: tuple[int, ...] = tuple(range(MAX_LEVEL + 1))
     # Levels studied for the book families (cross-sectional, pairs). Level 0 only by default keeps
-    # the run's study count (and `make run`) near what it was before they came; raise it for research.
+    # the run's study count near the per-symbol families'; raise it for research.
     book_levels: tuple[int, ...] = (0,)
     n_pairs: int = 5  # the pairs family trades the best-ranked top_pairs of the scanner session
-    n_trials: int = 8
+    n_trials: int = 500
     seed: int = 42
-    shortlist_size: int = 25
+    shortlist_size: int = 100
     segment_sector: str | None = None  # only symbols of this sector (as in scanner_results.sector)
     segment_symbols: tuple[str, ...] | None = None  # only these symbols (intersected with the shortlist)
-    train_years: float = 2.0
+    train_years: float = 10.0  # up to: a shorter history gives a shorter window
     warmup_sessions: int = 320  # covers the longest lookback (vol_window 60 + the 252-session rank)
-    prune_on_estimate: bool = True  # median-prune trials on a cheap Sharpe estimate before the backtest
+    batch_size: int = DEFAULT_BATCH_SIZE  # trials asked and evaluated together (optimise.batched)
     costs: CostModel = field(default_factory=CostModel)
 
     def __post_init__(self):
@@ -69,8 +75,8 @@ class OptimisationConfig:
         bad = sorted(lv for lv in (*self.levels, *self.book_levels) if not 0 <= int(lv) <= MAX_LEVEL)
         if bad or not self.levels:
             raise ValueError(f"levels must be within 0..{MAX_LEVEL}, got {bad or 'none'}")
-        if self.n_trials < 1 or self.shortlist_size < 1 or self.train_years <= 0:
-            raise ValueError("n_trials and shortlist_size must be >= 1 and train_years > 0")
+        if self.n_trials < 1 or self.shortlist_size < 1 or self.train_years <= 0 or self.batch_size < 1:
+            raise ValueError("n_trials, shortlist_size and batch_size must be >= 1 and train_years > 0")
 
 
 @dataclass
@@ -180,7 +186,7 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
     costs = asdict(config.costs)
     basis = {"symbols": list(market.symbols), "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
              "warmup_start": f"{warmup_start:%Y-%m-%d}", "inputs": inputs, "costs": costs, "seed": config.seed,
-             "prune_on_estimate": config.prune_on_estimate, "objective": OBJECTIVE}
+             "batch_size": config.batch_size, "objective": OBJECTIVE}
     key = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
     url = storage_url or default_storage_url(store.data_dir)
     pairs, pair_market, pair_key = (), None, key
@@ -197,7 +203,7 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
             for number, (family, level) in enumerate(planned, start=1)]
     # one indicator cache per market for every study (the levels share their filters); on a cluster, one per worker
     shared = _Studies(market, Indicators(market), start, config, url,
-                      {k: basis[k] for k in ("start", "end", "seed")}, pairs, pair_market,
+                      {k: basis[k] for k in ("start", "end", "seed", "batch_size")}, pairs, pair_market,
                       Indicators(pair_market) if pair_market is not None else None)
     if client is not None:
         open_storage(url)  # the schema is created once, here, not raced by the workers' first studies
@@ -212,7 +218,8 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         family, level, name = study.family, study.level, study.name
         study_market = shared.market_for(family)[0]
         seconds[name], ran = result.seconds, ran + result.ran
-        record = make_record(spec, study_market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
+        record = make_record(spec, study_market.symbols, start, end, {"sampler": config.seed, "batch_size": config.batch_size,
+                                                                      "per_batch": BATCH_SEED_RULE},
                              inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
                              study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
                              best_trial=result.best_trial)
@@ -274,11 +281,12 @@ def _run_study(shared: _Studies, study: _Study, logger=None) -> tuple[StudyResul
     config = shared.config
     market, indicators = shared.market_for(study.family)
     pairs = shared.pairs if study.family == "pairs" else ()
-    objective = PortfolioObjective(market, study.family, study.level, shared.start, config.costs,
-                                   config.prune_on_estimate, indicators, pairs)
     progress = ProgressLogger(logger, study.label, config.n_trials, lines=2) if logger else None
-    result = run_study(objective, study.name, shared.url, config.n_trials, config.seed, progress=progress,
-                       user_attrs={**shared.user_attrs, "symbols": list(market.symbols)})
+    evaluator = make_evaluator(market, study.family, study.level, shared.start, config.costs, indicators, pairs)
+    result = search(market, study.family, study.level, shared.start, config.n_trials, config.seed,
+                    batch_size=config.batch_size, costs=config.costs, storage_url=shared.url, name=study.name,
+                    indicators=indicators, progress=progress, evaluator=evaluator,
+                    user_attrs={**shared.user_attrs, "symbols": list(market.symbols)})
     spec = StrategySpec(study.family, result.best_params, study.level, pairs)
     return result, spec, portfolio_metrics(spec, market, shared.start, config.costs, indicators)
 

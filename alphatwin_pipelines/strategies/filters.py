@@ -23,7 +23,7 @@ import numpy as np
 import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
-from alphatwin_pipelines.strategies.families import Indicators, ffill, per_column
+from alphatwin_pipelines.strategies.families import Indicators, per_column
 from alphatwin_pipelines.strategies.spec import VOL_RANK_WINDOW
 
 #: A percentile rank needs at least this share of the rank window to be finite.
@@ -110,69 +110,25 @@ def vol_target_size(ind: Indicators, target_vol: float, window: int) -> np.ndarr
 
 
 def resolve(entries: np.ndarray, exits: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The state machine without stops, vectorised: (position state, entry size within each trade).
+    """The state machine without stops: (position state, entry size within each trade).
 
     ``state[t]`` is True while long after the close of t. Returns ``(state, held_size)`` with
-    ``held_size`` = the size read at the trade's entry row (0 when flat).
+    ``held_size`` = the size read at the trade's entry row (0 when flat). An entry whose size
+    is not > 0 is neutral (a flat column stays flat). Compiled: :mod:`.state_machine`.
     """
-    with np.errstate(invalid="ignore"):
-        can_enter = entries & (size > 0)
-    on = can_enter & ~exits
-    off = exits & ~entries
-    # An entry that is cancelled by its size is neutral; a flat column then stays flat.
-    decided = np.where(on, 1.0, np.where(off, 0.0, np.nan))
-    state = np.nan_to_num(ffill(decided), nan=0.0) > 0.5
-    prev = np.vstack([np.zeros((1, state.shape[1]), dtype=bool), state[:-1]])
-    starts = state & ~prev
-    held = ffill(np.where(starts, size, np.where(state, np.nan, 0.0)))
-    return state, np.where(state, np.nan_to_num(held, nan=0.0), 0.0)
+    from alphatwin_pipelines.strategies.state_machine import resolve_columns
+
+    return resolve_columns(entries, exits, size)
 
 
 def resolve_with_stops(entries, exits, size, open_, close, *, stop_loss=np.nan, take_profit=np.nan,
                        trail_stop=np.nan, max_hold=0) -> tuple[np.ndarray, np.ndarray]:
-    """The state machine with close-based stops (module docstring); a loop over rows, vectorised
-    over columns. Returns ``(state, held_size)`` like :func:`resolve`."""
-    T, K = entries.shape
-    state = np.zeros((T, K), dtype=bool)
-    held_size = np.zeros((T, K))
-    long = np.zeros(K, dtype=bool)
-    ref = np.full(K, np.nan)
-    peak = np.full(K, np.nan)
-    age = np.zeros(K, dtype=np.int64)
-    cur_size = np.zeros(K)
-    entry_row = np.full(K, -1, dtype=np.int64)
-    sl, tp, tr = (float(v) for v in (stop_loss, take_profit, trail_stop))
-    with np.errstate(invalid="ignore"):
-        for t in range(T):
-            o, c = open_[t], close[t]
-            fill = long & np.isnan(ref) & np.isfinite(o) & (entry_row < t)
-            ref = np.where(fill, o, ref)
-            peak = np.where(fill, o, peak)
-            known = long & np.isfinite(ref)
-            age = age + (known & np.isfinite(c))
-            peak = np.where(known & (c > peak), c, peak)
-            stop = np.zeros(K, dtype=bool)
-            if sl == sl:
-                stop |= known & (c <= ref * (1.0 - sl))
-            if tp == tp:
-                stop |= known & (c >= ref * (1.0 + tp))
-            if tr == tr:
-                stop |= known & (c <= peak * (1.0 - tr))
-            if max_hold:
-                stop |= known & (age >= max_hold)
-            en, ex, sz = entries[t], exits[t], size[t]
-            leave = long & ((ex & ~en) | stop)
-            enter = ~long & en & ~ex & (sz > 0)
-            long = (long & ~leave) | enter
-            cur_size = np.where(enter, sz, np.where(long, cur_size, 0.0))
-            entry_row = np.where(enter, t, entry_row)
-            reset = enter | leave
-            ref = np.where(reset, np.nan, ref)
-            peak = np.where(reset, np.nan, peak)
-            age = np.where(reset, 0, age)
-            state[t] = long
-            held_size[t] = cur_size
-    return state, held_size
+    """The state machine with close-based stops (module docstring), one column and row at a time
+    (compiled: :mod:`.state_machine`). Returns ``(state, held_size)`` like :func:`resolve`."""
+    from alphatwin_pipelines.strategies.state_machine import resolve_columns
+
+    return resolve_columns(entries, exits, size, open_, close, stop_loss=stop_loss, take_profit=take_profit,
+                           trail_stop=trail_stop, max_hold=max_hold)
 
 
 def transitions(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,143 @@
+"""Batched Optuna studies: ask B trials, evaluate the B parameter sets in one call, tell B results.
+
+The evaluator interface is ``evaluate(list_of_param_dicts) -> list[float]`` (one objective value
+per dict, in order) plus ``suggest(trial) -> dict`` (the parameters an Optuna trial draws).
+:class:`LoopEvaluator` gives any single-trial objective ``params -> float`` that interface, so a
+family the vectorised engine cannot batch yet still runs through the same study loop.
+
+Sampler: ``TPESampler(seed=trial_seed(seed, b0), constant_liar=True)`` for the batch that starts
+at the ``b0``-th finished trial. While a batch is asked, its earlier trials are RUNNING and TPE
+treats them as the worst value seen (the constant liar), so the B draws spread out instead of
+piling onto one optimum; every batch's draws are a function of the seed, the batch size and the
+trials before the batch only.
+
+Resume: batches start at multiples of B. Each finished trial is written to the storage as soon
+as its batch is told; a run killed while writing a batch leaves its first trials stored, and the
+next run rebuilds the sampler from the trials before the batch, asks the same B draws (checked
+against the stored ones), reuses the stored values and evaluates only the missing trials. So a
+killed run resumes to the very trials an uninterrupted one draws.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from alphatwin_pipelines.optimise.study import (
+    FINISHED,
+    StudyResult,
+    _fail_abandoned,
+    _trials_frame,
+    open_storage,
+    trial_seed,
+)
+
+#: Default number of trials asked and evaluated together (see benchmarks/README.md for the figures).
+DEFAULT_BATCH_SIZE = 32
+BATCH_SEED_RULE = ("TPESampler(seed=uint32 little-endian of sha256('<seed>:<b0>')[:4], constant_liar=True) for the "
+                   "batch of batch_size trials that starts at the b0-th finished trial")
+
+
+class LoopEvaluator:
+    """The per-trial fallback: ``evaluate`` loops a single-trial objective ``params -> float``."""
+
+    def __init__(self, objective, suggest):
+        self.objective, self._suggest = objective, suggest
+
+    def suggest(self, trial) -> dict:
+        return self._suggest(trial)
+
+    def evaluate(self, params_list: list[dict]) -> list[float]:
+        return [float(self.objective(dict(p))) for p in params_list]
+
+
+def _finished(study):
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sorted(trials, key=lambda t: t.number)
+
+
+def run_batched_study(evaluator, name: str, storage_url: str | None, n_trials: int, seed: int, *,
+                      batch_size: int = DEFAULT_BATCH_SIZE, n_startup_trials: int = 10, progress=None,
+                      user_attrs: dict | None = None) -> StudyResult:
+    """Run (or resume) the study ``name`` until it holds ``n_trials`` finished trials, B at a time.
+
+    ``storage_url`` None keeps the study in memory only. ``progress(study, trial)`` is called
+    after every told trial (e.g. :class:`~.progress.ProgressLogger`). A non-finite value from
+    the evaluator is an error (the objective maps "no trade" to a finite score itself).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stored = None
+    history = []
+    if storage_url is not None:
+        storage = open_storage(storage_url)
+        stored = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+        for key, value in (user_attrs or {}).items():
+            stored.set_user_attr(key, value)
+        _fail_abandoned(stored, storage)
+        history = _finished(stored)
+    study = optuna.create_study(direction="maximize")  # the in-memory working copy
+    done = len(history)
+    t0, ran = time.perf_counter(), 0
+    b0 = min(done, n_trials) - min(done, n_trials) % batch_size  # the batch a killed run left unfinished
+    study.add_trials(history[:b0])
+    while b0 < n_trials:
+        size = min(batch_size, n_trials - b0)
+        study.sampler = optuna.samplers.TPESampler(seed=trial_seed(seed, b0), n_startup_trials=n_startup_trials,
+                                                   constant_liar=True)
+        asked = [study.ask() for _ in range(size)]
+        params = [evaluator.suggest(trial) for trial in asked]
+        reuse = history[b0:b0 + size]
+        for old, new in zip(reuse, params):
+            if json.dumps(old.params, sort_keys=True) != json.dumps(new, sort_keys=True):
+                raise RuntimeError(f"study {name}: trial {old.number} was stored with parameters {old.params}, but "
+                                   f"the seeded batch draws {new}; the study was run with another seed or batch size "
+                                   "(start a new study name)")
+        todo = params[len(reuse):]
+        try:
+            values = evaluator.evaluate(todo) if todo else []
+        except BaseException:
+            for trial in asked:
+                study.tell(trial, state=TrialState.FAIL)
+            raise
+        if len(values) != len(todo):
+            raise RuntimeError(f"the evaluator returned {len(values)} values for {len(todo)} parameter sets")
+        for i, trial in enumerate(asked):
+            if i < len(reuse):
+                old = reuse[i]
+                frozen = study.tell(trial, old.value if old.state == TrialState.COMPLETE else None,
+                                    state=old.state)
+            else:
+                value = float(values[i - len(reuse)])
+                if not np.isfinite(value):
+                    raise ValueError(f"study {name}: the objective of {todo[i - len(reuse)]} is {value}, not finite")
+                frozen = study.tell(trial, value)
+                if stored is not None:
+                    stored.add_trial(frozen)  # persisted as soon as its batch is told
+                ran += 1
+            if progress is not None:
+                progress(study, frozen)
+        b0 += size
+    return _result(study, name, ran, time.perf_counter() - t0)
+
+
+def _result(study, name: str, ran: int, seconds: float) -> StudyResult:
+    trials = _trials_frame(study)
+    complete = trials[trials["state"] == "COMPLETE"]
+    if complete.empty:
+        raise RuntimeError(f"study {name} has no complete trial: raise n_trials")
+    best = complete.loc[complete["sharpe"].idxmax()]  # ties: the earliest trial (idxmax takes the first)
+    return StudyResult(
+        name=name, best_params=json.loads(best["params_json"]), best_value=float(best["sharpe"]),
+        best_trial=int(best["trial_number"]), n_trials=int(trials["state"].isin(FINISHED).sum()),
+        n_complete=len(complete), n_pruned=int((trials["state"] == "PRUNED").sum()), ran=ran,
+        seconds=seconds, trials=trials)

@@ -1,0 +1,63 @@
+"""Batched objective values through the fused kernel (:mod:`.kernel`): the study's hot path.
+
+Signals come from the strategy library (``generate_state``, one shared indicator cache), the
+simulation and the portfolio average from :func:`.kernel.portfolio_kernel`, the Sharpe from the
+same ``sharpe_ratio`` as :func:`~.objective.portfolio_metrics`. Numba and vectorbt are imported
+here, so this module is imported only when a batch is evaluated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alphatwin_pipelines.backtest.engine import DEFAULT_INIT_CASH, _first_last_rows
+from alphatwin_pipelines.backtest.orders import shift_down
+from alphatwin_pipelines.optimise.kernel import portfolio_kernel
+from alphatwin_pipelines.stats.metrics import PERIODS_PER_YEAR, sharpe_ratio
+from alphatwin_pipelines.strategies import generate_state
+from alphatwin_pipelines.strategies.families import ffill
+
+
+class MarketInputs:
+    """The per-market arrays the kernel reads, built once per objective."""
+
+    def __init__(self, market, costs, init_cash: float = DEFAULT_INIT_CASH):
+        import vectorbt as vbt
+
+        close = market.close
+        self.open = np.ascontiguousarray(market.open)
+        mark = ffill(close) if not np.isfinite(close).all() else close
+        self.mark = np.ascontiguousarray(np.where(np.isfinite(mark), mark, 1.0))
+        self.adv = np.ascontiguousarray(shift_down(ffill(costs.adv_dollar(market)), np.nan))
+        first, last = _first_last_rows(np.isfinite(close))
+        self.alive_lo, self.alive_hi = first.astype(np.int64), last.astype(np.int64)
+        self.init_cash = float(init_cash)
+        self.notional = float(costs.impact_notional or init_cash)
+        self.min_size = float(vbt.settings["portfolio"]["min_size"])
+
+
+def evaluate_batch(objective, specs) -> list[float]:
+    """Objective values of ``specs`` on ``objective``'s market, window and costs (see :mod:`.objective`)."""
+    from alphatwin_pipelines.optimise.objective import NO_TRADE_SHARPE
+
+    if not specs:
+        return []
+    inputs = getattr(objective, "_kernel_inputs", None)
+    if inputs is None:
+        inputs = objective._kernel_inputs = MarketInputs(objective.market, objective.costs)
+    T, N = objective.market.shape
+    states = np.empty((len(specs), T, N), dtype=np.bool_)
+    helds = np.empty((len(specs), T, N))
+    for b, spec in enumerate(specs):
+        states[b], helds[b] = generate_state(spec, objective.market, objective.indicators)
+    costs = objective.costs
+    port = np.empty((len(specs), T - objective.first_row))
+    trades = np.zeros(len(specs), dtype=np.int64)
+    portfolio_kernel(states, helds, inputs.open, inputs.mark, inputs.adv, inputs.alive_lo, inputs.alive_hi,
+                     objective.first_row, inputs.init_cash, costs.fees, inputs.notional, float(costs.slippage_bps),
+                     float(costs.impact_k_bps), inputs.min_size, port, trades)
+    out = []
+    for b in range(len(specs)):
+        sharpe = float(sharpe_ratio.__wrapped__(port[b][:, None], 0.0, PERIODS_PER_YEAR)[0])
+        out.append(sharpe if trades[b] > 0 and np.isfinite(sharpe) else NO_TRADE_SHARPE)
+    return out
