@@ -23,7 +23,7 @@ from alphatwin_pipelines.tables import OPTIMISED, STRATEGY_POSITIONS, TOP_PAIRS
 FAMILIES = ("adx_trend", "volume_momentum", "xs_momentum", "xs_reversal", "pairs")
 CONFIG = OptimisationConfig(families=FAMILIES, levels=(0,), book_levels=(0,), n_trials=3, shortlist_size=8,
                             train_years=1.0, n_pairs=2)
-LENIENT = ValidationSettings(thresholds=GateThresholds(min_dsr=0.0, max_pbo=1.0, min_oos_sharpe=-100.0,
+LENIENT = ValidationSettings(train=126, test=63, trials_per_window=3, thresholds=GateThresholds(min_dsr=0.0, max_pbo=1.0, min_oos_sharpe=-100.0,
                                                     min_information_ratio=-100.0))
 
 

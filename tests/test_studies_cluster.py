@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow  # a cluster of three processes, studies run in pr
 
 STUDIES = OptimisationConfig(families=("ma_cross", "rsi_reversion"), levels=(1,), n_trials=6, shortlist_size=4,
                              train_years=1.0)
-#: Two longer studies, one per worker, so a worker dies with some of its study's trials stored.
-LONG = OptimisationConfig(families=("ma_cross", "donchian_breakout"), levels=(1,), n_trials=20, shortlist_size=4,
-                          train_years=1.0)
+#: Two longer studies, one per worker, stored two trials at a time (small batches), so a worker dies
+#: with some of its study's trials stored.
+LONG = OptimisationConfig(families=("ma_cross", "donchian_breakout"), levels=(1,), n_trials=60, batch_size=2,
+                          shortlist_size=4, train_years=1.0)
 
 
 @pytest.fixture(scope="module")

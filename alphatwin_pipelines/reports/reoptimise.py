@@ -72,18 +72,22 @@ def _market_key(market: MarketArrays, family: str, level: int, start, costs: Cos
 
 def optimise_window(market: MarketArrays, family: str, level: int, start, n_trials: int, seed: int,
                     costs: CostModel, storage_url: str | None = None, pairs=()):
-    """THE call into the optimiser for a walk-forward window: a seeded study of ``n_trials`` on ``market``.
+    """THE call into the optimiser for a walk-forward window: a seeded, batched study (``optimise.search``,
+    as the in-sample studies) of ``n_trials`` on ``market``.
 
     ``market`` must already be cut at the train end. The study is named by a content hash of its
     inputs, so a stored study is resumed (topped up) only when its trials are the ones this call
     would run. ``storage_url`` None: a per-process scratch SQLite file. Returns a ``StudyResult``.
     """
-    from alphatwin_pipelines.optimise import PortfolioObjective, run_study, study_name
+    from alphatwin_pipelines.optimise import study_name
+    from alphatwin_pipelines.optimise.batched import DEFAULT_BATCH_SIZE
+    from alphatwin_pipelines.optimise.search import make_evaluator, search
 
     key = _market_key(market, family, level, start, costs, seed, pairs)
-    objective = PortfolioObjective(market, family, level, start, costs, pairs=tuple(pairs))
-    return run_study(objective, study_name(family, level, f"wf{key}"), storage_url or _scratch_url(),
-                     int(n_trials), int(seed))
+    evaluator = make_evaluator(market, family, level, start, costs, pairs=tuple(pairs))
+    return search(market, family, level, start, int(n_trials), int(seed), batch_size=DEFAULT_BATCH_SIZE, costs=costs,
+                  storage_url=storage_url or _scratch_url(), name=study_name(family, level, f"wf{key}"),
+                  evaluator=evaluator)
 
 
 def purge_sessions(spec: StrategySpec) -> tuple[int, int]:
