@@ -9,14 +9,17 @@ transaction each. For 2000-2026 (6,772 sessions, 10 assets, 9 checks) that was m
 and much of each step (profile: benchmarks/README.md, "Whole history").
 
 ``install()`` (called when the code location loads, so in the CLI process and in every run worker)
-changes three things, none of them what is stored for a partition:
+changes four things, none of them what is stored for a partition:
 
 - planned materialisations: one event per asset holding the run's partition subset, Dagster's own
   switch ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``. Its cost, documented by Dagster: when a
   run fails, its partitions show as missing, not failed, in the UI (the run itself shows failed).
   The daemon creates the runs of UI backfills without loading this code: the Makefile and
   docker-compose set the variable for it.
-- planned check rows: the event is serialised once per check, without the partition subset the row
+- unpartitioned checks (all of this project's): planned once per run, as when the run is not a
+  range. Dagster plans them once per session of the range, re-serialising the event for each row,
+  and the check's (unpartitioned) result never resolves those rows: they stay "planned".
+- partitioned checks: the event is serialised once per check, without the partition subset the row
   does not need (the row has its partition), instead of once per check and partition.
 - batches: Dagster hands a step's per-partition materialisations to the storage as one batch when
   ``DAGSTER_EVENT_BATCH_SIZE`` is set; SQLite's storage then wrote them one transaction each anyway.
@@ -41,9 +44,17 @@ def install() -> None:
         os.environ.setdefault(name, value)
     if _installed:
         return
+    from dagster._core.storage.dagster_run import DagsterRun
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
+    resolve = DagsterRun.get_resolved_partitions_subset_for_events
+
+    def resolved_subset(self, partitions_def):
+        # Its only callers plan events; no partitions definition means an unpartitioned asset or check.
+        return None if partitions_def is None else resolve(self, partitions_def)
+
+    DagsterRun.get_resolved_partitions_subset_for_events = resolved_subset
     SqlEventLogStorage._store_asset_check_evaluation_planned = _store_asset_check_evaluation_planned
     SqliteEventLogStorage.store_event_batch = _sqlite_store_event_batch
     _installed = True
