@@ -23,7 +23,8 @@ changes four things, none of them what is stored for a partition:
   does not need (the row has its partition), instead of once per check and partition.
 - batches: Dagster hands a step's per-partition materialisations to the storage as one batch when
   ``DAGSTER_EVENT_BATCH_SIZE`` is set; SQLite's storage then wrote them one transaction each anyway.
-  Here a batch is one transaction per database file. Postgres already writes batches.
+  Here a batch is one multi-row insert and one transaction per database file, and the asset's own row
+  is updated once per batch with its latest event, as Postgres's batch write does.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _sqlite_store_event_batch(self, events) -> None:
     Anything else (check events, run events, failures, mixed runs) goes through Dagster's loop.
     """
     from dagster._core.events import DagsterEventType
-    from dagster._core.storage.sqlalchemy_compat import db_result
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
 
     batchable = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
                  DagsterEventType.ASSET_OBSERVATION}
@@ -98,15 +99,14 @@ def _sqlite_store_event_batch(self, events) -> None:
         for event in events:
             self.store_event(event)
         return
-    statements = [self.prepare_insert_event(event) for event in events]
+    rows = [self._event_to_row(event) for event in events]
     with self.run_connection(events[0].run_id) as conn:
-        for statement in statements:
-            conn.execute(statement)
+        conn.execute(table.insert(), rows)
     with self.index_transaction() as conn:
-        event_ids = []
-        for statement in statements:
-            with db_result(conn, statement) as result:
-                event_ids.append(result.inserted_primary_key[0])
+        inserted = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+        event_ids = [row[0] for row in inserted]
         self._store_asset_event_tags(conn, events, event_ids)
-        for event, event_id in zip(events, event_ids):
+        # The asset's own row keeps only its latest event (as Postgres's batch does): the last one of each key.
+        latest = {event.dagster_event.asset_key: (event, event_id) for event, event_id in zip(events, event_ids)}
+        for event, event_id in latest.values():
             self._store_asset_event(conn, event, event_id)

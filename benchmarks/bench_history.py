@@ -1,7 +1,7 @@
 """Whole history through the CLI: launch overhead, per-step durations and peak RSS (issue 17, targets 1-2).
 
     .venv/bin/python benchmarks/bench_history.py [--start 2000-01-03 --end 2021-04-21 --symbols 0
-        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --keep DIR]
+        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --ui --keep DIR]
 
 Three measurements, each a real `dagster asset materialize --partition-range` of every
 session-partitioned asset on a fresh SQLite instance (the repository's dagster.yaml):
@@ -14,6 +14,10 @@ session-partitioned asset on a fresh SQLite instance (the repository's dagster.y
 3. the whole shared S&P 500 set (``--symbols 0`` = all 504) over ``--start``..``--end`` raw -> scanner
    in one run to the end: wall, launch, each step's duration from the event log, peak RSS of the
    command (largest process).
+4. ``--ui``: the launch of 1. from the UI: `dagster dev` (webserver, daemon, code server) with the
+   Makefile's environment, a backfill of the same assets and range launched through GraphQL as the
+   UI does, timed from the mutation to the backfill run's RUN_START and first STEP_START. Dagster's
+   backfill daemon looks for new backfills every 30 s, so 0-30 s of it is waiting for that loop.
 
 Prints a table; asserts nothing. The machine is shared: the load average is printed.
 """
@@ -139,6 +143,52 @@ def step_durations(env: dict) -> dict[str, float]:
         return durations
 
 
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }
+"""
+
+
+def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800) -> dict:
+    """Seconds from launching a UI backfill to its run's RUN_START and first STEP_START."""
+    sys.path.insert(0, str(REPO))
+    import dagster as dg
+    from tests.ui_helpers import GraphQL, free_port, start_process_group, stop_process_group, tail
+
+    env = {**env, "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}  # as the Makefile exports it
+    home = Path(env["DAGSTER_HOME"])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs_count()  # create the storages before the server's processes race to
+    port, log = free_port(), home / "dagster_dev.log"
+    server = start_process_group([str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p",
+                                  str(port), "-w", "workspace.yaml"], cwd=REPO, env=env, log=log)
+    try:
+        gql = GraphQL(f"http://127.0.0.1:{port}")
+        gql.wait_until_up(server, log, 600)
+        params = {"partitionsByAssets": [{"assetKey": {"path": [name]}, "partitions": {"range": {"start": start, "end": end}}}
+                                         for name in DAILY_ASSETS.split(",")], "title": "bench_history"}
+        launched = time.time()
+        result = gql(LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise SystemExit(f"backfill refused: {result}")
+        found: dict = {}
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            while "STEP_START" not in found and time.time() - launched < timeout_s:
+                time.sleep(0.5)
+                for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": result["backfillId"]})):
+                    record = instance.get_run_record_by_id(run.run_id)
+                    found.setdefault("run created", record.create_timestamp.timestamp() - launched)
+                    for entry in instance.all_logs(run.run_id, of_type={dg.DagsterEventType.RUN_START,
+                                                                         dg.DagsterEventType.STEP_START}):
+                        kind = "RUN_START" if entry.dagster_event.event_type_value == "PIPELINE_START" else "STEP_START"
+                        found.setdefault(kind, entry.timestamp - launched)
+        if "STEP_START" not in found:
+            raise SystemExit(f"the backfill's run did not start a step within {timeout_s:.0f} s:\n{tail(log)}")
+        return found
+    finally:
+        stop_process_group(server)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--start", default="2000-01-03")
@@ -148,6 +198,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=0, help="first N symbols of the shared set; 0 = all")
     parser.add_argument("--skip-launch", action="store_true")
     parser.add_argument("--skip-run", action="store_true")
+    parser.add_argument("--ui", action="store_true", help="also time the launch of a UI backfill (dagster dev)")
     parser.add_argument("--keep", help="a folder to keep the instances and data in (default: a temporary one)")
     args = parser.parse_args()
     if not SP500.exists():
@@ -165,6 +216,12 @@ def main() -> None:
                       stock=stock)
             label = f"launch {args.start}..{end}, " + ("Dagster's stock event log (peer)" if stock else "ours")
             rows.append((label, f"{got['STEP_START']:.1f} s to the first step (run start {got['RUN_START']:.1f} s)"))
+    if args.ui:
+        env = environment(work, "ui", folder, two, args.start)
+        got = ui_launch(env, args.start, args.launch_end)
+        rows.append((f"launch {args.start}..{args.launch_end} from the UI (daemon backfill)",
+                     f"{got['STEP_START']:.1f} s to the first step (run created {got['run created']:.1f} s, "
+                     f"run start {got['RUN_START']:.1f} s)"))
     if not args.skip_run:
         env = environment(work, "history", folder, universe, args.start)
         cli(env, "--select", "universe")

@@ -53,6 +53,9 @@ SCRIPT = textwrap.dedent("""
                "check_rows": [r.status.value for r in instance.event_log_storage.get_asset_check_execution_history(
                    dg.AssetCheckKey(dg.AssetKey("second"), "positive"), limit=100)],
                "latest": instance.get_latest_materialization_event(dg.AssetKey("second")).dagster_event.partition,
+               "asset_row": instance.get_asset_records([dg.AssetKey("second")])[0].asset_entry
+                   .last_materialization_record.event_log_entry.dagster_event.partition,
+               "tags": len(instance.get_event_tags_for_asset(dg.AssetKey("second"))),
                "keys": keys}
     print("RESULT", json.dumps(out))
 """)
@@ -75,7 +78,8 @@ def test_batched_event_log_records_the_same_partitions_as_dagsters_own():
     assert ours["materialized"] == stock["materialized"] == {"first": keys, "second": keys}
     # Two runs x ten sessions: every partition's materialisation is kept, the latest is the last session.
     assert ours["events"] == stock["events"] == 20
-    assert ours["latest"] == stock["latest"] == keys[-1]
+    assert ours["latest"] == stock["latest"] == ours["asset_row"] == stock["asset_row"] == keys[-1]
+    assert ours["tags"] == stock["tags"]
     # The check passed in both runs; Dagster also leaves a "planned" row per session that never resolves.
     assert ours["check_rows"] == ["SUCCEEDED", "SUCCEEDED"]
     assert stock["check_rows"].count("SUCCEEDED") == 2
