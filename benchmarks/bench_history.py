@@ -1,7 +1,7 @@
 """Whole history through the CLI: launch overhead, per-step durations and peak RSS (issue 17, targets 1-2).
 
     .venv/bin/python benchmarks/bench_history.py [--start 2000-01-03 --end 2021-04-21 --symbols 0
-        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --ui --keep DIR]
+        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --skip-peer --ui --keep DIR]
 
 Three measurements, each a real `dagster asset materialize --partition-range` of every
 session-partitioned asset on a fresh SQLite instance (the repository's dagster.yaml):
@@ -206,6 +206,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=0, help="first N symbols of the shared set; 0 = all")
     parser.add_argument("--skip-launch", action="store_true")
     parser.add_argument("--skip-run", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true", help="time only our full-range launch")
     parser.add_argument("--ui", action="store_true", help="also time the launch of a UI backfill (dagster dev)")
     parser.add_argument("--keep", help="a folder to keep the instances and data in (default: a temporary one)")
     args = parser.parse_args()
@@ -217,8 +218,9 @@ def main() -> None:
     folder, universe, two = prepare(work, args.symbols)
     rows = []
     if not args.skip_launch:
-        for name, end, stock in (("launch", args.launch_end, False), ("peer", args.peer_end, True),
-                                 ("ours_peer_range", args.peer_end, False)):
+        launches = [("launch", args.launch_end, False), ("peer", args.peer_end, True),
+                    ("ours_peer_range", args.peer_end, False)]
+        for name, end, stock in launches[:1] if args.skip_peer else launches:
             env = environment(work, name, folder, two, args.start)
             got = cli(env, "--select", DAILY_ASSETS, "--partition-range", f"{args.start}...{end}", stop=True,
                       stock=stock)
