@@ -1,7 +1,7 @@
 """Whole history through the CLI: launch overhead, per-step durations and peak RSS (issue 17, targets 1-2).
 
     .venv/bin/python benchmarks/bench_history.py [--start 2000-01-03 --end 2021-04-21 --symbols 0
-        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --skip-peer --ui --keep DIR]
+        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --skip-peer --ui --events 5359 --keep DIR]
 
 Three measurements, each a real `dagster asset materialize --partition-range` of every
 session-partitioned asset on a fresh SQLite instance (the repository's dagster.yaml):
@@ -197,6 +197,46 @@ def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800) -> dict:
         stop_process_group(server)
 
 
+EVENTS_CHILD = """
+import os, sys, tempfile, time
+sys.path.insert(0, os.getcwd())
+import dagster as dg
+from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+mode, n = sys.argv[1], int(sys.argv[2])
+if mode == "ours":
+    from assets import event_log
+    event_log.install()
+def entry(i):
+    data = StepMaterializationData(dg.AssetMaterialization("raw_ohlcv", partition=f"p{i:05d}", metadata={"rows": 500}))
+    event = DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="j", step_key="s",
+                         event_specific_data=data)
+    return EventLogEntry(user_message="", level=10, job_name="j", run_id="r", timestamp=time.time(), error_info=None,
+                         dagster_event=event, step_key="s")
+with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.from_config(home) as instance:
+    events = [entry(i) for i in range(n + 1)]
+    instance.event_log_storage.store_event(events[0])  # creates the run's shard
+    wall, cpu = time.perf_counter(), time.process_time()
+    instance.event_log_storage.store_event_batch(events[1:])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert len(instance.get_materialized_partitions(dg.AssetKey("raw_ohlcv"))) == n + 1
+    print(f"RESULT {wall:.2f} {cpu:.2f}")
+"""
+
+
+def event_writes(mode: str, n: int) -> tuple[float, float]:
+    """Wall and CPU seconds to store one step's n per-partition materialisations on a SQLite instance."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "DAGSTER_EVENT_BATCH_SIZE")}
+    proc = subprocess.run([sys.executable, "-c", EVENTS_CHILD, mode, str(n)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(proc.stderr[-3000:])
+    wall, cpu = map(float, line.split()[1:])
+    return wall, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--start", default="2000-01-03")
@@ -208,6 +248,8 @@ def main() -> None:
     parser.add_argument("--skip-run", action="store_true")
     parser.add_argument("--skip-peer", action="store_true", help="time only our full-range launch")
     parser.add_argument("--ui", action="store_true", help="also time the launch of a UI backfill (dagster dev)")
+    parser.add_argument("--events", type=int, default=0,
+                        help="also time storing N materialisations of one step: ours, and stock on N/5 (peer)")
     parser.add_argument("--keep", help="a folder to keep the instances and data in (default: a temporary one)")
     args = parser.parse_args()
     if not SP500.exists():
@@ -227,6 +269,12 @@ def main() -> None:
             label = f"launch {args.start}..{end}, " + ("Dagster's stock event log (peer)" if stock else "ours")
             rows.append((label, f"{got['STEP_START']:.1f} s to the first step (run start {got['RUN_START']:.1f} s; "
                                 f"CPU {got['STEP_START_CPU']:.1f} s, which the load changes less)"))
+            print(*rows[-1], sep=": ", flush=True)
+    if args.events:
+        for mode, n in (("ours", args.events), ("stock", max(1, args.events // 5))):
+            wall, cpu = event_writes(mode, n)
+            rows.append((f"{n} materialisations of one step, {mode}",
+                         f"{wall:.1f} s wall, {cpu:.1f} s CPU ({wall / n * 1000:.2f} ms, {cpu / n * 1000:.2f} ms CPU each)"))
             print(*rows[-1], sep=": ", flush=True)
     if args.ui:
         env = environment(work, "ui", folder, two, args.start)
