@@ -7,6 +7,11 @@ import dagster as dg
 # Single-run backfill policies are marked beta; the warning would print on every CLI call.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
+from assets import event_log
+
+# Before any run is created or executed in this process: see assets/event_log.py.
+event_log.install()
+
 from assets import (
     alpha_labels, alpha_models, alpha_predictions, cards, cleaning, features, ingestion, marts, portfolio, quality, scanner,
     strategies, validation,
