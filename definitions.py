@@ -7,7 +7,7 @@ import dagster as dg
 # Single-run backfill policies are marked beta; the warning would print on every CLI call.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from assets import cards, cleaning, features, ingestion, marts, portfolio, quality, scanner, strategies, validation
+from assets import alpha_report, cards, cleaning, features, ingestion, marts, portfolio, quality, scanner, strategies, validation
 from assets.resources import default_resources
 from jobs.execution import paper_execution_job
 from jobs.scan import drop_folder_ingest_job, nightly_scan_job, weekly_optimisation_job
@@ -16,7 +16,7 @@ from schedules.execution import paper_execution_sensor
 from schedules.failures import run_failure_recorder
 from schedules.scan import daily_tables_freshness, freshness_check_job, freshness_schedule, nightly_scan_schedule, weekly_optimisation_schedule
 
-STAGES = [ingestion, quality, cleaning, features, scanner, strategies, validation, cards, portfolio, marts]
+STAGES = [ingestion, quality, cleaning, features, scanner, strategies, validation, cards, portfolio, marts, alpha_report]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(STAGES),

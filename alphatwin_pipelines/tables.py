@@ -36,6 +36,10 @@ STRATEGY_POSITIONS = "strategy_positions"
 STRATEGY_CARDS = "strategy_cards"
 ALLOCATIONS = "portfolio_allocations"
 REBALANCE_SUGGESTIONS = "rebalance_suggestions"
+# Alpha models (issue 16): labels and predictions are session-partitioned, the report a whole table.
+ALPHA_LABELS = "alpha_labels"
+ALPHA_PREDICTIONS = "alpha_predictions"
+ALPHA_FACTOR_REPORT = "alpha_factor_report"
 #: The append-only log of rejected input rows (a JSON-lines file, not Parquet).
 REJECTED_INPUTS = REJECTED_INPUTS_LOG.removesuffix(".jsonl")
 

@@ -1,0 +1,1 @@
+"""Alpha models: labels, models, predictions and their factor analysis (engine, no Dagster)."""
