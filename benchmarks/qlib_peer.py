@@ -71,7 +71,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-convert", action="store_true", help="reuse <work>/qlib_data from an earlier call")
     args = parser.parse_args()
-    work = Path(args.work)
+    work = Path(args.work).resolve()
+    args.csv, args.qlib_repo = str(Path(args.csv).resolve()), str(Path(args.qlib_repo).resolve())
+    # Qlib's MLflow lock file lands at the tracking URI's path made relative (expm.py strips its
+    # leading "/"), i.e. under the current directory: keep it inside the work folder.
+    os.chdir(work)
     qlib_dir = work / "qlib_data"
     figures: dict = {"horizon": args.horizon}
 
