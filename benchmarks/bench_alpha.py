@@ -190,10 +190,11 @@ def common_labels(adjusted: pd.DataFrame, horizons) -> pd.DataFrame:
     return frame
 
 
-def report(side: str, h: int, predictions: pd.DataFrame, times: dict, rss_mb: float) -> None:
+def report(side: str, h: int, predictions: pd.DataFrame, times: dict, rss_mb: float, cpu_s: dict | None = None) -> None:
     work = sum(times[k] for k in ("build", "train", "predict"))
+    cpu = f"   CPU {sum(cpu_s.values()):7.1f} s" if cpu_s else ""
     print(f"  {side:<34} build {times['build']:7.1f} s  train {times['train']:7.1f} s  predict {times['predict']:5.2f} s"
-          f"  = {work:7.1f} s   peak RSS {rss_mb:6.0f} MiB")
+          f"  = {work:7.1f} s{cpu}   peak RSS {rss_mb:6.0f} MiB")
     for label, text in (("label", "own label"), (f"common_{h}", "next-open label")):
         m = evaluate(predictions, label)
         print(f"      vs {text:<16} IC {m['ic'][0]:+.4f} [{m['ic'][2]:+.4f}, {m['ic'][3]:+.4f}] ICIR {m['ic'][1]:+.3f}"
@@ -203,6 +204,37 @@ def report(side: str, h: int, predictions: pd.DataFrame, times: dict, rss_mb: fl
           f"{top_k_annualised(predictions):+.1%} a year over {predictions['date'].nunique()} test sessions")
 
 
+def _cpu(figures: dict) -> dict | None:
+    """CPU seconds per step (user + system, worker processes included), when the run recorded them:
+    on a shared machine they say more than wall time."""
+    keys = [k for k in figures if k.endswith("_cpu_s")]
+    return {k: figures[k] for k in keys} if keys else None
+
+
+def run_ours(ours: OurPipeline, adjusted: pd.DataFrame, h: int, work: Path) -> dict:
+    """Build, train and predict, timed; predictions and figures saved under ``work`` (``--ours-results``)."""
+    work.mkdir(parents=True, exist_ok=True)
+    figures, costs = {}, []
+    for step, call in (("build", lambda: ours.build_dataset(adjusted, h)), ("train", lambda: ours.train(dataset)),
+                       ("predict", lambda: ours.predict(model, dataset))):
+        cpu = sum(os.times()[:2])
+        with measure() as cost:
+            out = call()
+        figures[f"{step}_s"], figures[f"{step}_cpu_s"] = cost.duration_s, sum(os.times()[:2]) - cpu
+        costs.append(cost.peak_rss_mb)
+        if step == "build":
+            dataset = out
+            figures["features"] = len(ours.feature_columns(dataset))
+        elif step == "train":
+            model = out
+            figures["trees"] = int(model.num_trees())
+    path = work / f"ours_h{h}.parquet"
+    out.to_parquet(path, index=False)
+    figures.update(peak_rss_mb=max(costs), predictions=str(path))
+    (work / f"ours_h{h}.json").write_text(json.dumps(figures))
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 5])
@@ -210,6 +242,7 @@ def main() -> int:
     parser.add_argument("--qlib-repo", type=Path, default=QLIB_MIRROR)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "alpha")
     parser.add_argument("--skip-qlib", action="store_true")
+    parser.add_argument("--ours-results", type=Path, help="reuse our side's ours_h<h>.json from this folder")
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads, both sides")
     parser.add_argument("--symbols", type=int, help="only the first N symbols (a quick check, not the benchmark)")
     args = parser.parse_args()
@@ -235,18 +268,18 @@ def main() -> int:
     ours = OurPipeline()
     for h in args.horizons:
         print(f"\nhorizon {h} session(s); test {SPLIT['test'][0]}..{SPLIT['test'][1]}")
-        with measure() as build:
-            dataset = ours.build_dataset(adjusted, h)
-        with measure() as train:
-            model = ours.train(dataset)
-        with measure() as predict:
-            predictions = ours.predict(model, dataset)
+        saved = args.ours_results / f"ours_h{h}.json" if args.ours_results else None
+        if saved and saved.exists():
+            mine = json.loads(saved.read_text())
+            predictions = pd.read_parquet(mine["predictions"])
+            print(f"ours h={h}: reusing {saved} (written {(time.time() - saved.stat().st_mtime) / 60:.0f} min ago)")
+        else:
+            mine = run_ours(ours, adjusted, h, args.work)
+            predictions = pd.read_parquet(mine["predictions"])
         predictions = predictions.merge(labels, on=["date", "symbol"], how="left")
-        times = {"build": build.duration_s, "train": train.duration_s, "predict": predict.duration_s}
-        rss = max(build.peak_rss_mb, train.peak_rss_mb, predict.peak_rss_mb)
-        report(f"{ours.name}, {len(ours.feature_columns(dataset))} features, {model.num_trees()} trees", h,
-               predictions, times, rss)
-        del dataset
+        times = {k: mine[f"{k}_s"] for k in ("build", "train", "predict")}
+        report(f"{ours.name}, {mine['features']} features, {mine['trees']} trees", h, predictions, times,
+               mine["peak_rss_mb"], _cpu(mine))
         if h in qlib:
             q = qlib[h]
             peer = pd.read_parquet(q["predictions"])
@@ -254,7 +287,7 @@ def main() -> int:
             peer = peer.merge(labels, on=["date", "symbol"], how="left")
             qtimes = {"build": q["dataset_build_s"], "train": q["train_s"], "predict": q["predict_s"]}
             report(f"Qlib Alpha158 + LGBModel, {q['features']} features, {q['trees']} trees", h, peer, qtimes,
-                   q["peak_rss_mb"])
+                   q["peak_rss_mb"], _cpu(q))
             if "convert_s" in q:
                 print(f"      (Qlib's dump_bin conversion, not in the sum: {q['convert_s']:.1f} s)")
             ratio = sum(qtimes.values()) / sum(times.values())
