@@ -13,7 +13,7 @@ from assets import event_log
 event_log.install()
 
 from assets import (
-    alpha_labels, alpha_models, alpha_predictions, cards, cleaning, features, ingestion, marts, portfolio, quality, scanner,
+    alpha_labels, alpha_models, alpha_predictions, alpha_report, cards, cleaning, features, ingestion, marts, portfolio, quality, scanner,
     strategies, validation,
 )
 from assets.resources import default_resources
@@ -27,7 +27,8 @@ from schedules.scan import (
     weekly_optimisation_schedule,
 )
 
-STAGES = [ingestion, quality, cleaning, features, scanner, alpha_labels, alpha_models, alpha_predictions, strategies,
+STAGES = [ingestion, quality, cleaning, features, scanner, alpha_labels, alpha_models, alpha_predictions, alpha_report,
+          strategies,
           validation, cards, portfolio, marts]
 
 defs = dg.Definitions(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from alphatwin_pipelines.tables import ALPHA_LABELS, ALPHA_PREDICTIONS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
 # Libraries that only the steps using them should pay for (import time counts on every run step).
@@ -85,6 +87,10 @@ def test_every_asset_has_a_group_and_a_description():
     assert specs, "the code location defines assets"
     keys = {spec.key.to_user_string() for spec in specs}
     assert {"universe", "raw_ohlcv"} <= keys
+    # A dependency defined in no module would become a stub asset: every one must be defined.
+    stubs = {s.key.to_user_string() for s in specs if s.metadata.get("dagster/auto_created_stub_asset")}
+    assert not stubs, f"dependencies defined nowhere: {sorted(stubs)}"
+    assert {ALPHA_LABELS, ALPHA_PREDICTIONS} <= keys
     for spec in specs:
         name = spec.key.to_user_string()
         assert spec.group_name and spec.group_name != "default", f"{name} has no group"
