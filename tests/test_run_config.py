@@ -62,4 +62,4 @@ def test_defaults_are_the_research_scale_and_make_run_passes_a_valid_demo_budget
     demo = dataclass_from_config(OptimisationConfig, OptimisationRunConfig(**ops["optimised_strategies"]["config"]))
     assert demo.n_trials < research.n_trials and demo.shortlist_size < research.shortlist_size
     assert StrategyValidationConfig(**ops["validation_reports"]["config"]).trials_per_window < 50
-    assert set(ops) == {"optimised_strategies", "validation_reports"}  # op names of the two assets
+    assert set(ops) == {"optimised_strategies", "validation_reports", "portfolio_allocations"}  # op names
