@@ -87,7 +87,11 @@ def xs_loop(m: MarketArrays, lookback, skip, top_k, mode, rebalance, sign=1.0):
         if len(bars) <= lookback:
             return None
         return sign * (bars[-1 - skip] / bars[-1 - lookback] - 1)
+    return rank_loop(m, score, top_k, mode, rebalance)
 
+
+def rank_loop(m: MarketArrays, score, top_k, mode, rebalance):
+    """Trade the ranking of ``score(t, i)`` (None: not rankable) every ``rebalance`` sessions."""
     def decide(t, _fills):
         if t % rebalance:
             return {}

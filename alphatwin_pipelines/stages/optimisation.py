@@ -193,6 +193,8 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         pair_key = hashlib.sha256(json.dumps({**basis, "symbols": pair_symbols, "pairs": pairs},
                                              sort_keys=True).encode()).hexdigest()
     planned = study_plan(config)
+    if "ml_rank" in config.families:
+        market, planned = _with_ml_scores(store, market, planned, warmup_start, end, logger)
     plan = [_Study(number, len(planned), family, level, study_name(family, level, pair_key if family == "pairs" else key))
             for number, (family, level) in enumerate(planned, start=1)]
     # one indicator cache per market for every study (the levels share their filters); on a cluster, one per worker
@@ -233,6 +235,20 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         store.write_table(OPTIMISED, frame_to_arrow(strategies))
         store.write_table(OPTIMISATION_TRIALS, frame_to_arrow(trials))
     return OptimisationReport(strategies, trials, shortlist, start, end, seconds, ran, time.perf_counter() - t0)
+
+
+def _with_ml_scores(store: TableStore, market: MarketArrays, planned: list, start, end, logger):
+    """ml_rank ranks the stored alpha_predictions: attach them, or drop its studies (logged) when
+    a horizon it searches has none in the window, so a run without alpha models still succeeds."""
+    from alphatwin_pipelines.alpha.scores import attach_scores, missing_horizons
+
+    missing = missing_horizons(store, start, end)
+    if missing:
+        if logger is not None:
+            logger.info(f"ml_rank skipped: alpha_predictions has no score of horizon(s) {missing} in "
+                        f"{start:%Y-%m-%d}..{end:%Y-%m-%d}; materialise alpha_models and alpha_predictions first")
+        return market, [(f, lv) for f, lv in planned if f != "ml_rank"]
+    return attach_scores(store, market), planned
 
 
 @dataclass

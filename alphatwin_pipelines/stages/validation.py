@@ -68,7 +68,8 @@ def _symbols(row, universe: MarketArrays) -> list[str]:
     return list(symbols)
 
 
-def _record(row, settings: ValidationSettings, symbols: list[str], last_session: pd.Timestamp) -> str:
+def _record(row, settings: ValidationSettings, symbols: list[str], last_session: pd.Timestamp,
+            window_models: list | None = None) -> str:
     try:
         record = json.loads(row["record_json"]) if row["record_json"] else {}
     except (TypeError, ValueError):
@@ -77,11 +78,26 @@ def _record(row, settings: ValidationSettings, symbols: list[str], last_session:
         record = {"upstream_record": record}
     record["validation"] = {"settings": settings.to_dict(), "spec_json": row["spec_json"], "symbols": symbols,
                             "last_session": f"{last_session:%Y-%m-%d}"}
+    if window_models is not None:  # ml_rank: the model that scored each walk-forward test window
+        record["validation"]["window_models"] = window_models
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
-def validate_strategies(store: TableStore, settings: ValidationSettings | None = None) -> ValidationRun:
-    """Validate every optimised strategy and replace the three output tables and the HTML pages."""
+def _ml_rank_market(store: TableStore, market: MarketArrays, settings: ValidationSettings, storage_url: str | None):
+    """ml_rank's market: stored scores, each walk-forward test window re-scored by a model trained
+    only on labels known before the window's train end (alpha.scores)."""
+    from alphatwin_pipelines.alpha.scores import walk_forward_market
+    from alphatwin_pipelines.optimise.study import default_storage_url
+    from alphatwin_pipelines.stats import walk_forward_windows
+
+    windows = walk_forward_windows(market.dates, settings.train, settings.test)
+    return walk_forward_market(store, market, windows, storage_url or default_storage_url(store.data_dir))
+
+
+def validate_strategies(store: TableStore, settings: ValidationSettings | None = None,
+                        storage_url: str | None = None) -> ValidationRun:
+    """Validate every optimised strategy and replace the three output tables and the HTML pages.
+    ``storage_url``: the Optuna storage of ml_rank's per-window model searches (default: the data dir's)."""
     settings = settings or ValidationSettings()
     optimised = store.read_table(OPTIMISED)
     trials = store.read_table(OPTIMISATION_TRIALS)
@@ -99,6 +115,9 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
         market = universe.select(symbols)
         if tuple(symbols) not in benchmarks:
             benchmarks[tuple(symbols)] = benchmark_returns(market, universe, settings.costs)
+        window_models = None
+        if row["family"] == "ml_rank":
+            market, window_models = _ml_rank_market(store, market, settings, storage_url)
         mine = trials[trials["strategy_id"] == row["strategy_id"]].sort_values("trial_number")
         v = validate_strategy(row, mine, market, benchmarks[tuple(symbols)], labels, settings)
         path = store.data_dir / REPORTS_DIR / f"{v.strategy_id}.html"
@@ -111,7 +130,7 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
                      "oos_sharpe": m["sharpe"], "oos_sortino": m["sortino"], "oos_cagr": m["cagr"],
                      "oos_max_drawdown": m["max_drawdown"], "dsr": v.dsr, "pbo": v.pbo, "passed": v.passed,
                      "reasons": "; ".join(v.failures.values()), "report_path": stored_path(store, path),
-                     "record_json": _record(row, settings, symbols, last)})
+                     "record_json": _record(row, settings, symbols, last, window_models)})
         streams.append(pd.DataFrame({"date": v.oos_returns.index, "strategy_id": v.strategy_id,
                                      "return": v.oos_returns.to_numpy(dtype=float)}))
         weights = v.positions["weight"].to_numpy(dtype=float)
@@ -149,6 +168,8 @@ def replay_validation(record_json: str, data_dir) -> dict:
     last = pd.Timestamp(spec_record["last_session"])
     bars = read_adjusted(TableStore(data_dir), end=last, as_of=last)
     market = MarketArrays.from_bars(bars, price="adj").select(spec_record["symbols"])
+    if spec.family == "ml_rank":
+        market, _ = _ml_rank_market(TableStore(data_dir), market, settings, None)
     candidates = candidate_specs(spec.family, spec.level, settings.n_candidates, settings.seed, spec.pairs)
     pf = run_portfolios(candidates, market, settings.costs)
     result, windows = run_walk_forward(pf, range(len(candidates)), settings.train, settings.test)
