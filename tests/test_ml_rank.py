@@ -84,8 +84,8 @@ TRAINING = dict(horizons=(1, 5), train_sessions=40, folds=3, n_trials=2, n_estim
 
 @pytest.fixture(scope="module")
 def ml_dir(research_data, tmp_path_factory):
-    """The research fixture with labels, two model versions per horizon (cutoffs 2024-01-02 and
-    2024-07-01) and their predictions for every 2024 session."""
+    """The research fixture with labels, two model versions per horizon (cutoffs 2024-06-03 and
+    2024-09-03) and their predictions for every session from 2024-06-03 (about 35 s loaded: SHAP)."""
     import shutil
 
     from alphatwin_pipelines.alpha.dataset import model_features
@@ -101,13 +101,14 @@ def ml_dir(research_data, tmp_path_factory):
     shutil.copytree(research_data, path)
     store = TableStore(path)
     label_sessions(store, sessions_between(ML_START, ML_END))
-    for cutoff in ("2024-01-02", "2024-07-01"):
+    for cutoff in ("2024-06-03", "2024-09-03"):
         train_and_store(store, cutoff, AlphaTrainingConfig(**TRAINING, as_of=cutoff), default_storage_url(path),
                         names=model_features())
-    predict_sessions(store, sessions_between("2024-01-02", ML_END))
+    predict_sessions(store, sessions_between("2024-06-03", ML_END))
     return path
 
 
+@pytest.mark.slow
 def test_ml_rank_flows_from_optimisation_to_the_allocation(ml_dir, tmp_path, monkeypatch):
     import shutil
 
@@ -126,8 +127,8 @@ def test_ml_rank_flows_from_optimisation_to_the_allocation(ml_dir, tmp_path, mon
     shutil.copytree(ml_dir, path)
     monkeypatch.setenv("ALPHATWIN_DATA_DIR", str(path))
     store = TableStore(path)
-    config = OptimisationConfig(families=("ml_rank", "xs_reversal"), book_levels=(0, 3), n_trials=3,
-                                shortlist_size=12, train_years=1.0)
+    config = OptimisationConfig(families=("ml_rank",), book_levels=(0, 3), n_trials=3,
+                                shortlist_size=12, train_years=0.5)
     optimise_strategies(store, config)
     table = store.read_table(OPTIMISED)
     ml = table[table["family"] == "ml_rank"]

@@ -80,7 +80,7 @@ def window_scores(store: TableStore, horizon: int, train_end, test_sessions, sto
 
 
 def production_settings(store: TableStore, horizon: int) -> tuple[AlphaTrainingConfig, list[str] | None]:
-    """How the latest stored model of ``horizon`` was trained (window, folds, trees, seed, features),
+    """How the latest stored model of ``horizon`` was trained (window, folds, trials, trees, seed, features),
     so a window's model is trained the same way; the defaults when none is stored."""
     from alphatwin_pipelines.alpha.catalogue import read_models
 
@@ -88,9 +88,11 @@ def production_settings(store: TableStore, horizon: int) -> tuple[AlphaTrainingC
     mine = models[models["horizon"] == int(horizon)] if len(models) else models
     if mine.empty or "record_json" not in mine.columns:
         return AlphaTrainingConfig(horizons=(int(horizon),)), None
-    rec = json.loads(mine.sort_values("cutoff", kind="stable")["record_json"].iloc[-1])
+    latest = mine.sort_values("cutoff", kind="stable").iloc[-1]
+    rec = json.loads(latest["record_json"])
     cv = rec["cv"]
     settings = AlphaTrainingConfig(horizons=(int(horizon),), train_sessions=int(rec["train_sessions"]),
+                                   n_trials=int(latest["n_trials"]),
                                    folds=int(cv["folds"]), embargo=int(cv["embargo"]),
                                    n_estimators=int(cv["n_estimators"]), seed=int(rec["seeds"]["model"]))
     return settings, list(rec["features"])

@@ -110,14 +110,16 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
     labels = regime_labels(universe)
     benchmarks: dict[tuple, pd.DataFrame] = {}
     rows, streams, holdings, validations = [], [], [], []
+    ml_universe = None
     for row in optimised.sort_values("strategy_id").to_dict("records"):
         symbols = _symbols(row, universe)
         market = universe.select(symbols)
         if tuple(symbols) not in benchmarks:
             benchmarks[tuple(symbols)] = benchmark_returns(market, universe, settings.costs)
         window_models = None
-        if row["family"] == "ml_rank":
-            market, window_models = _ml_rank_market(store, market, settings, storage_url)
+        if row["family"] == "ml_rank":  # the window models are trained once for the whole universe
+            ml_universe = ml_universe or _ml_rank_market(store, universe, settings, storage_url)
+            market, window_models = ml_universe[0].select(symbols), ml_universe[1]
         mine = trials[trials["strategy_id"] == row["strategy_id"]].sort_values("trial_number")
         v = validate_strategy(row, mine, market, benchmarks[tuple(symbols)], labels, settings)
         path = store.data_dir / REPORTS_DIR / f"{v.strategy_id}.html"
