@@ -38,16 +38,45 @@ def stored_scores(store: TableStore, start, end, horizons=ML_RANK_HORIZONS) -> d
     return out
 
 
-def missing_horizons(store: TableStore, start, end) -> list[int]:
-    """The ml_rank horizons without any stored prediction in [start, end] (empty: ml_rank can run)."""
-    have = stored_scores(store, start, end)
-    return [h for h in ML_RANK_HORIZONS if h not in have]
+#: Share of the in-sample sessions ml_rank needs scores on, else it is not optimised (a few scored
+#: sessions would make a flat book whose Sharpe means nothing).
+MIN_SCORED_SHARE = 0.5
+
+
+def missing_horizons(store: TableStore, sessions: pd.DatetimeIndex) -> list[int]:
+    """The ml_rank horizons with stored predictions on fewer than ``MIN_SCORED_SHARE`` of
+    ``sessions`` (empty: ml_rank can run)."""
+    have = stored_scores(store, sessions[0], sessions[-1])
+    return [h for h in ML_RANK_HORIZONS
+            if h not in have or have[h].index.isin(sessions).sum() < MIN_SCORED_SHARE * len(sessions)]
 
 
 def attach_scores(store: TableStore, market: MarketArrays) -> MarketArrays:
     """``market`` carrying the stored scores of its sessions (no-op when none are stored)."""
     frames = stored_scores(store, market.dates[0], market.dates[-1])
     return market.with_scores(frames) if frames else market
+
+
+def prediction_inputs(store: TableStore, sessions: pd.DatetimeIndex) -> dict[str, str]:
+    """ml_rank's record also pins the alpha_predictions it ranked."""
+    from alphatwin_pipelines.reproducibility import content_hash
+
+    paths = [p for p in (store.partition_path(ALPHA_PREDICTIONS, s) for s in sessions) if p.exists()]
+    return {f"{ALPHA_PREDICTIONS}[{sessions[0]:%Y-%m-%d}..{sessions[-1]:%Y-%m-%d}]": content_hash(paths)}
+
+
+def with_ml_scores(store: TableStore, market: MarketArrays, planned: list, in_sample: pd.DatetimeIndex, logger):
+    """ml_rank ranks the stored alpha_predictions: attach them, or drop its studies (logged) when
+    a horizon it searches is scored on too few in-sample sessions, so a run without them succeeds."""
+    missing = missing_horizons(store, in_sample)
+    if missing:
+        if logger is not None:
+            logger.info(f"ml_rank skipped: alpha_predictions scores horizon(s) {missing} on fewer than "
+                        f"{MIN_SCORED_SHARE:.0%} of the in-sample sessions {in_sample[0]:%Y-%m-%d}.."
+                        f"{in_sample[-1]:%Y-%m-%d}; materialise alpha_models (weekly cutoffs) and "
+                        "alpha_predictions over that range first")
+        return market, [(f, lv) for f, lv in planned if f != "ml_rank"]
+    return attach_scores(store, market), planned
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.calendar import lookback_start
+from alphatwin_pipelines.alpha.scores import prediction_inputs
 from alphatwin_pipelines.cluster import run_tasks
 from alphatwin_pipelines.optimise.objective import PortfolioObjective, portfolio_metrics
 from alphatwin_pipelines.optimise.progress import ProgressLogger
@@ -194,7 +195,9 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
                                              sort_keys=True).encode()).hexdigest()
     planned = study_plan(config)
     if "ml_rank" in config.families:
-        market, planned = _with_ml_scores(store, market, planned, warmup_start, end, logger)
+        from alphatwin_pipelines.alpha.scores import with_ml_scores
+
+        market, planned = with_ml_scores(store, market, planned, sessions[sessions >= start], logger)
     plan = [_Study(number, len(planned), family, level, study_name(family, level, pair_key if family == "pairs" else key))
             for number, (family, level) in enumerate(planned, start=1)]
     # one indicator cache per market for every study (the levels share their filters); on a cluster, one per worker
@@ -214,8 +217,9 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         family, level, name = study.family, study.level, study.name
         study_market = shared.market_for(family)[0]
         seconds[name], ran = result.seconds, ran + result.ran
+        study_inputs = {**inputs, **prediction_inputs(store, sessions)} if family == "ml_rank" else inputs
         record = make_record(spec, study_market.symbols, start, end, {"sampler": config.seed, "per_trial": TRIAL_SEED_RULE},
-                             inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
+                             study_inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
                              study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
                              best_trial=result.best_trial)
         sid = spec.spec_hash()
@@ -235,20 +239,6 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         store.write_table(OPTIMISED, frame_to_arrow(strategies))
         store.write_table(OPTIMISATION_TRIALS, frame_to_arrow(trials))
     return OptimisationReport(strategies, trials, shortlist, start, end, seconds, ran, time.perf_counter() - t0)
-
-
-def _with_ml_scores(store: TableStore, market: MarketArrays, planned: list, start, end, logger):
-    """ml_rank ranks the stored alpha_predictions: attach them, or drop its studies (logged) when
-    a horizon it searches has none in the window, so a run without alpha models still succeeds."""
-    from alphatwin_pipelines.alpha.scores import attach_scores, missing_horizons
-
-    missing = missing_horizons(store, start, end)
-    if missing:
-        if logger is not None:
-            logger.info(f"ml_rank skipped: alpha_predictions has no score of horizon(s) {missing} in "
-                        f"{start:%Y-%m-%d}..{end:%Y-%m-%d}; materialise alpha_models and alpha_predictions first")
-        return market, [(f, lv) for f, lv in planned if f != "ml_rank"]
-    return attach_scores(store, market), planned
 
 
 @dataclass
