@@ -237,7 +237,7 @@ def test_cards_state_book_rules_shorts_and_borrow():
     assert "pairs A/B" in pairs["universe"][0] and "after 20 sessions" in pairs["exit"][0]
 
 
-@pytest.mark.parametrize("family", ["xs_momentum", "xs_reversal", "pairs"])
+@pytest.mark.parametrize("family", ["xs_momentum", "xs_reversal", "pairs", "ml_rank"])
 def test_book_specs_search_spaces_and_json(family):
     from alphatwin_pipelines.strategies import sample_params, search_space, suggest_params
 
