@@ -14,7 +14,7 @@ from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.tables import (
     CLEANED, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, resolve_stored_path,
 )
-from assets.resources import StorageResource
+from assets.resources import OptunaResource, StorageResource
 
 DSR_GATE_CHECK = "dsr_gate"
 PBO_GATE_CHECK = "pbo_gate"
@@ -61,13 +61,15 @@ def _settings(config: StrategyValidationConfig):
     check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=True, description=text + _BLOCKS)
                  for name, (_, text) in GATE_CHECKS.items()],
 )
-def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource):
+def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource,
+                       optuna: OptunaResource):
     from alphatwin_pipelines.stages.validation import REPORTS_DIR, validate_strategies
 
     store = storage.store()
     with measure() as cost:
         try:
-            run = validate_strategies(store, _settings(config))
+            # the Optuna storage holds ml_rank's per-window model searches
+            run = validate_strategies(store, _settings(config), optuna.url(storage))
         except (FileNotFoundError, ValueError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     reports = run.reports

@@ -197,10 +197,11 @@ def _hashes(data_dir) -> dict:
 
 
 def _materialize(data_dir, **config):
-    from assets.resources import StorageResource
+    from assets.resources import OptunaResource, StorageResource
     from assets.validation import validation_reports
 
-    return dg.materialize([validation_reports], resources={"storage": StorageResource(data_dir=str(data_dir))},
+    resources = {"storage": StorageResource(data_dir=str(data_dir)), "optuna": OptunaResource()}
+    return dg.materialize([validation_reports], resources=resources,
                           run_config={"ops": {"validation_reports": {"config": config}}} if config else None,
                           raise_on_error=False)
 
