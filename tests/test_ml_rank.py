@@ -177,3 +177,29 @@ def test_ml_rank_is_skipped_without_predictions(research_dir):
                                                                                train_years=1.0), logger=log)
     assert list(report.strategies["family"]) == ["xs_reversal"]
     assert any("ml_rank skipped" in line and "alpha_predictions" in line for line in log.lines)
+
+
+def test_window_scores_ignore_every_label_known_after_the_train_end(tmp_path):
+    """A window's model and its test scores do not move when every label that became known at or
+    after the train end (those of the test slice included) is rewritten."""
+    from alphatwin_pipelines.alpha.scores import window_scores
+    from alphatwin_pipelines.alpha.training import AlphaTrainingConfig
+    from alphatwin_pipelines.optimise.study import default_storage_url
+    from alphatwin_pipelines.storage import TableStore
+    from tests.alpha_support import NAMES, planted_panel, write_panel
+
+    features, labels = planted_panel(n_symbols=20, sessions=90)
+    days = pd.DatetimeIndex(sorted(features["date"].unique()))
+    train_end, test = days[60], days[61:75]
+    setup = AlphaTrainingConfig(horizons=(1,), train_sessions=30, folds=3, n_trials=2, n_estimators=10)
+    got = {}
+    for name, later in (("real", labels), ("rewritten", labels.assign(fwd_return=np.where(
+            labels["available"] >= train_end, -labels["fwd_return"] * 3.0, labels["fwd_return"])))):
+        store = TableStore(tmp_path / name)
+        write_panel(store, features, later)
+        got[name] = window_scores(store, 1, train_end, test, default_storage_url(store.data_dir), setup, NAMES)
+    a, b = got["real"], got["rewritten"]
+    assert a.cutoff == train_end and a.labels_known_through < train_end
+    assert a.model_version == b.model_version
+    pd.testing.assert_frame_equal(a.scores, b.scores)
+    assert list(a.scores.index) == list(test) and a.scores.notna().all().all()
