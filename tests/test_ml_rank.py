@@ -151,6 +151,9 @@ def test_ml_rank_flows_from_optimisation_to_the_allocation(ml_dir, tmp_path, mon
             assert u["model_version"] not in set(models["model_version"])  # not a stored (later) model
         assert v.oos_returns.abs().sum() > 0  # the out-of-sample book traded
 
+    again = validate_strategies(store, lenient)  # the window studies resume: the same models and reports
+    pd.testing.assert_frame_equal(again.reports, run.reports)
+
     cards = build_strategy_cards(store)
     ml_cards = [c for c in cards.cards if c.data["family"] == "ml_rank"]
     assert len(ml_cards) == 2 and not cards.errors
