@@ -126,4 +126,8 @@ def replay_metrics(record: dict | str, data_dir) -> dict:
         raise ValueError(f"cannot replay {record['spec_hash'][:16]}: no cleaned bars under {data_dir} for "
                          f"{missing} between {record['start']} and {record['end']}; restore that data first")
     market = MarketArrays.from_bars(bars, price="adj")
+    if spec.family == "ml_rank":  # it ranks the stored alpha_predictions of the same sessions
+        from alphatwin_pipelines.alpha.scores import attach_scores
+
+        market = attach_scores(TableStore(data_dir), market)
     return portfolio_metrics(spec, market, record["start"], CostModel(**record["costs"]))

@@ -78,6 +78,7 @@ def validation_reports(context: dg.AssetExecutionContext, config: StrategyValida
     store = storage.store()
     with measure() as cost:
         try:
+            # the Optuna storage also holds ml_rank's per-window model searches
             run = validate_strategies(store, _settings(config), optuna.url(storage), logger=context.log)
         except (FileNotFoundError, ValueError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc

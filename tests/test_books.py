@@ -87,7 +87,11 @@ def xs_loop(m: MarketArrays, lookback, skip, top_k, mode, rebalance, sign=1.0):
         if len(bars) <= lookback:
             return None
         return sign * (bars[-1 - skip] / bars[-1 - lookback] - 1)
+    return rank_loop(m, score, top_k, mode, rebalance)
 
+
+def rank_loop(m: MarketArrays, score, top_k, mode, rebalance):
+    """Trade the ranking of ``score(t, i)`` (None: not rankable) every ``rebalance`` sessions."""
     def decide(t, _fills):
         if t % rebalance:
             return {}
@@ -233,7 +237,7 @@ def test_cards_state_book_rules_shorts_and_borrow():
     assert "pairs A/B" in pairs["universe"][0] and "after 20 sessions" in pairs["exit"][0]
 
 
-@pytest.mark.parametrize("family", ["xs_momentum", "xs_reversal", "pairs"])
+@pytest.mark.parametrize("family", ["xs_momentum", "xs_reversal", "pairs", "ml_rank"])
 def test_book_specs_search_spaces_and_json(family):
     from alphatwin_pipelines.strategies import sample_params, search_space, suggest_params
 

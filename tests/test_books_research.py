@@ -32,7 +32,7 @@ def test_default_optimisation_registers_every_family():
     assert config.families == ALL_FAMILIES and set(BOOK_FAMILIES) <= set(config.families)
     plan = study_plan(config)
     assert {(f, lv) for f, lv in plan if f in BOOK_FAMILIES} == {(f, 0) for f in BOOK_FAMILIES}
-    assert len(plan) == 7 * 12 + 3
+    assert len(plan) == 7 * 12 + 4
 
 
 def test_new_families_flow_from_optimisation_to_the_allocation(research_dir):

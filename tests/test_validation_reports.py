@@ -215,10 +215,8 @@ def _hashes(data_dir) -> dict:
 
 
 def _materialize(data_dir, **config):
-    from assets.resources import StorageResource
+    from assets.resources import OptunaResource, StorageResource
     from assets.validation import validation_reports
-
-    from assets.resources import OptunaResource
 
     config = {**FAST, **config}
     return dg.materialize([validation_reports], resources={"storage": StorageResource(data_dir=str(data_dir)),

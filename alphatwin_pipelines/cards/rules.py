@@ -55,9 +55,11 @@ def family_rules(spec: StrategySpec) -> tuple[str, str]:
                 f"{_num(p['volume_ratio'])} times its {p['volume_window']}-day average, both for the first time "
                 "since the previous bar.",
                 f"Sell when the {p['lookback']}-day return turns negative.")
-    if spec.family in ("xs_momentum", "xs_reversal"):
+    if spec.family in ("xs_momentum", "xs_reversal", "ml_rank"):
         what = (f"the return from {p['lookback']} to {p['skip']} sessions ago" if spec.family == "xs_momentum"
-                else f"minus the {p['lookback']}-day return (last period's losers first)")
+                else f"minus the {p['lookback']}-day return (last period's losers first)" if spec.family == "xs_reversal"
+                else f"the alpha model's score of their {p['horizon']}-session forward return (alpha_predictions of "
+                     "that session, made by the model version current then)")
         legs = (f"buy the top {p['top_k']} in equal weight" if p["mode"] == "long_only" else
                 f"buy the top {p['top_k']} with half the equity and short the bottom {p['top_k']} with the other "
                 "half (dollar-neutral)")

@@ -60,6 +60,18 @@ def _market_for(row: dict, universe: MarketArrays | None) -> MarketArrays | None
     return universe.select(symbols)
 
 
+def _universe(store: TableStore, reports: pd.DataFrame) -> MarketArrays | None:
+    """All adjusted bars; with the stored alpha scores when an ml_rank strategy needs them."""
+    if not len(reports):
+        return None
+    universe = MarketArrays.from_bars(read_adjusted(store), price="adj")
+    if (reports["family"] == "ml_rank").any():
+        from alphatwin_pipelines.alpha.scores import attach_scores
+
+        universe = attach_scores(store, universe)
+    return universe
+
+
 def card_html(card: Card) -> str:
     """The card as an HTML section (chart inline as a data URI: the report stays one offline file)."""
     d = card.data
@@ -106,7 +118,7 @@ def build_strategy_cards(store: TableStore) -> CardsRun:
     """Cards for every validated strategy (module docstring)."""
     reports = store.read_table(VALIDATION)
     returns = store.read_table(STRATEGY_RETURNS, columns=["date", "strategy_id", "return"])
-    universe = MarketArrays.from_bars(read_adjusted(store), price="adj") if len(reports) else None
+    universe = _universe(store, reports)
     rows, cards, created = [], [], 0
     for row in reports.sort_values("strategy_id").to_dict("records"):
         mine = returns[returns["strategy_id"] == row["strategy_id"]].sort_values("date")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.calendar import lookback_start
+from alphatwin_pipelines.alpha.scores import prediction_inputs
 from alphatwin_pipelines.cluster import run_tasks
 from alphatwin_pipelines.optimise.batched import BATCH_SEED_RULE, DEFAULT_BATCH_SIZE
 from alphatwin_pipelines.optimise.objective import portfolio_metrics
@@ -199,6 +200,10 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         pair_key = hashlib.sha256(json.dumps({**basis, "symbols": pair_symbols, "pairs": pairs},
                                              sort_keys=True).encode()).hexdigest()
     planned = study_plan(config)
+    if "ml_rank" in config.families:
+        from alphatwin_pipelines.alpha.scores import with_ml_scores
+
+        market, planned = with_ml_scores(store, market, planned, sessions[sessions >= start], logger)
     plan = [_Study(number, len(planned), family, level, study_name(family, level, pair_key if family == "pairs" else key))
             for number, (family, level) in enumerate(planned, start=1)]
     # one indicator cache per market for every study (the levels share their filters); on a cluster, one per worker
@@ -218,9 +223,10 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
         family, level, name = study.family, study.level, study.name
         study_market = shared.market_for(family)[0]
         seconds[name], ran = result.seconds, ran + result.ran
+        study_inputs = {**inputs, **prediction_inputs(store, sessions)} if family == "ml_rank" else inputs
         record = make_record(spec, study_market.symbols, start, end, {"sampler": config.seed, "batch_size": config.batch_size,
                                                                       "per_batch": BATCH_SEED_RULE},
-                             inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
+                             study_inputs, config.costs, warmup_start=f"{warmup_start:%Y-%m-%d}", as_of=f"{end:%Y-%m-%d}",
                              study_name=name, objective=OBJECTIVE, scanner_partition=session_key(end),
                              best_trial=result.best_trial)
         sid = spec.spec_hash()

@@ -72,7 +72,8 @@ def _symbols(row, universe: MarketArrays) -> list[str]:
     return list(symbols)
 
 
-def _record(row, settings: ValidationSettings, symbols: list[str], last_session: pd.Timestamp) -> str:
+def _record(row, settings: ValidationSettings, symbols: list[str], last_session: pd.Timestamp,
+            window_models: list | None = None) -> str:
     try:
         record = json.loads(row["record_json"]) if row["record_json"] else {}
     except (TypeError, ValueError):
@@ -81,12 +82,34 @@ def _record(row, settings: ValidationSettings, symbols: list[str], last_session:
         record = {"upstream_record": record}
     record["validation"] = {"settings": settings.to_dict(), "spec_json": row["spec_json"], "symbols": symbols,
                             "last_session": f"{last_session:%Y-%m-%d}"}
+    if window_models is not None:  # ml_rank: the model that scored each walk-forward test window
+        record["validation"]["window_models"] = window_models
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def _ml_rank_market(store: TableStore, market: MarketArrays, spec: StrategySpec, settings: ValidationSettings,
+                    storage_url: str | None):
+    """ml_rank's market: stored scores, each of the strategy's walk-forward test windows (the same
+    windows, purge and embargo as its re-optimisation) re-scored by a model trained only on labels
+    known before the window's train end (alpha.scores), and the models used."""
+    from alphatwin_pipelines.alpha.scores import walk_forward_market
+    from alphatwin_pipelines.optimise.study import default_storage_url
+    from alphatwin_pipelines.reports.reoptimise import purge_sessions
+    from alphatwin_pipelines.stats import walk_forward_windows
+
+    lookback, horizon = purge_sessions(spec)
+    if settings.train + lookback + horizon + settings.embargo + 1 > len(market.dates):
+        return market, []  # no window: the walk-forward reports it as not measurable
+    windows = walk_forward_windows(market.dates, settings.train, settings.test, anchored=settings.mode == "anchored",
+                                   purge=lookback + horizon, embargo=settings.embargo)
+    return walk_forward_market(store, market, windows, storage_url or default_storage_url(store.data_dir))
 
 
 def validate_strategies(store: TableStore, settings: ValidationSettings | None = None,
                         storage_url: str | None = None, logger=None) -> ValidationRun:
-    """Validate every optimised strategy and replace the three output tables and the HTML pages."""
+    """Validate every optimised strategy and replace the three output tables and the HTML pages.
+    ``storage_url``: the Optuna storage of the window studies and of ml_rank's per-window model
+    searches (default: a scratch file for the former, the data dir's for the latter)."""
     settings = settings or ValidationSettings()
     optimised = store.read_table(OPTIMISED)
     trials = store.read_table(OPTIMISATION_TRIALS)
@@ -99,12 +122,14 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
     labels = regime_labels(universe)
     benchmarks: dict[tuple, pd.DataFrame] = {}
     rows_in = optimised.sort_values("strategy_id").to_dict("records")
-    markets, runs = {}, {}
+    markets, runs, window_models = {}, {}, {}
     for number, row in enumerate(rows_in, start=1):  # every walk-forward first: the DSR counts them all
-        symbols = _symbols(row, universe)
+        symbols, spec = _symbols(row, universe), StrategySpec.from_json(row["spec_json"])
         markets[row["strategy_id"]] = universe.select(symbols)
-        runs[row["strategy_id"]] = run_walk_forward(StrategySpec.from_json(row["spec_json"]),
-                                                    markets[row["strategy_id"]], settings, storage_url)
+        if row["family"] == "ml_rank":
+            markets[row["strategy_id"]], window_models[row["strategy_id"]] = _ml_rank_market(
+                store, markets[row["strategy_id"]], spec, settings, storage_url)
+        runs[row["strategy_id"]] = run_walk_forward(spec, markets[row["strategy_id"]], settings, storage_url)
         if logger is not None:
             w = runs[row["strategy_id"]]
             logger.info(f"walk-forward {number}/{len(rows_in)} {row['family']} L{int(row['level'])}: "
@@ -135,7 +160,7 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
                      "pbo": v.pbo, "wf_windows": int(len(v.windows)), "wf_efficiency": v.wf_efficiency,
                      "param_stability": v.param_stability, "information_ratio": v.information_ratio,
                      "passed": v.passed, "reasons": "; ".join(v.failures.values()),
-                     "report_path": stored_path(store, path), "record_json": _record(row, settings, symbols, last)})
+                     "report_path": stored_path(store, path), "record_json": _record(row, settings, symbols, last, window_models.get(row["strategy_id"]))})
         streams.append(pd.DataFrame({"date": v.oos_returns.index, "strategy_id": v.strategy_id,
                                      "return": v.oos_returns.to_numpy(dtype=float)}))
         weights = v.positions["weight"].to_numpy(dtype=float)
@@ -177,5 +202,7 @@ def replay_validation(record_json: str, data_dir, storage_url: str | None = None
     last = pd.Timestamp(spec_record["last_session"])
     bars = read_adjusted(TableStore(data_dir), end=last, as_of=last)
     market = MarketArrays.from_bars(bars, price="adj").select(spec_record["symbols"])
+    if spec.family == "ml_rank":
+        market, _ = _ml_rank_market(TableStore(data_dir), market, spec, settings, storage_url)
     wf = run_walk_forward(spec, market, settings, storage_url)
     return oos_metrics(wf.book, wf.windows, wf.oos_returns)

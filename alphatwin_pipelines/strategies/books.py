@@ -7,6 +7,9 @@ xs_momentum     rank on ``close[t - skip] / close[t - lookback] - 1`` (each symb
                 every ``rebalance`` sessions: long the top ``top_k`` or long top / short bottom
                 (``mode``), see :mod:`.ranking`
 xs_reversal     the same on ``-(close[t] / close[t - lookback] - 1)``: last period's losers long
+ml_rank         rank on the alpha model's score of ``horizon`` (``alpha_predictions`` carried by
+                ``market.scores``; the score of t is the prediction made at the close of t),
+                every ``rebalance`` sessions, ``top_k`` and ``mode`` as above
 pairs           each pair of ``spec.pairs`` (from the scanner's ``top_pairs``): the z-score state
                 of :mod:`.pairs`, ``1 / n_pairs`` of equity gross per open pair
 ==============  =====================================================================================
@@ -110,6 +113,8 @@ def generate_book(spec: StrategySpec, market: MarketArrays, indicators: Indicato
         weights = score_book(spec, ind, momentum_score(ind, p["lookback"], p["skip"]), first_row)
     elif spec.family == "xs_reversal":
         weights = score_book(spec, ind, -momentum_score(ind, p["lookback"], 0), first_row)
+    elif spec.family == "ml_rank":
+        weights = score_book(spec, ind, market.score(p["horizon"]), first_row)
     else:
         weights = pairs_book(spec, ind, first_row)
     weights[:first_row] = np.nan

@@ -29,7 +29,11 @@ BOOK_PARAMS: dict[str, dict[str, tuple]] = {
     "pairs": {"z_window": (60, 20, 120, "int"), "entry_z": (2.0, 1.0, 3.0, "float"),
               "exit_z": (0.5, 0.0, 0.9, "float"), "hold_limit": (20, 5, 60, "int"),
               "pair_stop": (0.05, 0.01, 0.2, "float")},
+    # ranks the alpha model's scores of ``horizon`` sessions (market.score: alpha_predictions)
+    "ml_rank": {"horizon": (1, (1, 5), None, "categorical"), **_RANK, "rebalance": (5, 1, 21, "int")},
 }
+#: The forward-return horizons ml_rank may rank on (alpha_predictions must hold each of them).
+ML_RANK_HORIZONS: tuple[int, ...] = BOOK_PARAMS["ml_rank"]["horizon"][1]
 #: Single-symbol signal families: each symbol is its own long-only account (``generate``).
 FAMILIES: tuple[str, ...] = tuple(FAMILY_PARAMS)
 BOOK_FAMILIES: tuple[str, ...] = tuple(BOOK_PARAMS)

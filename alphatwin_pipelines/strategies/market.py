@@ -43,6 +43,8 @@ class MarketArrays:
     dates: pd.DatetimeIndex
     symbols: tuple[str, ...]
     price: str = "adj"
+    #: horizon -> (T, N) model scores decided at each close (``alpha_predictions``), for ``ml_rank``
+    scores: dict | None = None
 
     def __post_init__(self):
         close = np.asarray(self.close)
@@ -59,6 +61,8 @@ class MarketArrays:
             raise ValueError("symbols must be unique and one per column")
         object.__setattr__(self, "dates", dates)
         object.__setattr__(self, "symbols", symbols)
+        if self.scores is not None:
+            object.__setattr__(self, "scores", {int(h): _frozen(a, shape) for h, a in self.scores.items()})
 
     @classmethod
     def from_bars(cls, frame: pd.DataFrame, price: str = "adj") -> "MarketArrays":
@@ -91,6 +95,23 @@ class MarketArrays:
     def shape(self) -> tuple[int, int]:
         return self.close.shape
 
+    def with_scores(self, frames: dict) -> "MarketArrays":
+        """This market carrying ``horizon -> (dates x symbols) score frame`` aligned to its rows and
+        columns (NaN where a symbol has no score that session). Scores must be point in time: the
+        score of row t is the prediction made at the close of t."""
+        aligned = {int(h): pd.DataFrame(f).reindex(index=self.dates, columns=list(self.symbols)).to_numpy(dtype=float)
+                   for h, f in frames.items()}
+        return MarketArrays(**{f: getattr(self, f) for f in FIELDS}, dates=self.dates, symbols=self.symbols,
+                            price=self.price, scores=aligned)
+
+    def score(self, horizon: int) -> np.ndarray:
+        """The (T, N) model scores of ``horizon`` (see :meth:`with_scores`)."""
+        if not self.scores or int(horizon) not in self.scores:
+            have = sorted(self.scores) if self.scores else []
+            raise ValueError(f"this market carries no alpha_predictions scores of horizon {horizon} (has {have}): "
+                             "materialise alpha_models and alpha_predictions for these sessions so ml_rank can rank")
+        return self.scores[int(horizon)]
+
     @cached_property
     def columns(self) -> pd.Index:
         """The symbols as a pandas Index named ``symbol`` (built once)."""
@@ -112,8 +133,9 @@ class MarketArrays:
                 raise KeyError(f"unknown symbols {unknown}")
             cols = np.array([index[s] for s in symbols], dtype=np.intp)
         pick = {f: getattr(self, f)[rows][:, cols] for f in FIELDS}
+        scores = None if self.scores is None else {h: a[rows][:, cols] for h, a in self.scores.items()}
         return MarketArrays(**pick, dates=self.dates[rows], symbols=tuple(self.symbols[i] for i in cols),
-                            price=self.price)
+                            price=self.price, scores=scores)
 
     def frame(self, field_name: str = "close") -> pd.DataFrame:
         """One field as a (dates x symbols) DataFrame (a copy)."""

@@ -130,9 +130,9 @@ def suggest_params(trial, family: str, level: int = 0) -> dict[str, Any]:
 def _coerce(name: str, value, spec: tuple) -> Any:
     kind = spec[3]
     if kind == "categorical":
-        if value not in spec[1]:
+        if value not in spec[1] or isinstance(value, bool):
             raise ValueError(f"{name} must be one of {spec[1]}, got {value!r}")
-        return str(value)
+        return value if isinstance(spec[0], int) else str(value)  # ml_rank's horizon stays an int
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if kind == "int":
@@ -254,6 +254,8 @@ def family_lookback(family: str, p: dict[str, Any]) -> int:
         return max(int(p["lookback"]) + 1, int(p["volume_window"])) + 1
     if family == "xs_momentum":
         return int(p["lookback"]) + 1
+    if family == "ml_rank":
+        return 1  # the score is decided at the close it ranks (its features' lookbacks lie upstream)
     if family == "pairs":
         return int(p["z_window"]) * 2  # a hedge ratio over z_window returns, then a z-score of the spread
     return max(int(p["entry_window"]), int(p["exit_window"])) + 1
