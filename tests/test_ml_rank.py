@@ -136,7 +136,9 @@ def test_ml_rank_flows_from_optimisation_to_the_allocation(ml_dir, tmp_path, mon
     for row in ml.itertuples():
         assert replay_metrics(row.record_json, path)["objective"] == row.is_sharpe
 
-    lenient = ValidationSettings(thresholds=GateThresholds(min_dsr=0.0, max_pbo=1.0, min_oos_sharpe=-100.0))
+    lenient = ValidationSettings(train=60, test=21, trials_per_window=2,
+                                 thresholds=GateThresholds(min_dsr=0.0, max_pbo=1.0, min_oos_sharpe=-100.0,
+                                                           min_information_ratio=-100.0))
     run = validate_strategies(store, lenient)
     reports = run.reports[run.reports["family"] == "ml_rank"]
     assert len(reports) == 2 and reports["passed"].all(), reports["reasons"].tolist()

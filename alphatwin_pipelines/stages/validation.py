@@ -98,10 +98,11 @@ def _ml_rank_market(store: TableStore, market: MarketArrays, spec: StrategySpec,
     from alphatwin_pipelines.stats import walk_forward_windows
 
     lookback, horizon = purge_sessions(spec)
-    if settings.train + lookback + horizon + settings.embargo + 1 > len(market.dates):
-        return market, []  # no window: the walk-forward reports it as not measurable
-    windows = walk_forward_windows(market.dates, settings.train, settings.test, anchored=settings.mode == "anchored",
-                                   purge=lookback + horizon, embargo=settings.embargo)
+    windows = []  # none fits: stored scores only, and the walk-forward reports it as not measurable
+    if settings.train + lookback + horizon + settings.embargo + 1 <= len(market.dates):
+        windows = walk_forward_windows(market.dates, settings.train, settings.test,
+                                       anchored=settings.mode == "anchored", purge=lookback + horizon,
+                                       embargo=settings.embargo)
     return walk_forward_market(store, market, windows, storage_url or default_storage_url(store.data_dir))
 
 
