@@ -26,11 +26,10 @@ import time
 import numpy as np
 
 from alphatwin_pipelines.optimise.study import (
-    FINISHED,
     StudyResult,
     _fail_abandoned,
-    _trials_frame,
     open_storage,
+    study_result,
     trial_seed,
 )
 
@@ -127,17 +126,4 @@ def run_batched_study(evaluator, name: str, storage_url: str | None, n_trials: i
             if progress is not None:
                 progress(study, frozen)
         b0 += size
-    return _result(study, name, ran, time.perf_counter() - t0)
-
-
-def _result(study, name: str, ran: int, seconds: float) -> StudyResult:
-    trials = _trials_frame(study)
-    complete = trials[trials["state"] == "COMPLETE"]
-    if complete.empty:
-        raise RuntimeError(f"study {name} has no complete trial: raise n_trials")
-    best = complete.loc[complete["sharpe"].idxmax()]  # ties: the earliest trial (idxmax takes the first)
-    return StudyResult(
-        name=name, best_params=json.loads(best["params_json"]), best_value=float(best["sharpe"]),
-        best_trial=int(best["trial_number"]), n_trials=int(trials["state"].isin(FINISHED).sum()),
-        n_complete=len(complete), n_pruned=int((trials["state"] == "PRUNED").sum()), ran=ran,
-        seconds=seconds, trials=trials)
+    return study_result(study, name, ran, time.perf_counter() - t0)

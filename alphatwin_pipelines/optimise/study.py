@@ -148,6 +148,11 @@ def run_study(objective, name: str, storage_url: str, n_trials: int, seed: int, 
         ran, done = ran + 1, done + 1
         if progress is not None:
             progress(study, frozen)
+    return study_result(study, name, ran, time.perf_counter() - t0)
+
+
+def study_result(study, name: str, ran: int, seconds: float) -> StudyResult:
+    """The finished trials of ``study`` and its best one (ties: the earliest trial)."""
     trials = _trials_frame(study)
     complete = trials[trials["state"] == "COMPLETE"]
     if complete.empty:
@@ -157,4 +162,4 @@ def run_study(objective, name: str, storage_url: str, n_trials: int, seed: int, 
         name=name, best_params=json.loads(best["params_json"]), best_value=float(best["sharpe"]),
         best_trial=int(best["trial_number"]), n_trials=int(trials["state"].isin(FINISHED).sum()),
         n_complete=len(complete), n_pruned=int((trials["state"] == "PRUNED").sum()), ran=ran,
-        seconds=time.perf_counter() - t0, trials=trials)
+        seconds=seconds, trials=trials)
