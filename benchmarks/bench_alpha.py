@@ -211,7 +211,7 @@ def main() -> int:
     parser.add_argument("--skip-qlib", action="store_true")
     parser.add_argument("--ours-results", type=Path, help="reuse our side's ours_h<h>.json from this folder")
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads, both sides")
-    parser.add_argument("--trials", type=int, default=8, help="Optuna trials of our CV search (0: no search)")
+    parser.add_argument("--trials", type=int, default=12, help="Optuna trials of our CV search (0: no search)")
     parser.add_argument("--symbols", type=int, help="only the first N symbols (a quick check, not the benchmark)")
     args = parser.parse_args()
     if not DATA.exists():
