@@ -1,9 +1,10 @@
 """Alpha models on the shared S&P 500 set: our features -> labels -> LightGBM -> predictions against
 Qlib's own LightGBM + Alpha158 workflow, same data, same split. Figures only, no asserts.
 
-    .venv/bin/python benchmarks/bench_alpha.py [--horizons 1 5] [--qlib-results DIR]
+    .venv/bin/python benchmarks/bench_alpha.py [--horizons 1 5] [--qlib-results DIR] [--trials N]
 
-Split: features 2007-2020, train 2008-2014, valid 2015-2016 (early stopping), test 2017-2020.
+Split: features 2007-2020, train 2008-2014, valid 2015-2016 (Qlib: early stopping; ours: scored
+only, see ``alpha_ours.py``), test 2017-2020.
 Both sides start from the same adjusted bars (read + ``adjust``, timed as "prep"; Qlib's copy is
 then converted to its binary format with its ``dump_bin.py``, timed as "convert"): the compared
 work is dataset build (features + labels) + training + prediction.
@@ -14,10 +15,10 @@ with ``scripts/dump_bin.py`` read from a microsoft/qlib checkout (``--qlib-repo`
 ``fetch`` mirror). ``--qlib-results DIR`` reuses a peer run's ``result_h<h>.json`` from earlier in
 the same hour instead (the run takes tens of minutes on two loaded cores).
 
-Our side goes through ``OurPipeline`` (dataset build / train / predict). Until the ``alpha_models``
-engine of issue 16 (branch ``ml``) is merged, it is a PLACEHOLDER in this file: the project's
-feature engine (``compute_features``), next-open labels and one LightGBM with Qlib's parameters,
-without the purged CV / Optuna search. Point ``OurPipeline`` at the engine once it is merged.
+Our side is ``alpha_ours.OurPipeline``: the project's alpha engine (``compute_features``,
+``compute_labels``, ``training_set``, ``models.fit`` without search, ``train_version`` with the
+purged-CV / Optuna search of ``--trials`` trials, the scores of ``predict_session``), each step
+timed in wall and CPU seconds.
 
 Evaluation (the same code for both sides, ``daily_correlation`` of the factor report): per-day
 IC / rank IC on the test segment against each side's own label and against the common next-open
@@ -44,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from alphatwin_pipelines.alpha.factor_report import daily_correlation  # noqa: E402
 from alphatwin_pipelines.profiling import measure  # noqa: E402
+from benchmarks.alpha_ours import OurPipeline  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "sp500_daily_1999_2021.parquet"
 QLIB_VENV = ROOT / "benchmarks" / ".qlib-venv"
@@ -53,10 +55,6 @@ SPLIT = {"features": ("2007-01-01", "2020-12-31"), "train": ("2008-01-01", "2014
 WARMUP_START = "2006-01-01"  # a year of history before the first feature date
 TOP_K = 50
 BOOTSTRAP = dict(reps=1000, block=20, seed=0)
-# Qlib's workflow_config_lightgbm_Alpha158.yaml, so the two sides differ in data, not in learner.
-LGB_PARAMS = dict(objective="regression", colsample_bytree=0.8879, learning_rate=0.2, subsample=0.8789,
-                  subsample_freq=1, lambda_l1=205.6999, lambda_l2=580.9768, max_depth=8, num_leaves=210,
-                  num_threads=2, verbosity=-1, seed=0)
 
 
 def load_adjusted(symbols: int | None = None) -> pd.DataFrame:
@@ -73,55 +71,6 @@ def next_open_labels(adjusted: pd.DataFrame, horizon: int) -> pd.Series:
     """Return of buying at the next session's open and selling at the open h sessions later."""
     by_symbol = adjusted.groupby("symbol", sort=False)["adj_open"]
     return by_symbol.shift(-(horizon + 1)) / by_symbol.shift(-1) - 1.0
-
-
-class OurPipeline:
-    """PLACEHOLDER adapter (module docstring): dataset build, train, predict."""
-
-    name = "ours (placeholder LightGBM path)"
-
-    def build_dataset(self, adjusted: pd.DataFrame, horizon: int) -> pd.DataFrame:
-        from alphatwin_pipelines.features import compute_features
-
-        features = compute_features(adjusted)
-        features["label"] = next_open_labels(adjusted, horizon).to_numpy()
-        # The label's exit session, to purge training rows whose label reaches into validation.
-        features["label_end"] = adjusted.groupby("symbol", sort=False)["date"].shift(-(horizon + 1)).to_numpy()
-        in_span = (features["date"] >= SPLIT["features"][0]) & (features["date"] <= SPLIT["features"][1])
-        return features[in_span].reset_index(drop=True)
-
-    @staticmethod
-    def _segment(dataset: pd.DataFrame, name: str) -> pd.DataFrame:
-        start, end = SPLIT[name]
-        part = dataset[(dataset["date"] >= start) & (dataset["date"] <= end)]
-        if name != "test":  # purge: a training label must be known by the segment's end
-            part = part[part["label"].notna() & (part["label_end"] <= end)]
-        return part
-
-    @staticmethod
-    def _target(part: pd.DataFrame) -> np.ndarray:
-        # Cross-sectional z-score per date, as Qlib's default learn processor (CSZScoreNorm) does.
-        by_date = part.groupby("date")["label"]
-        return ((part["label"] - by_date.transform("mean")) / by_date.transform("std")).fillna(0.0).to_numpy()
-
-    def feature_columns(self, dataset: pd.DataFrame) -> list[str]:
-        return [c for c in dataset.columns if c not in ("symbol", "date", "label", "label_end")]
-
-    def train(self, dataset: pd.DataFrame):
-        import lightgbm as lgb
-
-        columns = self.feature_columns(dataset)
-        train, valid = self._segment(dataset, "train"), self._segment(dataset, "valid")
-        train_set = lgb.Dataset(train[columns].to_numpy(np.float32), self._target(train), free_raw_data=True)
-        valid_set = lgb.Dataset(valid[columns].to_numpy(np.float32), self._target(valid), reference=train_set)
-        return lgb.train(LGB_PARAMS, train_set, num_boost_round=1000, valid_sets=[valid_set],
-                         callbacks=[lgb.early_stopping(50, verbose=False)])
-
-    def predict(self, model, dataset: pd.DataFrame) -> pd.DataFrame:
-        test = self._segment(dataset, "test")
-        score = model.predict(test[self.feature_columns(dataset)].to_numpy(np.float32))
-        return pd.DataFrame({"date": test["date"].to_numpy(), "symbol": test["symbol"].astype(str).to_numpy(),
-                             "score": score, "label": test["label"].to_numpy()})
 
 
 def block_bootstrap_ci(values: np.ndarray, reps: int, block: int, seed: int) -> tuple[float, float]:
@@ -204,34 +153,52 @@ def report(side: str, h: int, predictions: pd.DataFrame, times: dict, rss_mb: fl
           f"{top_k_annualised(predictions):+.1%} a year over {predictions['date'].nunique()} test sessions")
 
 
-def _cpu(figures: dict) -> dict | None:
+def _cpu(figures: dict, steps=("build", "train", "predict")) -> dict | None:
     """CPU seconds per step (user + system, worker processes included), when the run recorded them:
     on a shared machine they say more than wall time."""
-    keys = [k for k in figures if k.endswith("_cpu_s")]
+    keys = [f"{k}_cpu_s" for k in steps if f"{k}_cpu_s" in figures]
     return {k: figures[k] for k in keys} if keys else None
 
 
 def run_ours(ours: OurPipeline, adjusted: pd.DataFrame, h: int, work: Path) -> dict:
-    """Build, train and predict, timed; predictions and figures saved under ``work`` (``--ours-results``)."""
+    """Build, train (without, then with the search) and predict, timed (wall and CPU seconds);
+    each model's test predictions and the figures saved under ``work`` (``--ours-results``)."""
     work.mkdir(parents=True, exist_ok=True)
     figures, costs = {}, []
-    for step, call in (("build", lambda: ours.build_dataset(adjusted, h)), ("train", lambda: ours.train(dataset)),
-                       ("predict", lambda: ours.predict(model, dataset))):
-        cpu = sum(os.times()[:2])
+
+    def timed(step, call):
+        cpu = sum(os.times()[:2])  # user + system of this process (LightGBM's threads included)
         with measure() as cost:
             out = call()
         figures[f"{step}_s"], figures[f"{step}_cpu_s"] = cost.duration_s, sum(os.times()[:2]) - cpu
         costs.append(cost.peak_rss_mb)
-        if step == "build":
-            dataset = out
-            figures["features"] = len(ours.feature_columns(dataset))
-        elif step == "train":
-            model = out
-            figures["trees"] = int(model.num_trees())
-    path = work / f"ours_h{h}.parquet"
-    out.to_parquet(path, index=False)
-    figures.update(peak_rss_mb=max(costs), predictions=str(path))
-    (work / f"ours_h{h}.json").write_text(json.dumps(figures))
+        return out
+
+    dataset = timed("build", lambda: ours.build_dataset(adjusted, h))
+    figures.update(features=len(ours.feature_columns(dataset)), train_rows=dataset["data"].rows)
+    model = timed("train", lambda: ours.train(dataset))
+    figures["trees"] = int(model.booster_.num_trees())
+    out = timed("predict", lambda: ours.predict(model, dataset))
+    searched, models = None, {"fixed": model}
+    if ours.n_trials:
+        version = timed("search", lambda: ours.train_search(dataset))
+        found = version.found
+        figures.update(search_params=found.params, search_trials=found.trials_run, search_cv_rank_ic=found.score.rank_ic,
+                       baseline_cv_rank_ic=found.baseline.rank_ic, search_version=version.version)
+        searched, models["search"] = timed("search_predict", lambda: ours.predict(version.model, dataset)), version.model
+    figures["explain_s_per_session"], figures["explain_sessions"] = ours.explain_seconds(model, dataset)
+    figures["valid"] = {k: ours.valid_predictions(m, dataset) for k, m in models.items()}
+    for key, frame in list(figures["valid"].items()):
+        daily = daily_correlation(frame, "score", "label", ["date"], min_names=20)
+        figures["valid"][key] = float(daily["rank_ic"].mean())
+    figures["peak_rss_mb"] = max(costs)
+    for key, frame in (("predictions", out), ("search_predictions", searched)):
+        if frame is None:
+            continue
+        path = work / f"ours_h{h}{'' if key == 'predictions' else '_search'}.parquet"
+        frame.to_parquet(path, index=False)
+        figures[key] = str(path)
+    (work / f"ours_h{h}.json").write_text(json.dumps(figures, default=str))
     return figures
 
 
@@ -244,6 +211,7 @@ def main() -> int:
     parser.add_argument("--skip-qlib", action="store_true")
     parser.add_argument("--ours-results", type=Path, help="reuse our side's ours_h<h>.json from this folder")
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads, both sides")
+    parser.add_argument("--trials", type=int, default=12, help="Optuna trials of our CV search (0: no search)")
     parser.add_argument("--symbols", type=int, help="only the first N symbols (a quick check, not the benchmark)")
     args = parser.parse_args()
     if not DATA.exists():
@@ -264,22 +232,34 @@ def main() -> int:
                 print(f"Qlib h={h}: reusing {path} (written {age:.0f} min ago)")
     elif not args.skip_qlib:
         qlib = run_qlib(adjusted, args.horizons, args.work, args.qlib_repo, args.threads)
-    LGB_PARAMS["num_threads"] = args.threads
-    ours = OurPipeline()
+    ours = OurPipeline(SPLIT, args.trials, args.work)
     for h in args.horizons:
         print(f"\nhorizon {h} session(s); test {SPLIT['test'][0]}..{SPLIT['test'][1]}")
         saved = args.ours_results / f"ours_h{h}.json" if args.ours_results else None
         if saved and saved.exists():
             mine = json.loads(saved.read_text())
-            predictions = pd.read_parquet(mine["predictions"])
             print(f"ours h={h}: reusing {saved} (written {(time.time() - saved.stat().st_mtime) / 60:.0f} min ago)")
         else:
             mine = run_ours(ours, adjusted, h, args.work)
-            predictions = pd.read_parquet(mine["predictions"])
-        predictions = predictions.merge(labels, on=["date", "symbol"], how="left")
+        predictions = pd.read_parquet(mine["predictions"]).merge(labels, on=["date", "symbol"], how="left")
         times = {k: mine[f"{k}_s"] for k in ("build", "train", "predict")}
-        report(f"{ours.name}, {mine['features']} features, {mine['trees']} trees", h, predictions, times,
+        valid = ", ".join(f"{v:+.4f} ({k})" for k, v in mine["valid"].items())
+        print(f"  ours: {mine['train_rows']:,} training rows (2008-2014, labels known before the cutoff); "
+              f"valid 2015-2016 rank IC {valid}")
+        report(f"{ours.name}, no search, {mine['features']} features, {mine['trees']} trees", h, predictions, times,
                mine["peak_rss_mb"], _cpu(mine))
+        runs = [("no search", times, _cpu(mine))]
+        if "search_predictions" in mine:
+            searched = pd.read_parquet(mine["search_predictions"]).merge(labels, on=["date", "symbol"], how="left")
+            stimes = {"build": mine["build_s"], "train": mine["search_s"], "predict": mine["search_predict_s"]}
+            print(f"  search: {mine['search_trials']} Optuna trials x 3 purged folds (+ best and baseline re-scored, final "
+                  f"fit) -> {mine['search_params']}; CV rank IC {mine['search_cv_rank_ic']:+.4f} against the linear "
+                  f"baseline's {mine['baseline_cv_rank_ic']:+.4f}")
+            report(f"{ours.name}, with CV/Optuna search", h, searched, stimes, mine["peak_rss_mb"],
+                   _cpu(mine, ("build", "search", "search_predict")))
+            runs.append(("with search", stimes, _cpu(mine, ("build", "search", "search_predict"))))
+        print(f"  predict_session with SHAP top-3 explanations: {mine['explain_s_per_session']:.2f} s a session "
+              f"(mean of {mine['explain_sessions']} test sessions; not in the sums)")
         if h in qlib:
             q = qlib[h]
             peer = pd.read_parquet(q["predictions"])
@@ -290,8 +270,11 @@ def main() -> int:
                    q["peak_rss_mb"], _cpu(q))
             if "convert_s" in q:
                 print(f"      (Qlib's dump_bin conversion, not in the sum: {q['convert_s']:.1f} s)")
-            ratio = sum(qtimes.values()) / sum(times.values())
-            print(f"  build + train + predict: ours {ratio:.1f}x faster than Qlib's (target >= 5x)")
+            for what, wall, cpu in runs:
+                qcpu = _cpu(q)
+                cpu_ratio = f", CPU {sum(qcpu.values()) / sum(cpu.values()):.1f}x" if qcpu and cpu else ""
+                print(f"  build + train + predict, ours {what}: {sum(qtimes.values()) / sum(wall.values()):.1f}x faster "
+                      f"than Qlib's in wall time{cpu_ratio} (target >= 5x)")
     return 0
 
 
