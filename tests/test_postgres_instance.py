@@ -169,9 +169,12 @@ def test_connection_drops_mid_run_end_in_a_final_state_and_the_retry_completes(d
             else:
                 outcome = "failed; " + _recover(instance, run_id, env, daemon_log, logs, gaps)
                 _, group = instance.get_run_group(run_id)
-                final = next(r for r in group if r.is_success)
-                assert final.root_run_id == run_id
-                assert (final.tags[RANGE_START_TAG], final.tags[RANGE_END_TAG]) == (sessions[0], sessions[-1])
+                final = next((r for r in group if r.is_success), None)
+                if final is None:  # only when every step had succeeded: nothing was left to re-execute
+                    assert any(NOTHING_LEFT in gap for gap in gaps), outcome
+                else:
+                    assert final.root_run_id == run_id
+                    assert (final.tags[RANGE_START_TAG], final.tags[RANGE_END_TAG]) == (sessions[0], sessions[-1])
             if orphaned:
                 outcome = f"stuck STARTED until a forced monitoring timeout; then {outcome}"
             record_property("outcome", outcome)
@@ -219,6 +222,8 @@ def _alive(pid: int) -> bool:
 
 
 LOST_RETRY = "Error calling event event log consumer handler: consume_new_runs_for_automatic_reexecution"
+NO_STEPS_TO_RETRY = "No steps needed to be retried in the failed run"
+NOTHING_LEFT = "after its only step had succeeded"
 UNSUBMITTED_RETRY = "Failed to retry run {parent}"
 
 
@@ -262,6 +267,15 @@ def _recover(instance, run_id: str, env, daemon_log: Path, logs, gaps: list[str]
                     mp.setattr(run_monitoring, "get_current_timestamp", lambda: time.time() + timeout + 1)
                     run_monitoring.monitor_starting_run(instance, instance.get_run_record_by_id(leaf.run_id),
                                                         logging.getLogger(__name__))
+            elif (leaf.status == DagsterRunStatus.FAILURE and NO_STEPS_TO_RETRY in daemon_text
+                  and _every_step_succeeded(instance, leaf.run_id)):
+                # A step's materialisations are written as one batch when it ends (assets/event_log.py),
+                # so the sweep, which waits for the first one, can only hit what follows: the run's
+                # own bookkeeping. The run ends FAILURE with every step done and Dagster's run
+                # retries refuse ("no steps needed"). The caller still checks every partition.
+                gaps.append(f"the drop hit the run's bookkeeping {NOTHING_LEFT}, so it ended FAILURE with "
+                            "nothing for run retries to re-execute")
+                return "every step had succeeded; nothing to re-execute"
             elif leaf.status == DagsterRunStatus.FAILURE and waited > 45 and LOST_RETRY in daemon_text:
                 gaps.append("the daemon's retry handler failed on the dropped connection and the event-log "
                             "consumer advanced past the failure anyway, so no automatic retry came")
@@ -272,6 +286,13 @@ def _recover(instance, run_id: str, env, daemon_log: Path, logs, gaps: list[str]
                             + "\n".join(p.read_text()[-4000:] for p in logs))
         time.sleep(0.5)
     pytest.fail(f"the run group of {run_id} did not end in a success\n" + "\n".join(p.read_text()[-4000:] for p in logs))
+
+
+def _every_step_succeeded(instance, run_id: str) -> bool:
+    from dagster._core.execution.stats import StepEventStatus
+
+    stats = instance.get_run_step_stats(run_id)
+    return bool(stats) and all(s.status == StepEventStatus.SUCCESS for s in stats)
 
 
 REEXECUTE_FROM_FAILURE = """

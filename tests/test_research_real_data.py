@@ -41,7 +41,9 @@ def real_store(sp500_bars, shared_data, tmp_path_factory):
 def test_the_research_chain_runs_end_to_end_on_real_bars(real_store):
     store = real_store
     optimised = optimise_strategies(store, CONFIG).strategies
-    assert sorted(zip(optimised["family"], optimised["level"])) == sorted(study_plan(CONFIG))
+    # ml_rank needs alpha_predictions, which this chain does not build: it is skipped, every other study runs
+    expected = [(family, level) for family, level in study_plan(CONFIG) if family != "ml_rank"]
+    assert sorted(zip(optimised["family"], optimised["level"])) == sorted(expected)
     assert set(json.loads(optimised["symbols_json"].iloc[0])) <= set(SYMBOLS)
 
     run = validate_strategies(store, SETTINGS)
