@@ -12,6 +12,7 @@ import pytest
 
 from alphatwin_pipelines import load, symbol_index
 from alphatwin_pipelines.calendar import sessions_between
+from alphatwin_pipelines.inventory import inventory
 from alphatwin_pipelines.schema import arrow_to_frame
 from alphatwin_pipelines.storage import TableStore
 
@@ -131,3 +132,27 @@ def test_a_year_of_mixed_schemas_is_left_to_its_files(store):
     assert report.built == [2021] and "another schema" in report.skipped[2020]
     pd.testing.assert_frame_equal(store.read_partitions(TABLE, symbols=["AAA"], start="2021-01-01"),
                                   _per_session(store, symbols=["AAA"], start="2021-01-01"))
+
+
+def test_the_asset_compacts_the_indexed_tables_and_backfills_trigger_it(store):
+    import dagster as dg
+
+    from assets.resources import StorageResource
+    from assets.symbol_index import symbol_history_index
+    from schedules.symbol_index import backfill_request
+
+    result = dg.materialize([symbol_history_index], resources={"storage": StorageResource(data_dir=str(store.data_dir))})
+    metadata = result.asset_materializations_for_node("symbol_history_index")[0].metadata
+    assert metadata["features/sessions_indexed"].value == len(store.stored_sessions(TABLE))
+    assert metadata["features/years_rebuilt"].value == 2 and "cleaned_ohlcv/sessions_indexed" not in metadata
+    listed = {row["table"]: row for row in inventory(store)}
+    assert listed[TABLE]["index"]["serving"] == listed[TABLE]["index"]["sessions"] == len(store.stored_sessions(TABLE))
+
+    def run(start, end, assets=("features",)):
+        tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+        return dg.DagsterRun(job_name="__ASSET_JOB", run_id=f"run-{start}", tags=tags,
+                             asset_selection=frozenset(dg.AssetKey(a) for a in assets))
+
+    assert backfill_request(run("2020-01-02", "2020-12-31")).run_key == "run-2020-01-02"
+    assert backfill_request(run("2020-12-01", "2020-12-03")) is None  # a few sessions: the weekly run will do
+    assert backfill_request(run("2020-01-02", "2020-12-31", assets=("scanner_results",))) is None
