@@ -156,3 +156,17 @@ def test_the_asset_compacts_the_indexed_tables_and_backfills_trigger_it(store):
     assert backfill_request(run("2020-01-02", "2020-12-31")).run_key == "run-2020-01-02"
     assert backfill_request(run("2020-12-01", "2020-12-03")) is None  # a few sessions: the weekly run will do
     assert backfill_request(run("2020-01-02", "2020-12-31", assets=("scanner_results",))) is None
+
+
+def test_cleaned_bars_by_symbol_keep_point_in_time_adjustment(tmp_path):
+    from alphatwin_pipelines.sources import make_source
+    from tests.fixtures.research import build_cleaned
+
+    store = TableStore(tmp_path)
+    build_cleaned(store, make_source("synthetic", seed=3, n_symbols=6, defects=0), sessions_between("2020-11-02", "2021-02-26"))
+    symbols = sorted(store.read_table("universe")["symbol"])[:3]
+    before = [load("cleaned_ohlcv", symbols=symbols, data_dir=tmp_path, as_of=as_of) for as_of in (None, "2020-12-31")]
+    assert store.compact_by_symbol("cleaned_ohlcv").built == [2020, 2021]
+    after = [load("cleaned_ohlcv", symbols=symbols, data_dir=tmp_path, as_of=as_of) for as_of in (None, "2020-12-31")]
+    for old, new in zip(before, after):
+        pd.testing.assert_frame_equal(new, old)
