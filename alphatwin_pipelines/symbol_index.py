@@ -121,7 +121,7 @@ def read_symbols(table_dir: Path, keys: Sequence[str], symbols: Sequence[str], c
                                                                                           dtype=np.int64)
     if len(keys_) > 1 and not (np.diff(keys_) > 0).all():
         table = table.take(np.argsort(keys_, kind="stable"))
-    return table.drop_columns([SESSION_COLUMN, ROW_COLUMN])
+    return table.drop_columns([SESSION_COLUMN, ROW_COLUMN]).replace_schema_metadata(None)
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:
