@@ -86,6 +86,8 @@ def read_symbols(table_dir: Path, keys: Sequence[str], symbols: Sequence[str], c
     """The stored rows of ``symbols`` in the sessions ``keys`` (sorted partition keys), as the
     per-session read gives them; None when no index file serves any of these sessions."""
     table_dir = Path(table_dir)
+    if not index_dir(table_dir).is_dir():
+        return None
     wanted = sorted({s.upper() for s in symbols})
     parts, fresh, schema = [], [], None
     for year, year_keys in _by_year(keys).items():
