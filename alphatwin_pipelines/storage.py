@@ -237,13 +237,14 @@ class TableStore:
             sessions = sessions[sessions >= pd.Timestamp(start)]
         if end is not None:
             sessions = sessions[sessions <= pd.Timestamp(end)]
+        if symbols and len(sessions):
+            keys = list(np.datetime_as_string(sessions.to_numpy(dtype="datetime64[D]")))  # session_key, vectorised
+            indexed = read_symbols(self.table_dir(table), keys, symbols, columns)
+            if indexed is not None:
+                return arrow_to_frame(indexed)
         paths = [self.partition_path(table, s) for s in sessions]
         if cached and paths and not symbols:
             return arrow_to_frame(FILE_CACHE.read(paths, columns))
-        if symbols and paths:
-            indexed = read_symbols(self.table_dir(table), [p.stem for p in paths], symbols, columns)
-            if indexed is not None:
-                return arrow_to_frame(indexed)
         return self._read_files(paths, symbols, columns)
 
     def compact_by_symbol(self, table: str) -> CompactionReport:

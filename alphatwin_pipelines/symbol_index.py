@@ -54,7 +54,7 @@ class _Index:
     """One year's index file, opened (memory-mapped) with its record of sources."""
 
     reader: pa.ipc.RecordBatchFileReader
-    sources: dict[str, list[int]]  # session key -> identity it was built from
+    sources: dict[str, tuple]  # session key -> identity of the file it was built from
     batch_of: dict[str, int]  # symbol -> record batch number
 
     @classmethod
@@ -66,16 +66,16 @@ class _Index:
         record = json.loads((reader.schema.metadata or {}).get(_META_KEY, b"{}"))
         if record.get("format") != _FORMAT:
             return None  # another layout: the session files serve the year until the next compaction
-        return cls(reader, {key: ident for key, *ident in record["sources"]},
+        return cls(reader, {key: tuple(ident) for key, *ident in record["sources"]},
                    {symbol: i for i, symbol in enumerate(record["symbols"])})
 
     def current(self, table_dir: Path, keys: Sequence[str]) -> list[str]:
         """The sessions among ``keys`` whose files are unchanged since the index was built."""
-        out = []
+        out, prefix = [], os.path.join(table_dir, "")  # plain strings: a Path per file costs more than its stat
         for key in keys:
             recorded = self.sources.get(key)
             try:
-                if recorded is not None and list(file_identity(table_dir / f"{key}.parquet")) == recorded:
+                if recorded is not None and file_identity(f"{prefix}{key}.parquet") == recorded:
                     out.append(key)
             except FileNotFoundError:
                 pass
@@ -103,7 +103,9 @@ def read_symbols(table_dir: Path, keys: Sequence[str], symbols: Sequence[str], c
         keep = [*(columns if columns is not None else [n for n in names if n not in (SESSION_COLUMN, ROW_COLUMN)]),
                 SESSION_COLUMN, ROW_COLUMN]
         schema = schema or pa.schema([index.reader.schema.field(n) for n in keep])
-        batches = [index.reader.get_batch(index.batch_of[s]).select(keep) for s in wanted if s in index.batch_of]
+        batches = [index.reader.get_batch(index.batch_of[s]) for s in wanted if s in index.batch_of]
+        if keep != names:
+            batches = [batch.select(keep) for batch in batches]
         if not batches:
             continue
         part = pa.Table.from_batches(batches)
