@@ -64,7 +64,8 @@ RESEARCH_ASSETS := optimised_strategies,validation_reports,strategy_returns,stra
 run: setup
 	$(MATERIALIZE) --select universe
 	$(MATERIALIZE) --select $(DAILY_ASSETS) --partition-range $(RUN_START)...$(RUN_END)
-	$(MATERIALIZE) --select $(RESEARCH_ASSETS) -c $(DEMO_RESEARCH_CONFIG)
+	@# The per-symbol history index of the daily tables rides along (no config; a few seconds).
+	$(MATERIALIZE) --select $(RESEARCH_ASSETS),symbol_history_index -c $(DEMO_RESEARCH_CONFIG)
 	@# Alpha models trained on the labels known before the last session, which they then score.
 	$(MATERIALIZE) --select alpha_models
 	$(MATERIALIZE) --select alpha_predictions --partition $(RUN_END)

@@ -14,11 +14,13 @@ event_log.install()
 
 from assets import (
     alpha_labels, alpha_models, alpha_predictions, alpha_report, cards, cleaning, features, ingestion, marts, portfolio, quality, scanner,
-    strategies, validation,
+    strategies, symbol_index, validation,
 )
 from assets.resources import default_resources
 from jobs.execution import paper_execution_job
-from jobs.scan import drop_folder_ingest_job, nightly_scan_job, weekly_alpha_training_job, weekly_optimisation_job
+from jobs.scan import (
+    drop_folder_ingest_job, nightly_scan_job, symbol_index_job, weekly_alpha_training_job, weekly_optimisation_job,
+)
 from schedules.drop_folder import drop_folder_sensor
 from schedules.execution import paper_execution_sensor
 from schedules.failures import run_failure_recorder
@@ -26,17 +28,20 @@ from schedules.scan import (
     daily_tables_freshness, freshness_check_job, freshness_schedule, nightly_scan_schedule, weekly_alpha_training_schedule,
     weekly_optimisation_schedule,
 )
+from schedules.symbol_index import symbol_index_after_backfill, weekly_symbol_index_schedule
 
 STAGES = [ingestion, quality, cleaning, features, scanner, alpha_labels, alpha_models, alpha_predictions, alpha_report,
           strategies,
-          validation, cards, portfolio, marts]
+          validation, cards, portfolio, marts, symbol_index]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(STAGES),
     asset_checks=[*ingestion.reconciliation_checks(), daily_tables_freshness],
-    jobs=[nightly_scan_job, weekly_optimisation_job, weekly_alpha_training_job, drop_folder_ingest_job, freshness_check_job, paper_execution_job],
-    schedules=[nightly_scan_schedule, weekly_optimisation_schedule, weekly_alpha_training_schedule, freshness_schedule],
-    sensors=[drop_folder_sensor, paper_execution_sensor, run_failure_recorder],
+    jobs=[nightly_scan_job, weekly_optimisation_job, weekly_alpha_training_job, drop_folder_ingest_job, freshness_check_job, paper_execution_job,
+          symbol_index_job],
+    schedules=[nightly_scan_schedule, weekly_optimisation_schedule, weekly_alpha_training_schedule, freshness_schedule,
+               weekly_symbol_index_schedule],
+    sensors=[drop_folder_sensor, paper_execution_sensor, run_failure_recorder, symbol_index_after_backfill],
     resources=default_resources(),
     # The graph is a chain and every step is vectorised: running steps in the run's own process
     # saves each step a fresh interpreter and re-import (seconds per step on two cores).

@@ -23,7 +23,7 @@ import pyarrow as pa
 DEFAULT_MAX_BYTES = 512 * 2**20
 
 
-def _identity(path: Path) -> tuple:
+def file_identity(path: Path) -> tuple:
     st = os.stat(path)
     return st.st_ino, st.st_mtime_ns, st.st_size
 
@@ -39,13 +39,13 @@ class FileCache:
     def read(self, paths: Sequence[Path], columns: Sequence[str] | None = None) -> pa.Table:
         """The files' rows in order, as ``ds.dataset(paths).to_table(columns)`` would give them."""
         wanted = frozenset(columns) if columns is not None else None
-        identities = [_identity(p) for p in paths]
+        identities = [file_identity(p) for p in paths]
         tables: list[pa.Table | None] = [self._get(str(p), ident, wanted) for p, ident in zip(paths, identities)]
         missing = [i for i, t in enumerate(tables) if t is None]
         if missing:
             for i, table in zip(missing, self._decode([paths[i] for i in missing], columns)):
                 tables[i] = table
-                if _identity(paths[i]) == identities[i]:  # not replaced while it was read
+                if file_identity(paths[i]) == identities[i]:  # not replaced while it was read
                     self._put(str(paths[i]), identities[i], wanted, table)
         self.hits += len(paths) - len(missing)
         self.misses += len(missing)

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from alphatwin_pipelines.storage import TableStore
+from alphatwin_pipelines.symbol_index import describe
 from alphatwin_pipelines.tables import QUARANTINED, VALIDATED
 
 
@@ -28,7 +29,7 @@ def inventory(store: TableStore) -> list[dict]:
         n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         size = sum(f.stat().st_size for f in files)
         rows.append(dict(table=folder.name, span=f"{len(files):>4} partition(s)  {files[0].stem} .. {files[-1].stem}",
-                         rows=n_rows, mib=size / 2**20))
+                         rows=n_rows, mib=size / 2**20, index=describe(folder, [f.stem for f in files])))
     for path in sorted(store.data_dir.glob("*.parquet")):
         versions = len(list(store.table_dir(path.stem).glob("*.parquet"))) if store.table_dir(path.stem).is_dir() else 0
         rows.append(dict(table=path.stem, span="whole table" + (f", {versions} immutable version(s)" if versions else ""),
@@ -63,6 +64,10 @@ def main(argv=None) -> int:
         print("  (none yet)")
     for r in rows:
         print(f"  {r['table']:<22} {r['span']:<46} {r['rows']:>10,} rows {r['mib']:8.1f} MiB")
+        if r.get("index"):
+            i = r["index"]
+            print(f"  {'':<22} by-symbol index: {i['years']} year file(s), serving {i['serving']:,} of {i['sessions']:,} "
+                  f"sessions (the rest read from their files) {i['bytes'] / 2**20:8.1f} MiB")
     log = store.rejected_log_path
     if log.exists():
         print(f"  rejected-inputs log: {log} ({sum(1 for _ in open(log)):,} records)")

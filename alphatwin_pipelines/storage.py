@@ -25,6 +25,7 @@ from alphatwin_pipelines.atomic import _new_temp, _temps_by_target, atomic_write
 from alphatwin_pipelines.file_cache import FileCache
 from alphatwin_pipelines.partition_keys import key_sessions, session_key
 from alphatwin_pipelines.schema import arrow_to_frame
+from alphatwin_pipelines.symbol_index import CompactionReport, compact, read_symbols
 
 DATA_DIR_ENV = "ALPHATWIN_DATA_DIR"
 #: The repository's ``data/`` (what the Makefile exports), wherever the process was started from.
@@ -228,16 +229,29 @@ class TableStore:
 
         ``cached`` keeps the decoded files in this process's ``FILE_CACHE`` for the next
         reader of the same files (used for the bars every stage reads, see ``file_cache``).
+        A read by ``symbols`` goes through the table's per-symbol index where it is current
+        (``symbol_index``): a few symbols' whole history without opening every session's file.
         """
         sessions = self.stored_sessions(table)
         if start is not None:
             sessions = sessions[sessions >= pd.Timestamp(start)]
         if end is not None:
             sessions = sessions[sessions <= pd.Timestamp(end)]
+        if symbols and len(sessions):
+            keys = list(np.datetime_as_string(sessions.to_numpy(dtype="datetime64[D]")))  # session_key, vectorised
+            indexed = read_symbols(self.table_dir(table), keys, symbols, columns)
+            if indexed is not None:
+                return arrow_to_frame(indexed)
         paths = [self.partition_path(table, s) for s in sessions]
         if cached and paths and not symbols:
             return arrow_to_frame(FILE_CACHE.read(paths, columns))
         return self._read_files(paths, symbols, columns)
+
+    def compact_by_symbol(self, table: str) -> CompactionReport:
+        """Bring ``table``'s per-symbol index (``<table>/_by_symbol/<YYYY>.arrow``) up to date."""
+        if not self.table_dir(table).is_dir():
+            raise FileNotFoundError(f"table '{table}' has no partitions under {self.data_dir}: materialise it first")
+        return compact(self.table_dir(table), [session_key(s) for s in self.stored_sessions(table)], table)
 
     # -- whole tables ------------------------------------------------------------------------
     def write_table(self, table: str, data: pa.Table) -> Path:

@@ -42,6 +42,9 @@ ALPHA_LABELS = "alpha_labels"
 ALPHA_MODELS = "alpha_models"  # whole table of every model version; artifacts in alpha_models/<version>.pkl
 ALPHA_PREDICTIONS = "alpha_predictions"
 ALPHA_FACTOR_REPORT = "alpha_factor_report"
+#: The asset that keeps a per-symbol history index of the tables read by symbol (``symbol_index``).
+SYMBOL_INDEX = "symbol_history_index"
+SYMBOL_INDEXED = (CLEANED, FEATURES)
 #: The append-only log of rejected input rows (a JSON-lines file, not Parquet).
 REJECTED_INPUTS = REJECTED_INPUTS_LOG.removesuffix(".jsonl")
 

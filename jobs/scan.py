@@ -11,7 +11,7 @@ from alphatwin_pipelines.ingest import IngestError
 from alphatwin_pipelines.tables import (
     ALLOCATIONS, ALPHA_LABELS, ALPHA_MODELS, ALPHA_PREDICTIONS, CLEANED, FACTORS, FEATURES, OPTIMISED, QUARANTINED,
     RAW, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT,
-    STRATEGY_POSITIONS, STRATEGY_RETURNS, TOP_PAIRS, UNIVERSE, VALIDATED, VALIDATION,
+    STRATEGY_POSITIONS, STRATEGY_RETURNS, SYMBOL_INDEX, TOP_PAIRS, UNIVERSE, VALIDATED, VALIDATION,
 )
 from assets.resources import StorageResource
 
@@ -36,6 +36,12 @@ weekly_optimisation_job = dg.define_asset_job(
     "weekly_optimisation_job",
     selection=dg.AssetSelection.assets(*WEEKLY_OPTIMISATION_ASSETS),
     description="Re-optimise strategies on the week's data, validate them and re-allocate the portfolio.",
+)
+
+symbol_index_job = dg.define_asset_job(
+    "symbol_index_job",
+    selection=dg.AssetSelection.assets(SYMBOL_INDEX),
+    description="Bring the per-symbol history index up to date (weekly, and after each backfill of the daily tables).",
 )
 
 
