@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 #: The strftime format of a partition key (``nyse_sessions`` is built with it).
@@ -17,6 +18,11 @@ KEY_FORMAT = "%Y-%m-%d"
 def session_key(session) -> str:
     """The partition key of ``session`` (a Timestamp, date or key string)."""
     return pd.Timestamp(session).strftime(KEY_FORMAT)
+
+
+def session_keys(sessions: pd.DatetimeIndex) -> list[str]:
+    """``session_key`` of every session, vectorised (a whole history's keys without a Python call each)."""
+    return list(np.datetime_as_string(pd.DatetimeIndex(sessions).to_numpy(dtype="datetime64[D]")))
 
 
 def key_sessions(keys: Iterable[str]) -> pd.DatetimeIndex:

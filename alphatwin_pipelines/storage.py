@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from alphatwin_pipelines.atomic import _new_temp, _temps_by_target, atomic_write_bytes, fsync_dir
 from alphatwin_pipelines.file_cache import FileCache
-from alphatwin_pipelines.partition_keys import key_sessions, session_key
+from alphatwin_pipelines.partition_keys import key_sessions, session_key, session_keys
 from alphatwin_pipelines.schema import arrow_to_frame
 from alphatwin_pipelines.symbol_index import CompactionReport, compact, read_symbols
 
@@ -238,7 +238,7 @@ class TableStore:
         if end is not None:
             sessions = sessions[sessions <= pd.Timestamp(end)]
         if symbols and len(sessions):
-            keys = list(np.datetime_as_string(sessions.to_numpy(dtype="datetime64[D]")))  # session_key, vectorised
+            keys = session_keys(sessions)
             indexed = read_symbols(self.table_dir(table), keys, symbols, columns)
             if indexed is not None:
                 return arrow_to_frame(indexed)
@@ -251,7 +251,7 @@ class TableStore:
         """Bring ``table``'s per-symbol index (``<table>/_by_symbol/<YYYY>.arrow``) up to date."""
         if not self.table_dir(table).is_dir():
             raise FileNotFoundError(f"table '{table}' has no partitions under {self.data_dir}: materialise it first")
-        return compact(self.table_dir(table), [session_key(s) for s in self.stored_sessions(table)], table)
+        return compact(self.table_dir(table), session_keys(self.stored_sessions(table)), table)
 
     # -- whole tables ------------------------------------------------------------------------
     def write_table(self, table: str, data: pa.Table) -> Path:

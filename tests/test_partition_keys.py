@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from alphatwin_pipelines.calendar import all_sessions, lookback_start, sessions_between
-from alphatwin_pipelines.partition_keys import key_sessions, session_key
+from alphatwin_pipelines.partition_keys import key_sessions, session_key, session_keys
 from alphatwin_pipelines.storage import TableStore
 from assets.partitions import nyse_sessions
 
@@ -20,7 +20,7 @@ def test_a_key_names_its_file_and_a_file_name_is_its_key(tmp_path):
     assert [store.partition_path("raw_ohlcv", k).stem for k in keys] == keys
     back = key_sessions(keys)
     assert back.equals(pd.DatetimeIndex(sessions).astype("datetime64[ns]")) and back.dtype == "datetime64[ns]"
-    assert [session_key(s) for s in back] == keys
+    assert [session_key(s) for s in back] == keys == session_keys(back) == session_keys(sessions)
 
 
 def test_lookback_start_counts_sessions_back_over_holidays():
