@@ -8,8 +8,8 @@ session-partitioned asset on a fresh SQLite instance (the repository's dagster.y
 
 1. launch, full range: 2 symbols over ``--start``..``--launch-end`` (2000-2026), stopped at the
    run's first STEP_START. Launch = command start -> first STEP_START (and -> RUN_START).
-2. peer, same run: the same launch with Dagster's stock event-log writes (assets/event_log.py not
-   installed) on the shorter ``--start``..``--peer-end``, both timed here; the stock launch grows
+2. peer, same run: the same launch with Dagster's stock event-log writes and partition walks
+   (assets/event_log.py and assets/partition_walks.py not installed) on the shorter ``--start``..``--peer-end``, both timed here; the stock launch grows
    with sessions x assets, so the full range would take hours.
 3. the whole shared S&P 500 set (``--symbols 0`` = all 504) over ``--start``..``--end`` raw -> scanner
    in one run to the end: wall, launch, each step's duration from the event log, peak RSS of the
@@ -49,8 +49,8 @@ import os, sys, time
 sys.path.insert(0, os.getcwd())
 T0 = float(os.environ["BENCH_T0"])
 if os.environ.get("BENCH_STOCK"):
-    import assets.event_log as event_log
-    event_log.install = lambda: None
+    import assets.event_log as event_log, assets.partition_walks as partition_walks
+    event_log.install = partition_walks.install = lambda: None
 from dagster._core.instance import DagsterInstance
 handle = DagsterInstance.handle_new_event
 class Stop(BaseException):
@@ -159,8 +159,9 @@ def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800) -> dict:
     import dagster as dg
     from tests.ui_helpers import GraphQL, free_port, start_process_group, stop_process_group, tail
 
-    env = {**env, "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}  # as the Makefile exports it
+    env = {**env, "PYTHONPATH": str(REPO)}  # as the Makefile exports it (the instance's storage class)
     home = Path(env["DAGSTER_HOME"])
+    os.environ["DAGSTER_HOME"] = str(home)  # dagster.yaml's storage base_dir, for this process's instances
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs_count()  # create the storages before the server's processes race to
     port, log = free_port(), home / "dagster_dev.log"
