@@ -76,6 +76,7 @@ UI_BACKFILL = textwrap.dedent("""
     print("RESULT", json.dumps({
         "storage": type(instance.get_ref().storage_data.rehydrate()).__module__,
         "code_loaded_here": "definitions" in sys.modules,
+        "backfill_poll_s": sys.modules["dagster._daemon.controller"].DEFAULT_DAEMON_INTERVAL_SECONDS,
         "range": [run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")],
         "planned": sorted((r.asset_key.path[-1], sorted(keys(r.event_log_entry.dagster_event.event_specific_data)))
                           for r in planned),
@@ -103,7 +104,10 @@ def _stock_free_env(home) -> dict:
 def _assert_one_planned_row_each(got: dict) -> None:
     sessions = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09", "2024-01-10",
                 "2024-01-11", "2024-01-12", "2024-01-16"]  # 2024-01-15: Martin Luther King Jr. Day
+    from assets.instance import BACKFILL_POLL_SECONDS
+
     assert got["storage"] == "assets.instance" and not got["code_loaded_here"]
+    assert got["backfill_poll_s"] == BACKFILL_POLL_SECONDS  # Dagster's: 30 s
     assert got["range"] == ["2024-01-02", "2024-01-16"]
     # One planned event per asset holding the run's sessions (stock: one per asset and session) ...
     assert got["planned"] == [["first", sessions], ["second", sessions]]
@@ -142,8 +146,8 @@ def test_a_process_without_the_repository_on_its_path_is_told_what_is_missing(tm
 
 
 # What each patched or relied-on Dagster function looked like when the patches were written (sha1 of
-# its source). A change fails here: re-read the function against assets/event_log.py and
-# assets/partition_walks.py, then update the digest and assets/instance.py's DAGSTER_SERIES.
+# its source). A change fails here: re-read the function against assets/event_log.py,
+# assets/partition_walks.py and assets/instance.py, then update the digest and DAGSTER_SERIES.
 PINNED = {
     ("dagster._core.storage.dagster_run", "DagsterRun.get_resolved_partitions_subset_for_events"): "8c0e8f286003",
     ("dagster._core.instance.runs.run_domain", "RunDomain._log_asset_planned_events"): "2032f0696144",
@@ -154,6 +158,8 @@ PINNED = {
     ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage._store_asset_event_tags"): "e928315000e2",
     ("dagster._core.definitions.partitions.definition.time_window",
      "TimeWindowPartitionsDefinition._iterate_time_windows"): "8f401ccd867b",
+    ("dagster._daemon.backfill", "execute_backfill_iteration_loop"): "6aa79fa13bbd",
+    ("dagster._daemon.controller", "create_daemon_of_type"): "f71e1dea26ca",
     ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage.from_config_value"): "de129fec74dc",
     ("dagster_postgres.storage", "DagsterPostgresStorage.from_config_value"): "301a9c723e61",
 }
@@ -162,8 +168,10 @@ PINNED = {
 def _digest(module: str, qualname: str) -> str:
     # Read from the module's file, not the live attribute: the patches may already be installed here.
     source = inspect.getsource(importlib.import_module(module))
-    class_name, function = qualname.split(".")
+    class_name, function = qualname.split(".") if "." in qualname else (None, qualname)
     for node in ast.walk(ast.parse(source)):
+        if class_name is None and isinstance(node, ast.FunctionDef) and node.name == function:
+            return hashlib.sha1(ast.get_source_segment(source, node).encode()).hexdigest()[:12]
         if isinstance(node, ast.ClassDef) and node.name == class_name:
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and item.name == function:
