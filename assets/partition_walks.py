@@ -24,7 +24,7 @@ import threading
 
 # Definitions remembered per process; a code location has a handful (one per ALPHATWIN_START).
 MAX_DEFINITIONS = 16
-# Windows pulled from Dagster's walk at a time (a quarter of a year of sessions, two ticks a day).
+# Windows (sessions) pulled from Dagster's walk at a time: about half a year.
 CHUNK = 128
 
 # Definition objects remembered per process: the webserver and the daemon rebuild them from snapshots,

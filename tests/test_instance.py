@@ -145,6 +145,43 @@ def test_a_process_without_the_repository_on_its_path_is_told_what_is_missing(tm
     assert "Couldn't import module assets.instance" in proc.stderr
 
 
+# Questions the launch asks about the session partitions, answered by Dagster's walk, then (on a fresh,
+# equal definition) by the shared one: 9/11, Hurricane Sandy and a leap day are in the range.
+WALK_ANSWERS = textwrap.dedent("""
+    import json, sys
+    from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
+    from dagster._core.definitions.partitions.utils.time_window import TimeWindow
+    from assets.partitions import session_partitions
+
+    def answers(parts):
+        keys = parts.get_partition_keys()
+        window = TimeWindow(parts.time_window_for_partition_key("2001-09-10").end,
+                            parts.time_window_for_partition_key("2001-09-17").start)
+        return {"count": parts.get_num_partitions(), "keys": keys,
+                "range": list(parts.get_partition_keys_in_range(PartitionKeyRange("2012-10-26", "2012-11-02"))),
+                "valid": [parts.has_partition_key(k) for k in ("2001-09-11", "2012-10-29", "2020-02-28", "2024-02-29")],
+                "next": [parts.get_next_partition_key(k) for k in ("2001-09-10", "2012-10-26", "2020-02-28")],
+                "gap_has_partitions": parts.has_any_partitions_in_window(window),
+                "last": parts.get_last_partition_key()}
+
+    stock = answers(session_partitions("2000-01-03"))
+    from assets import partition_walks
+    partition_walks.install()
+    print("RESULT", json.dumps({"stock": stock, "shared": answers(session_partitions("2000-01-03")),
+                                "again": answers(session_partitions("2000-01-03"))}))
+""")
+
+
+def test_shared_partition_walks_answer_as_dagsters_own():
+    proc = subprocess.run([sys.executable, "-c", WALK_ANSWERS], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    assert got["shared"] == got["stock"] == got["again"]
+    assert got["stock"]["valid"] == [False, False, True, True] and not got["stock"]["gap_has_partitions"]
+    assert got["stock"]["count"] == len(got["stock"]["keys"]) > 6000
+
+
 # What each patched or relied-on Dagster function looked like when the patches were written (sha1 of
 # its source). A change fails here: re-read the function against assets/event_log.py,
 # assets/partition_walks.py and assets/instance.py, then update the digest and DAGSTER_SERIES.
