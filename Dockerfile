@@ -4,13 +4,16 @@
 # client, scheduler and workers must run the same dask/distributed versions.
 FROM python:3.11-slim
 
+# PYTHONPATH: the instance's storage class (assets/instance.py) is imported from the repository root
+# by every Dagster process (code server, webserver, daemon, run workers).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DAGSTER_HOME=/opt/dagster/home \
     ALPHATWIN_DATA_DIR=/data \
-    NUMBA_CACHE_DIR=/tmp/numba_cache
+    NUMBA_CACHE_DIR=/tmp/numba_cache \
+    PYTHONPATH=/opt/alphatwin
 
 WORKDIR /opt/alphatwin
 

@@ -8,9 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
-# One planned event per asset for a single-run backfill, not one per session: the UI's webserver and
-# daemon create runs without loading the code location (which sets it itself: assets/event_log.py).
-export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
+# The instance's storage class is assets/instance.py (dagster.yaml): every Dagster process, the UI's
+# webserver and daemon included, imports it from the repository root.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # `local` (SQLite under DAGSTER_HOME) or `postgres` (DAGSTER_PG_* variables).
 ALPHATWIN_INSTANCE ?= local
 

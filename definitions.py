@@ -7,10 +7,9 @@ import dagster as dg
 # Single-run backfill policies are marked beta; the warning would print on every CLI call.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from assets import event_log
-
-# Before any run is created or executed in this process: see assets/event_log.py.
-event_log.install()
+# Before any run is created or executed in this process (the instance's storage class applies the same
+# in processes that load no code, such as the webserver and the daemon): see assets/instance.py.
+from assets import instance  # noqa: F401
 
 from assets import (
     alpha_labels, alpha_models, alpha_predictions, alpha_report, cards, cleaning, features, ingestion, marts, portfolio, quality, scanner,

@@ -8,14 +8,13 @@ re-serialising the planned event whose partition subset carries the whole partit
 transaction each. For 2000-2026 (6,772 sessions, 10 assets, 9 checks) that was most of the launch
 and much of each step (profile: benchmarks/README.md, "Whole history").
 
-``install()`` (called when the code location loads, so in the CLI process and in every run worker)
-changes four things, none of them what is stored for a partition:
+``install()`` (called by assets/instance.py, the instance's storage class, so in every Dagster process:
+CLI, webserver, daemon, code server and run workers) changes four things, none of them what is stored
+for a partition:
 
 - planned materialisations: one event per asset holding the run's partition subset, Dagster's own
   switch ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``. Its cost, documented by Dagster: when a
   run fails, its partitions show as missing, not failed, in the UI (the run itself shows failed).
-  The daemon creates the runs of UI backfills without loading this code: the Makefile and
-  docker-compose set the variable for it.
 - unpartitioned checks (all of this project's): planned once per run, as when the run is not a
   range. Dagster plans them once per session of the range, re-serialising the event for each row,
   and the check's (unpartitioned) result never resolves those rows: they stay "planned".

@@ -8,8 +8,8 @@ session-partitioned asset on a fresh SQLite instance (the repository's dagster.y
 
 1. launch, full range: 2 symbols over ``--start``..``--launch-end`` (2000-2026), stopped at the
    run's first STEP_START. Launch = command start -> first STEP_START (and -> RUN_START).
-2. peer, same run: the same launch with Dagster's stock event-log writes (assets/event_log.py not
-   installed) on the shorter ``--start``..``--peer-end``, both timed here; the stock launch grows
+2. peer, same run: the same launch with Dagster's stock event-log writes and partition walks
+   (assets/event_log.py and assets/partition_walks.py not installed) on the shorter ``--start``..``--peer-end``, both timed here; the stock launch grows
    with sessions x assets, so the full range would take hours.
 3. the whole shared S&P 500 set (``--symbols 0`` = all 504) over ``--start``..``--end`` raw -> scanner
    in one run to the end: wall, launch, each step's duration from the event log, peak RSS of the
@@ -49,8 +49,8 @@ import os, sys, time
 sys.path.insert(0, os.getcwd())
 T0 = float(os.environ["BENCH_T0"])
 if os.environ.get("BENCH_STOCK"):
-    import assets.event_log as event_log
-    event_log.install = lambda: None
+    import assets.event_log as event_log, assets.partition_walks as partition_walks
+    event_log.install = partition_walks.install = lambda: None
 from dagster._core.instance import DagsterInstance
 handle = DagsterInstance.handle_new_event
 class Stop(BaseException):
@@ -153,14 +153,25 @@ mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParam
 """
 
 
-def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800) -> dict:
-    """Seconds from launching a UI backfill to its run's RUN_START and first STEP_START."""
+def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800, stock: bool = False) -> dict:
+    """Seconds from launching a UI backfill to its run's RUN_START and first STEP_START.
+
+    ``stock``: the peer, Dagster's own storage (no ``storage:`` block, so no assets/instance.py in the
+    webserver and the daemon) with the variable the Makefile exported before it.
+    """
     sys.path.insert(0, str(REPO))
     import dagster as dg
+    import yaml
     from tests.ui_helpers import GraphQL, free_port, start_process_group, stop_process_group, tail
 
-    env = {**env, "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}  # as the Makefile exports it
+    env = {**env, "PYTHONPATH": str(REPO)}  # as the Makefile exports it (the instance's storage class)
     home = Path(env["DAGSTER_HOME"])
+    if stock:
+        config = yaml.safe_load((home / "dagster.yaml").read_text())
+        config.pop("storage")
+        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        env["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "1"
+    os.environ["DAGSTER_HOME"] = str(home)  # dagster.yaml's storage base_dir, for this process's instances
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs_count()  # create the storages before the server's processes race to
     port, log = free_port(), home / "dagster_dev.log"
@@ -171,6 +182,7 @@ def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800) -> dict:
         gql.wait_until_up(server, log, 600)
         params = {"partitionsByAssets": [{"assetKey": {"path": [name]}, "partitions": {"range": {"start": start, "end": end}}}
                                          for name in DAILY_ASSETS.split(",")], "title": "bench_history"}
+        cpu_before = cpu_by_role(server.pid)
         launched = time.time()
         # The webserver validates the whole range before it answers: allow it more than the helper's 60 s.
         request = urllib.request.Request(f"{gql.base_url}/graphql", headers={"Content-Type": "application/json"},
@@ -192,9 +204,28 @@ def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800) -> dict:
                         found.setdefault(kind, entry.timestamp - launched)
         if "STEP_START" not in found:
             raise SystemExit(f"the backfill's run did not start a step within {timeout_s:.0f} s:\n{tail(log)}")
+        cpu_after = cpu_by_role(server.pid)
+        found.update({f"{role} CPU": cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0) for role in cpu_after})
         return found
     finally:
         stop_process_group(server)
+
+
+def cpu_by_role(group: int) -> dict[str, float]:
+    """User + system CPU seconds of `dagster dev`'s webserver and daemon processes (Linux /proc)."""
+    ticks, cpu = os.sysconf("SC_CLK_TCK"), {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[2]) != group:  # fields[2]: the process group
+            continue
+        role = "webserver" if b"dagster_webserver" in args else "daemon" if b"dagster._daemon" in args else None
+        if role:
+            cpu[role] = cpu.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return cpu
 
 
 EVENTS_CHILD = """
@@ -248,6 +279,8 @@ def main() -> None:
     parser.add_argument("--skip-run", action="store_true")
     parser.add_argument("--skip-peer", action="store_true", help="time only our full-range launch")
     parser.add_argument("--ui", action="store_true", help="also time the launch of a UI backfill (dagster dev)")
+    parser.add_argument("--ui-peer", action="store_true",
+                        help="with --ui, also time it on Dagster's own storage (the peer; ~15 min at load 6)")
     parser.add_argument("--events", type=int, default=0,
                         help="also time storing N materialisations of one step: ours, and stock on N/5 (peer)")
     parser.add_argument("--keep", help="a folder to keep the instances and data in (default: a temporary one)")
@@ -276,12 +309,14 @@ def main() -> None:
             rows.append((f"{n} materialisations of one step, {mode}",
                          f"{wall:.1f} s wall, {cpu:.1f} s CPU ({wall / n * 1000:.2f} ms, {cpu / n * 1000:.2f} ms CPU each)"))
             print(*rows[-1], sep=": ", flush=True)
-    if args.ui:
-        env = environment(work, "ui", folder, two, args.start)
-        got = ui_launch(env, args.start, args.launch_end)
-        rows.append((f"launch {args.start}..{args.launch_end} from the UI (daemon backfill)",
+    for stock in (False, True) if args.ui and args.ui_peer else (False,) if args.ui else ():
+        env = environment(work, "ui_stock" if stock else "ui", folder, two, args.start)
+        got = ui_launch(env, args.start, args.launch_end, stock=stock)
+        rows.append((f"launch {args.start}..{args.launch_end} from the UI (daemon backfill), "
+                     + ("Dagster's own storage (peer)" if stock else "ours"),
                      f"{got['STEP_START']:.1f} s to the first step (launch answered {got['mutation answered']:.1f} s, "
-                     f"run created {got['run created']:.1f} s, run start {got['RUN_START']:.1f} s)"))
+                     f"run created {got['run created']:.1f} s, run start {got['RUN_START']:.1f} s; CPU of "
+                     f"webserver {got['webserver CPU']:.1f} s, daemon {got['daemon CPU']:.1f} s)"))
         print(*rows[-1], sep=": ", flush=True)
     if not args.skip_run:
         env = environment(work, "history", folder, universe, args.start)

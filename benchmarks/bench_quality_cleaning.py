@@ -165,7 +165,8 @@ def cli_env(tmp: Path, data_dir: Path) -> dict:
     home = tmp / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ALPHATWIN_DATA_DIR": str(data_dir)}
+    # PYTHONPATH: dagster.yaml's storage class is assets/instance.py (as the Makefile sets it).
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ALPHATWIN_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO)}
     for name in ("ALPHATWIN_SECONDARY_SOURCE", "ALPHATWIN_UNIVERSE", "ALPHATWIN_SOURCE", "ALPHATWIN_START"):
         env.pop(name, None)
     return env

@@ -45,8 +45,9 @@ def main() -> None:
 
     sessions = sessions_between(args.start, args.end)
     with tempfile.TemporaryDirectory() as tmp:
+        # PYTHONPATH: dagster.yaml's storage class is assets/instance.py (as the Makefile sets it).
         env = {**os.environ, "DAGSTER_HOME": f"{tmp}/home", "ALPHATWIN_DATA_DIR": f"{tmp}/data",
-               "ALPHATWIN_SOURCE": "synthetic"}
+               "ALPHATWIN_SOURCE": "synthetic", "PYTHONPATH": str(REPO)}
         env.pop("ALPHATWIN_UNIVERSE", None)
         Path(env["DAGSTER_HOME"]).mkdir()
         (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())

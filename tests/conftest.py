@@ -19,6 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ALPHATWIN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SP500_PARQUET = SHARED_DATA / "sp500_daily_1999_2021.parquet"
 POLYGON_RESPONSES = SHARED_DATA / "polygon_responses"
+# Every Dagster process the tests start loads the instance's storage class, assets/instance.py, from
+# the repository root, as the Makefile arranges for `make run` and `make ui`.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def pytest_configure(config):

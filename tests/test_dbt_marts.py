@@ -311,7 +311,7 @@ def test_a_failing_data_test_fails_the_build_and_skips_the_marts_below_it(marts_
 
 
 # -- one lineage ---------------------------------------------------------------------------------
-def test_marts_hang_off_the_pipeline_assets_in_one_graph(tmp_path):
+def test_marts_hang_off_the_pipeline_assets_in_one_graph(tmp_path, monkeypatch):
     _ensure_manifest()
     from assets import cleaning, features, ingestion, quality, scanner
     from assets.marts import DUCKDB_POOL, MARTS_GROUP, marts
@@ -332,5 +332,6 @@ def test_marts_hang_off_the_pipeline_assets_in_one_graph(tmp_path):
     assert marts.op.pool == DUCKDB_POOL
     # The instance config `make` installs gives that pool one slot: one DuckDB writer at a time.
     shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # the storage's base_dir in that config
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert instance.event_log_storage.get_concurrency_info(DUCKDB_POOL).limit == 1

@@ -156,8 +156,11 @@ def _create_instance_storage(home: Path) -> None:
     same moment leave alembic's version table with two heads."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs_count()
+    # dagster.yaml's storage lives under DAGSTER_HOME, as for every Dagster process the test starts.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.get_runs_count()
 
 
 def _launch_backfill(gql: GraphQL) -> str:
