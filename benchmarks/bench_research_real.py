@@ -12,7 +12,9 @@ whole range) through ingestion, quality, cleaning, features and the scanner
 
 Prints per strategy the in-sample Sharpe, DSR (and its N), PBO, out-of-sample Sharpe and the
 information ratio against each benchmark, which gates failed, and the allocation (or the refusal),
-with wall and CPU seconds per step and the load average.
+with wall and CPU seconds per step and the load average. The peers, in the same run, are the
+benchmarks every report shows (buy-and-hold of the strategy's symbols, the equal-weight universe,
+SMA 50/200) over the same out-of-sample sessions.
 """
 
 from __future__ import annotations
@@ -116,8 +118,9 @@ def main() -> None:
     table = pd.DataFrame(rows).sort_values(["family", "L"])
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
         print(table.to_string(index=False))
-        bench = run.validations[0].benchmarks[["name", "sharpe", "cagr"]] if run.validations else None
-        print(f"benchmarks over the first strategy's out-of-sample sessions:\n{bench}")
+        for v in run.validations[:1]:
+            print(f"{v.spec.family} L{v.spec.level} and its benchmarks over its out-of-sample sessions:\n"
+                  f"{v.benchmarks[['name', 'sharpe', 'cagr']]}")
     print(f"{int(run.reports['passed'].sum())} of {len(run.reports)} passed; gate failures: "
           f"{table['failed'].str.split(',').explode().value_counts().to_dict()}")
     try:
