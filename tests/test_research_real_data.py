@@ -1,6 +1,6 @@
 """The research chain on real S&P 500 bars: daily stages, optimisation, walk-forward validation, allocation.
 
-20 real symbols across the sectors, 2016-2020, through the same stage functions the assets call,
+20 real symbols across the sectors, 2017-2020, through the same stage functions the assets call,
 with the default gates and a small trial budget (one level per family: every family still runs on
 real bars; the research budget, 100 symbols x 10 years with the alpha chain for ml_rank, is
 benchmarks/bench_research_real.py's job, and its figures are in benchmarks/README.md). On these
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 SYMBOLS = ["AAPL", "MSFT", "INTC", "JPM", "BAC", "JNJ", "PFE", "UNH", "XOM", "CVX", "KO", "PG", "WMT", "HD",
            "MCD", "VZ", "CAT", "HON", "NEE", "AMT"]
-START, END = "2016-01-04", "2020-12-31"
+START, END = "2017-01-03", "2020-12-31"
 CONFIG = OptimisationConfig(levels=(0,), n_trials=8, batch_size=8, shortlist_size=20, train_years=3.0, n_pairs=2)
 SETTINGS = ValidationSettings(train=252, test=126, trials_per_window=4)
 # what each gate's reason starts with (reports.gates)
