@@ -60,6 +60,7 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
         "scanner_partition": session_key(report.end),
         "window": f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d}",
         "shortlist": dg.MetadataValue.json(report.shortlist.symbols),
+        "shortlist_filled_by_liquidity": dg.MetadataValue.json(report.shortlist.filled),
         "optuna_storage": optuna.url(storage).split(":", 1)[0],  # the scheme only: the URL may hold a password
         "dask_workers": workers,
         "best_per_family_and_level": dg.MetadataValue.md(markdown_table(best.round(3), limit=100)),

@@ -23,7 +23,7 @@ from alphatwin_pipelines.stages.optimisation import (
 )
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
-from alphatwin_pipelines.tables import CLEANED, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
+from alphatwin_pipelines.tables import CLEANED, OPTIMISATION_TRIALS, OPTIMISED, SCANNER, UNIVERSE
 
 START = "2024-01-02"  # 2023 warms the indicators up
 
@@ -127,6 +127,28 @@ def test_shortlist_takes_distinct_top_ranked_symbols_of_the_last_partition(tmp_p
         select_shortlist(store, 5, sector="Health")
     with pytest.raises(ValueError, match="none of the symbols"):
         select_shortlist(store, 5, symbols=["ZZZ"])
+
+
+def test_shortlist_fills_up_with_the_most_liquid_symbols_of_the_scanner_session(tmp_path):
+    store = TableStore(tmp_path)
+    days = ["2024-06-03", "2024-06-04", "2024-06-05"]
+    # dollar volume: EEE 3e6 > FFF 2e6 = GGG 2e6 > BBB 1e6; HHH trades only before the session; LATE only after it
+    volume = {"AAA": 50, "BBB": 10, "EEE": 30, "FFF": 20, "GGG": 20, "HHH": 900, "LATE": 900}
+    for i, day in enumerate(days):
+        listed = [s for s in volume if (s != "HHH" or i == 0) and s != "LATE"]
+        store.write_partition(CLEANED, day, frame_to_arrow(pd.DataFrame(
+            {"symbol": listed, "date": pd.Timestamp(day), "close": 100_000.0, "volume": [volume[s] for s in listed]})))
+    store.write_partition(CLEANED, "2024-06-06", frame_to_arrow(pd.DataFrame(
+        {"symbol": ["LATE"], "date": pd.Timestamp("2024-06-06"), "close": 1e6, "volume": [1e6]})))
+    store.write_partition(SCANNER, "2024-06-05", frame_to_arrow(_scanner_rows("2024-06-05", [("AAA", "Tech", 1)])))
+    store.write_table(UNIVERSE, frame_to_arrow(pd.DataFrame(
+        {"symbol": list(volume), "sector": ["Tech", "Energy", "Tech", "Energy", "Tech", "Tech", "Tech"]})))
+    shortlist = select_shortlist(store, 4)
+    assert shortlist.symbols == ["AAA", "EEE", "FFF", "GGG"] and shortlist.filled == ["EEE", "FFF", "GGG"]
+    assert select_shortlist(store, 10).symbols == ["AAA", "BBB", "EEE", "FFF", "GGG"]  # never HHH or LATE
+    assert select_shortlist(store, 3, sector="energy").symbols == ["BBB", "FFF"]
+    assert select_shortlist(store, 5, symbols=["bbb", "ggg", "HHH"]).filled == ["BBB", "GGG"]
+    assert select_shortlist(store, 1).filled == []  # the scanner's own symbols come first
 
 
 def test_bad_configuration_names_the_rule():

@@ -1,8 +1,8 @@
 """Optimisation stage: one Optuna study per strategy family x complexity level, without Dagster.
 
-Inputs: the last ``scanner_results`` partition (the shortlist: the best-ranked distinct
-symbols, optionally only a sector or an explicit list) and the cleaned bars of those symbols,
-adjusted as of that session. The in-sample window is the last ``train_years`` of cleaned
+Inputs: the last ``scanner_results`` partition (the shortlist, ``optimise.shortlist``: the
+best-ranked distinct symbols, filled up with the most liquid others; optionally only a sector or an
+explicit list) and the cleaned bars of those symbols, adjusted as of that session. The in-sample window is the last ``train_years`` of cleaned
 sessions up to the scanner session, with up to ``warmup_sessions`` earlier sessions to warm
 indicators up (see :mod:`alphatwin_pipelines.optimise.objective`). Outputs (docs/contracts.md):
 ``optimised_strategies`` (best spec per family x level) and ``optimisation_trials`` (every
@@ -27,6 +27,7 @@ from alphatwin_pipelines.optimise.batched import BATCH_SEED_RULE, DEFAULT_BATCH_
 from alphatwin_pipelines.optimise.objective import portfolio_metrics
 from alphatwin_pipelines.optimise.progress import ProgressLogger
 from alphatwin_pipelines.optimise.search import make_evaluator, search
+from alphatwin_pipelines.optimise.shortlist import Shortlist, select_shortlist
 from alphatwin_pipelines.optimise.study import StudyResult, default_storage_url, open_storage, study_name
 from alphatwin_pipelines.partition_keys import session_key
 from alphatwin_pipelines.reproducibility import content_hash, make_record, read_window_bars
@@ -81,12 +82,6 @@ class OptimisationConfig:
 
 
 @dataclass
-class Shortlist:
-    symbols: list[str]
-    scanner_partition: pd.Timestamp
-
-
-@dataclass
 class OptimisationReport:
     strategies: pd.DataFrame
     trials: pd.DataFrame
@@ -100,29 +95,6 @@ class OptimisationReport:
     def curve(self) -> pd.DataFrame:
         """In-sample Sharpe against complexity: family, level, complexity, is_sharpe."""
         return self.strategies[["family", "level", "complexity", "is_sharpe"]].copy()
-
-
-def select_shortlist(store: TableStore, size: int, sector: str | None = None, symbols=None) -> Shortlist:
-    """The ``size`` best-ranked distinct symbols of the last scanner partition (rank_overall, then symbol)."""
-    stored = store.stored_sessions(SCANNER)
-    if len(stored) == 0:
-        raise FileNotFoundError(f"{SCANNER} has no partitions under {store.data_dir}: materialise the scanner first")
-    session = stored[-1]
-    rows = store.read_partitions(SCANNER, session, session, columns=["symbol", "sector", "rank_overall"])
-    if sector is not None:
-        rows = rows[rows["sector"].astype(str).str.casefold() == sector.strip().casefold()]
-        if rows.empty:
-            known = sorted(store.read_partitions(SCANNER, session, session, columns=["sector"])["sector"].astype(str).unique())
-            raise ValueError(f"no {SCANNER} row of {session:%Y-%m-%d} is in sector {sector!r}; sectors there: {known}")
-    if symbols is not None:
-        wanted = {str(s).strip().upper() for s in symbols}
-        rows = rows[rows["symbol"].astype(str).isin(wanted)]
-        if rows.empty:
-            raise ValueError(f"none of the symbols {sorted(wanted)} has a {SCANNER} row on {session:%Y-%m-%d}: "
-                             "pick symbols the scanner ranked that session or leave the list empty")
-    ranked = rows.assign(symbol=rows["symbol"].astype(str)).sort_values(["rank_overall", "symbol"], kind="stable")
-    picked = ranked.drop_duplicates("symbol")["symbol"].head(int(size))
-    return Shortlist(symbols=sorted(picked), scanner_partition=session)
 
 
 def select_pairs(store: TableStore, session: pd.Timestamp, n: int) -> tuple[tuple[str, str], ...]:
