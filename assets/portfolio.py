@@ -4,7 +4,8 @@ The paper-execution sensor keys its runs on the ``allocation_version`` in this a
 metadata and reads the immutable ``portfolio_allocations/<version>.parquet``; the blocking
 checks below stop any downstream step from acting on weights that break the caps. A default cap
 that could not bind (the engine relaxed it) is a WARN check, not a failure: the weights are valid
-under the caps actually used, which the metadata lists.
+under the caps actually used, which the metadata lists. When no strategy passed, the allocation is
+all cash (execution closes every position) and the WARN check ``strategies_passed`` fails with why.
 """
 
 import base64
@@ -13,9 +14,11 @@ import dagster as dg
 import pandas as pd
 
 from alphatwin_pipelines.portfolio import (
+    CASH,
     AllocationError,
     AllocationInputError,
     AllocationPolicy,
+    CashAllocation,
     Constraints,
     DrawdownBrake,
     InfeasibleConstraintsError,
@@ -23,20 +26,22 @@ from alphatwin_pipelines.portfolio import (
 )
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
-from alphatwin_pipelines.stages.portfolio import NoPassingStrategiesError, allocate_portfolio
+from alphatwin_pipelines.stages.portfolio import allocate_portfolio
 from alphatwin_pipelines.tables import ALLOCATIONS, VALIDATION
 from assets.resources import StorageResource
 
 CHECK_WEIGHTS_VALID = "weights_valid"
 CHECK_VERSION_STORED = "version_stored_immutably"
 CHECK_CAPS_BIND = "caps_bind"
+CHECK_STRATEGIES_PASSED = "strategies_passed"
 
 _CHECKS = {
     CHECK_WEIGHTS_VALID: "Stored strategy weights sum to 1, are non-negative and respect max weight, sector and cluster caps.",
     CHECK_VERSION_STORED: "portfolio_allocations/<allocation_version>.parquet exists and holds exactly the latest rows.",
 }
 _CAPS_TEXT = "Every default cap can bind for these strategies (none had to be relaxed to the least feasible value)."
-_NOT_RETRYABLE = (NoPassingStrategiesError, InfeasibleConstraintsError, AllocationError, AllocationInputError,
+_PASSED_TEXT = "At least one strategy passed validation; otherwise the allocation is all cash and this says why."
+_NOT_RETRYABLE = (InfeasibleConstraintsError, AllocationError, AllocationInputError,
                   FileNotFoundError, ValueError)
 
 
@@ -77,10 +82,12 @@ class PortfolioConfig(dg.Config):
 @dg.asset(
     name=ALLOCATIONS, deps=[VALIDATION], group_name="portfolio", kinds={"parquet", "pypfopt"},
     check_specs=[*(dg.AssetCheckSpec(name, asset=ALLOCATIONS, description=text, blocking=True) for name, text in _CHECKS.items()),
-                 dg.AssetCheckSpec(CHECK_CAPS_BIND, asset=ALLOCATIONS, description=_CAPS_TEXT, blocking=False)],
+                 dg.AssetCheckSpec(CHECK_CAPS_BIND, asset=ALLOCATIONS, description=_CAPS_TEXT, blocking=False),
+                 dg.AssetCheckSpec(CHECK_STRATEGIES_PASSED, asset=ALLOCATIONS, description=_PASSED_TEXT, blocking=False)],
 )
 def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioConfig, storage: StorageResource):
-    """Weights per validated strategy and per symbol (strategy weight × its positions), with risk contributions."""
+    """Weights per validated strategy and per symbol (strategy weight × its positions), with risk contributions;
+    all cash, with the reasons, when no strategy passed."""
     store = storage.store()
     with measure() as cost:
         try:
@@ -91,33 +98,40 @@ def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioCo
 
         plot = write_allocation_plot(run.allocation, store.data_dir / "reports" / "allocation.png")
     a = run.allocation
-    strategies = pd.DataFrame({"strategy_id": a.weights.index, "weight": a.weights.round(4).to_numpy(),
-                               "risk_contribution": a.risk_contribution.round(5).to_numpy(),
-                               "cluster": a.clusters.reindex(a.weights.index).to_numpy()}).sort_values("weight", ascending=False)
-    symbols = a.symbols.assign(weight=a.symbols["weight"].round(4), spec_hashes=a.symbols["spec_hashes"].map(len))
+    cash = isinstance(a, CashAllocation)
     image = base64.b64encode(plot.read_bytes()).decode()
     yield dg.MaterializeResult(metadata={
         "allocation_version": a.version,
         "as_of": f"{a.as_of:%Y-%m-%d}",  # the decision session
-        "method": a.policy.method,
-        "strategies": len(a.weights),
+        **({"cash": f"cash: no strategy passed ({a.reason})", "method": CASH, "strategies": 0} if cash
+           else _weights_metadata(a)),
         "expected_annual_return": round(a.expected_return, 6),
         "expected_annual_volatility": round(a.expected_volatility, 6),
-        "projection_shift": round(a.projection_shift, 6),
-        "caps_used": {"max_weight": a.caps.max_weight, "sector_cap": a.caps.sector_cap, "cluster_cap": a.caps.cluster_cap},
-        "caps_relaxed": dg.MetadataValue.md(_relaxation_table(a.relaxations)),
-        "strategy_weights": dg.MetadataValue.md(markdown_table(strategies)),
-        "symbol_weights": dg.MetadataValue.md(markdown_table(symbols.rename(columns={"spec_hashes": "strategies"}))),
         "exposure_scale": round(a.exposure_scale, 6),
-        "drawdown_brake": dg.MetadataValue.md(_brake_table(a)),
         "rebalance_suggested": a.regime.rebalance_suggested,
         "regime": a.regime.reason,
         "plot": dg.MetadataValue.path(str(plot)),
         "plot_preview": dg.MetadataValue.md(f"![allocation](data:image/png;base64,{image})"),
         "path": dg.MetadataValue.path(str(run.version_path)),
-        "dagster/row_count": len(a.weights) + len(a.symbols),
+        "dagster/row_count": 1 if cash else len(a.weights) + len(a.symbols),
         **cost.as_metadata()})
     yield from _checks(run)
+
+
+def _weights_metadata(a) -> dict:
+    strategies = pd.DataFrame({"strategy_id": a.weights.index, "weight": a.weights.round(4).to_numpy(),
+                               "risk_contribution": a.risk_contribution.round(5).to_numpy(),
+                               "cluster": a.clusters.reindex(a.weights.index).to_numpy()}).sort_values("weight", ascending=False)
+    symbols = a.symbols.assign(weight=a.symbols["weight"].round(4), spec_hashes=a.symbols["spec_hashes"].map(len))
+    return {
+        "method": a.policy.method,
+        "strategies": len(a.weights),
+        "projection_shift": round(a.projection_shift, 6),
+        "caps_used": {"max_weight": a.caps.max_weight, "sector_cap": a.caps.sector_cap, "cluster_cap": a.caps.cluster_cap},
+        "caps_relaxed": dg.MetadataValue.md(_relaxation_table(a.relaxations)),
+        "strategy_weights": dg.MetadataValue.md(markdown_table(strategies)),
+        "symbol_weights": dg.MetadataValue.md(markdown_table(symbols.rename(columns={"spec_hashes": "strategies"}))),
+        "drawdown_brake": dg.MetadataValue.md(_brake_table(a))}
 
 
 def _brake_table(allocation) -> str:
@@ -136,13 +150,22 @@ def _relaxation_table(relaxations) -> str:
                                          "why": r.reason} for r in relaxations], columns=["cap", "configured", "used", "why"]))
 
 
-def _checks(run):
-    stored = pd.read_parquet(run.version_path)
-    weights = stored[stored["kind"] == "strategy"].set_index("name")["weight"]
+def _weights_broken(run, stored: pd.DataFrame) -> list[str]:
+    """Broken rules of the stored rows: the caps for an allocation, exactly one cash row of weight 1 for cash."""
+    if isinstance(run.allocation, CashAllocation):
+        rows = stored[["kind", "name", "weight"]].to_records(index=False).tolist()
+        return [] if rows == [(CASH, CASH, 1.0)] else [f"a cash allocation holds exactly one row (cash, cash, 1.0), found {rows}"]
+    a = run.allocation
     held = stored[stored["kind"] == "symbol"]
     sector_sums = held["weight"].abs().groupby(held["sector"]).sum()
-    a = run.allocation
-    broken = violations(weights, a.system, sector_sums, a.caps.sector_cap)
+    return violations(stored[stored["kind"] == "strategy"].set_index("name")["weight"], a.system, sector_sums,
+                      a.caps.sector_cap)
+
+
+def _checks(run):
+    stored = pd.read_parquet(run.version_path)
+    weights = stored[stored["kind"] != "symbol"]["weight"]  # the strategy rows, or the cash row
+    broken = _weights_broken(run, stored)
     yield dg.AssetCheckResult(
         check_name=CHECK_WEIGHTS_VALID, asset_key=ALLOCATIONS, passed=not broken,
         description="; ".join(broken) or "weights sum to 1 and respect every cap",
@@ -154,10 +177,16 @@ def _checks(run):
         description="the immutable version file matches the latest allocation" if same else
         f"{run.version_path} differs from {run.latest_path}: a version's content changed; investigate before executing",
         metadata={"version_path": dg.MetadataValue.path(str(run.version_path))})
-    relaxed = a.relaxations
+    a = run.allocation
+    cash = isinstance(a, CashAllocation)
+    relaxed = () if cash else a.relaxations
     yield dg.AssetCheckResult(
         check_name=CHECK_CAPS_BIND, asset_key=ALLOCATIONS, passed=not relaxed, severity=dg.AssetCheckSeverity.WARN,
         description="; ".join(f"{r.cap} relaxed from its default {r.configured} to "
                               f"{'off' if r.used is None else r.used}: {r.reason}" for r in relaxed)
-        or "every default cap can bind",
+        or ("no strategy to cap: the book is in cash" if cash else "every default cap can bind"),
         metadata={"relaxed": dg.MetadataValue.md(_relaxation_table(relaxed)), "relaxed_caps": [r.cap for r in relaxed]})
+    yield dg.AssetCheckResult(
+        check_name=CHECK_STRATEGIES_PASSED, asset_key=ALLOCATIONS, passed=not cash, severity=dg.AssetCheckSeverity.WARN,
+        description=f"cash: {a.reason}" if cash else f"{len(a.weights)} strategies passed validation and are allocated",
+        metadata={"strategies": 0 if cash else len(a.weights)})

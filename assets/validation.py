@@ -1,9 +1,10 @@
 """Strategy validation: walk-forward, DSR, PBO, costs, regimes and benchmarks for every optimised strategy.
 
-The four gates are blocking checks on ``validation_reports``. Allocation reads only rows with
-``passed`` true, so a gate blocks downstream only when NO strategy clears it: then nothing could
-be allocated and the run stops here, loudly, instead of producing an empty portfolio. When some
-strategies fail a gate, the check passes and its metadata names the ones that failed and why.
+The four gates are WARN checks on ``validation_reports``. Allocation reads only rows with
+``passed`` true; a gate's check fails only when NO strategy clears it. It does not block: a week
+the market offers nothing ends in an all-cash allocation (``portfolio_allocations``, which says
+why), not a failed run that leaves last week's strategies in the book. When some strategies fail a
+gate, the check passes and its metadata names the ones that failed and why.
 """
 
 import dagster as dg
@@ -28,7 +29,7 @@ GATE_CHECKS = {
     BENCHMARK_GATE_CHECK: ("benchmark", "Information ratio (daily log active returns) of the walk-forward against every "
                                         "benchmark of the report > min_information_ratio (default 0)"),
 }
-_BLOCKS = " Fails, and blocks allocation downstream, only when no strategy clears it; otherwise lists the failures."
+_BLOCKS = " Fails (WARN) only when no strategy clears it, and allocation then holds cash; otherwise lists the failures."
 
 _DESCRIPTIONS = {
     VALIDATION: "Per optimised strategy: walk-forward OOS metrics, DSR, PBO, gates with reasons and an HTML report.",
@@ -68,7 +69,7 @@ def _settings(config: StrategyValidationConfig):
 @dg.multi_asset(
     specs=[dg.AssetSpec(name, deps=[OPTIMISED, CLEANED], group_name="strategies", kinds={"parquet", "html"},
                         description=text) for name, text in _DESCRIPTIONS.items()],
-    check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=True, description=text + _BLOCKS)
+    check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=False, description=text + _BLOCKS)
                  for name, (_, text) in GATE_CHECKS.items()],
 )
 def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource,
@@ -104,6 +105,6 @@ def validation_reports(context: dg.AssetExecutionContext, config: StrategyValida
                   "reason": v.failures[gate]} for v in failing]
         yield dg.AssetCheckResult(
             check_name=check, asset_key=VALIDATION, passed=len(failing) < len(run.validations),
-            severity=dg.AssetCheckSeverity.ERROR,
+            severity=dg.AssetCheckSeverity.WARN,
             metadata={"failing": len(failing), "clearing": len(run.validations) - len(failing),
                       "failures": dg.MetadataValue.md(markdown_table(pd.DataFrame(table), limit=100))})

@@ -5,7 +5,8 @@ run is still going (its checks may not have run yet) stops the scan until a late
 allocation asset's checks (``assets/portfolio.py``, blocking) run in the materialising run, so
 "passed" means: that run succeeded and recorded no failed ERROR-severity check evaluation for
 ``portfolio_allocations`` (with no checks defined, a successful run suffices); a failed WARN check
-(a default cap the engine relaxed) informs, the weights are still valid under the caps used. ``run_key``
+(a default cap the engine relaxed, or no strategy passed so the version is all cash) informs: the
+weights are still valid, and an all-cash version is traded too (it closes every position). ``run_key``
 derives from ``allocation_version`` alone, so a restarted sensor (lost cursor) or a re-evaluated
 tick asks for the same run and Dagster launches it once.
 """

@@ -177,7 +177,7 @@ def test_materialize_builds_every_model_and_reports_every_dbt_test_as_a_check(bu
     by_name = {e.check_name: e.asset_key.path[-1] for e in evaluations}
     assert by_name["assert_sector_exposure_conserves_symbol_weights"] == "mart_portfolio_sector_exposure"
     units = [r for r in run_results["results"] if r["unique_id"].startswith("unit_test.")]
-    assert len(units) == 5 and {r["status"] for r in units} == {"pass"}
+    assert len(units) == 6 and {r["status"] for r in units} == {"pass"}
 
 
 # -- the marts against pandas -------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_a_failing_data_test_fails_the_build_and_skips_the_marts_below_it(marts_
         raise_on_error=False, target_path=tmp_path / "target").wait()
     assert not invocation.is_successful()
     status = {r["unique_id"].split(".")[2]: r["status"] for r in invocation.get_artifact("run_results.json")["results"]}
-    assert status["accepted_values_stg_portfolio_allocations_kind__strategy__symbol"] == "fail"
+    assert status["accepted_values_stg_portfolio_allocations_kind__strategy__symbol__cash"] == "fail"
     assert status["mart_portfolio_sector_exposure"] == "skipped"
     assert status["stg_universe"] == "success"
 

@@ -11,11 +11,12 @@ import pytest
 from alphatwin_pipelines.portfolio import AllocationPolicy, Constraints
 from alphatwin_pipelines.portfolio.synthetic import validation_rows, write_inputs
 from alphatwin_pipelines.schema import frame_to_arrow
-from alphatwin_pipelines.stages.portfolio import NoPassingStrategiesError, allocate_portfolio, version_table
+from alphatwin_pipelines.stages.portfolio import allocate_portfolio, version_table
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import ALLOCATIONS, REBALANCE_SUGGESTIONS, STRATEGY_RETURNS, VALIDATION
 from alphatwin_pipelines.universe import parse_universe
-from assets.portfolio import CHECK_CAPS_BIND, CHECK_VERSION_STORED, CHECK_WEIGHTS_VALID, portfolio_allocations
+from assets.portfolio import (CHECK_CAPS_BIND, CHECK_STRATEGIES_PASSED, CHECK_VERSION_STORED, CHECK_WEIGHTS_VALID,
+                              portfolio_allocations)
 from assets.resources import StorageResource
 
 CONTRACT = ["allocation_version", "as_of", "method", "kind", "name", "weight", "sector", "risk_contribution",
@@ -92,7 +93,8 @@ def test_materialising_twice_writes_the_same_bytes_and_reports_the_version(input
     version = metadata["allocation_version"].value
     written = _bytes(store, version)
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
-    assert checks == {CHECK_WEIGHTS_VALID: True, CHECK_VERSION_STORED: True, CHECK_CAPS_BIND: True}
+    assert checks == {CHECK_WEIGHTS_VALID: True, CHECK_VERSION_STORED: True, CHECK_CAPS_BIND: True,
+                      CHECK_STRATEGIES_PASSED: True}
     stored = pd.read_parquet(store.whole_path(version_table(version)))
     assert metadata["as_of"].value == f"{pd.Timestamp(stored['as_of'].iloc[0]):%Y-%m-%d}" == "2024-12-31"
     assert metadata["plot_preview"].value.startswith("![allocation](data:image/png;base64,")
@@ -110,14 +112,35 @@ def _failure_message(result) -> str:
     return failure.user_failure_data.description
 
 
-def test_no_passing_strategy_fails_without_retry_and_says_why(inputs, data_dir):
-    store, passed, _ = inputs
+def test_no_passing_strategy_allocates_cash_twice_with_the_same_version_and_says_why(inputs, data_dir):
+    store, _, _ = inputs
     reports = store.read_table(VALIDATION)
-    store.write_table(VALIDATION, frame_to_arrow(validation_rows(list(reports["strategy_id"]), [False] * len(reports))))
-    with pytest.raises(NoPassingStrategiesError):
-        allocate_portfolio(store)
-    message = _failure_message(_materialize(data_dir))
-    assert "none of the 60 strategies" in message and "dsr below 0.95 (60)" in message
+    rows = validation_rows(list(reports["strategy_id"]), [False] * len(reports))
+    rows["scanner_partition"] = "2024-12-30"
+    rows.loc[rows.index[7], "scanner_partition"] = "2024-12-31"  # as_of: the newest partition validation used
+    store.write_table(VALIDATION, frame_to_arrow(rows))
+    first = _materialize(data_dir)
+    assert first.success
+    metadata = first.asset_materializations_for_node(ALLOCATIONS)[0].metadata
+    version = metadata["allocation_version"].value
+    assert metadata["cash"].value.startswith("cash: no strategy passed (none of the 60 strategies")
+    assert "dsr below 0.95 (60)" in metadata["cash"].value and metadata["strategies"].value == 0
+    checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
+    assert {name: e.passed for name, e in checks.items()} == {
+        CHECK_WEIGHTS_VALID: True, CHECK_VERSION_STORED: True, CHECK_CAPS_BIND: True, CHECK_STRATEGIES_PASSED: False}
+    passed = checks[CHECK_STRATEGIES_PASSED]
+    assert passed.severity == dg.AssetCheckSeverity.WARN and "dsr below 0.95 (60)" in passed.description
+    stored = pd.read_parquet(store.whole_path(version_table(version)))
+    assert stored[["kind", "name", "weight", "scanner_partition"]].to_records(index=False).tolist() == [
+        ("cash", "cash", 1.0, "2024-12-31")]
+    assert stored["allocation_version"].tolist() == [version] and f"{stored['as_of'].iloc[0]:%Y-%m-%d}" == "2024-12-31"
+    assert (stored[["expected_return", "expected_volatility"]] == 0).all(axis=None)
+    assert not pd.read_parquet(store.whole_path(REBALANCE_SUGGESTIONS))["rebalance_suggested"].iloc[0]
+    written = _bytes(store, version)
+    second = _materialize(data_dir)
+    assert second.success
+    assert second.asset_materializations_for_node(ALLOCATIONS)[0].metadata["allocation_version"].value == version
+    assert _bytes(store, version) == written
 
 
 def test_infeasible_caps_fail_the_asset_with_the_cap_to_relax(inputs, data_dir):

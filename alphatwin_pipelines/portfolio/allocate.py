@@ -128,9 +128,13 @@ class Allocation:
         return rows[ALLOCATION_SCHEMA.names]
 
     def arrow(self) -> pa.Table:
-        frame = self.frame()
-        return pa.Table.from_pydict({f.name: frame[f.name].astype(object).where(frame[f.name].notna(), None).tolist()
-                                     for f in ALLOCATION_SCHEMA}, schema=ALLOCATION_SCHEMA)
+        return allocation_arrow(self.frame())
+
+
+def allocation_arrow(frame: pd.DataFrame) -> pa.Table:
+    """``portfolio_allocations`` rows as Arrow in ``ALLOCATION_SCHEMA`` (missing values as nulls)."""
+    return pa.Table.from_pydict({f.name: frame[f.name].astype(object).where(frame[f.name].notna(), None).tolist()
+                                 for f in ALLOCATION_SCHEMA}, schema=ALLOCATION_SCHEMA)
 
 
 def allocate(returns: pd.DataFrame, positions: pd.DataFrame, universe: pd.DataFrame, passed: pd.DataFrame,

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 from alphatwin_pipelines.portfolio.allocate import Allocation
+from alphatwin_pipelines.portfolio.cash import CashAllocation
 from alphatwin_pipelines.atomic import atomic_write_bytes
 
 MAX_BARS = 40
 
 
-def render_allocation(allocation: Allocation) -> bytes:
+def render_allocation(allocation: Allocation | CashAllocation) -> bytes:
     """PNG bytes (matplotlib Agg; no timestamp in the file, so the same allocation gives the same bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if isinstance(allocation, CashAllocation):  # replaces last week's picture: nothing is held now
+        figure, axis = plt.subplots(figsize=(11, 2.5))
+        axis.axis("off")
+        axis.set_title(f"cash allocation {allocation.version} as of {allocation.as_of:%Y-%m-%d}: no strategy passed")
+        axis.text(0.0, 0.5, textwrap.fill(allocation.reason, 120), fontsize=9, va="center")
+        return _png(figure, plt)
     order = allocation.weights.sort_values(ascending=False).head(MAX_BARS).index
     weights = allocation.weights[order]
     share = allocation.risk_contribution[order] / max(allocation.expected_volatility, 1e-12)
@@ -48,6 +56,10 @@ def render_allocation(allocation: Allocation) -> bytes:
         equity.set_title(f"the allocation over the strategies' out-of-sample returns; next session holds "
                          f"{brake.current_scale:.0%} of the book")
         equity.legend()
+    return _png(figure, plt)
+
+
+def _png(figure, plt) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
@@ -55,7 +67,7 @@ def render_allocation(allocation: Allocation) -> bytes:
     return buffer.getvalue()
 
 
-def write_allocation_plot(allocation: Allocation, path: Path) -> Path:
+def write_allocation_plot(allocation: Allocation | CashAllocation, path: Path) -> Path:
     png = render_allocation(allocation)
     atomic_write_bytes(Path(path), lambda tmp: Path(tmp).write_bytes(png))
     return Path(path)

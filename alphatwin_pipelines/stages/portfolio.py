@@ -1,9 +1,10 @@
 """Portfolio stage: validated strategies in, one versioned allocation out.
 
-Reads ``validation_reports`` (only ``passed`` rows), ``strategy_returns``,
+Reads ``validation_reports`` (the ``passed`` rows allocate), ``strategy_returns``,
 ``strategy_positions`` and the ``universe`` sectors; writes ``portfolio_allocations.parquet``,
 its immutable copy ``portfolio_allocations/<allocation_version>.parquet`` and
 ``rebalance_suggestions.parquet`` (the correlation-regime verdict for this version) as one batch.
+When no strategy passed, the allocation is all cash (``portfolio/cash.py``), written the same way.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 
-from alphatwin_pipelines.portfolio import Allocation, AllocationPolicy, allocate
+from alphatwin_pipelines.portfolio import Allocation, AllocationPolicy, CashAllocation, allocate, cash_allocation
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import (
     ALLOCATIONS,
@@ -35,13 +35,9 @@ SUGGESTION_SCHEMA = pa.schema([
 ])
 
 
-class NoPassingStrategiesError(RuntimeError):
-    """Validation passed no strategy, so there is nothing to allocate."""
-
-
 @dataclass(frozen=True)
 class PortfolioRun:
-    allocation: Allocation
+    allocation: Allocation | CashAllocation  # all cash when no strategy passed validation
     latest_path: Path
     version_path: Path
     suggestions_path: Path
@@ -52,25 +48,17 @@ def version_table(allocation_version: str) -> str:
     return f"{ALLOCATIONS}/{allocation_version}"
 
 
-def passed_strategies(store: TableStore) -> pd.DataFrame:
-    reports = store.read_table(VALIDATION, columns=["strategy_id", "passed", "reasons", "scanner_partition"])
-    passed = reports[reports["passed"].fillna(False).astype(bool)]
-    if passed.empty:
-        common = reports["reasons"].astype(str).str.split("; ").explode().value_counts().head(3)
-        why = ", ".join(f"{reason} ({count})" for reason, count in common.items()) or "no strategies were reported"
-        raise NoPassingStrategiesError(
-            f"none of the {len(reports)} strategies in {VALIDATION} passed validation, so there is nothing to allocate "
-            f"(most common reasons: {why}); optimise more strategies or revisit the validation thresholds")
-    return passed[["strategy_id", "scanner_partition"]].reset_index(drop=True)
-
-
 def allocate_portfolio(store: TableStore, policy: AllocationPolicy = AllocationPolicy()) -> PortfolioRun:
-    passed = passed_strategies(store)
-    allocation = allocate(
-        store.read_table(STRATEGY_RETURNS, columns=["date", "strategy_id", "return"]),
-        store.read_table(STRATEGY_POSITIONS, columns=["strategy_id", "symbol", "date", "weight"]),
-        store.read_table(UNIVERSE, columns=["symbol", "sector"]),
-        passed, policy)
+    reports = store.read_table(VALIDATION, columns=["strategy_id", "passed", "reasons", "scanner_partition"])
+    passed = reports[reports["passed"].fillna(False).astype(bool)][["strategy_id", "scanner_partition"]]
+    if passed.empty:
+        allocation = cash_allocation(reports, policy)
+    else:
+        allocation = allocate(
+            store.read_table(STRATEGY_RETURNS, columns=["date", "strategy_id", "return"]),
+            store.read_table(STRATEGY_POSITIONS, columns=["strategy_id", "symbol", "date", "weight"]),
+            store.read_table(UNIVERSE, columns=["symbol", "sector"]),
+            passed.reset_index(drop=True), policy)
     table = allocation.arrow()
     version_path = store.whole_path(version_table(allocation.version))
     with store.batch():
@@ -81,6 +69,6 @@ def allocate_portfolio(store: TableStore, policy: AllocationPolicy = AllocationP
     return PortfolioRun(allocation, latest_path, version_path, suggestions_path)
 
 
-def suggestion_table(allocation: Allocation) -> pa.Table:
+def suggestion_table(allocation: Allocation | CashAllocation) -> pa.Table:
     record = {"allocation_version": allocation.version, "as_of": allocation.as_of, **allocation.regime.as_record()}
     return pa.Table.from_pylist([{f.name: record[f.name] for f in SUGGESTION_SCHEMA}], schema=SUGGESTION_SCHEMA)
