@@ -33,10 +33,10 @@ import pandas as pd  # noqa: E402
 
 from alphatwin_pipelines.alpha.training import AlphaTrainingConfig  # noqa: E402
 from alphatwin_pipelines.optimise.study import default_storage_url  # noqa: E402
-from alphatwin_pipelines.portfolio import AllocationPolicy  # noqa: E402
+from alphatwin_pipelines.portfolio import AllocationPolicy, CashAllocation  # noqa: E402
 from alphatwin_pipelines.reports import ValidationSettings  # noqa: E402
 from alphatwin_pipelines.stages.optimisation import OptimisationConfig, optimise_strategies  # noqa: E402
-from alphatwin_pipelines.stages.portfolio import NoPassingStrategiesError, allocate_portfolio  # noqa: E402
+from alphatwin_pipelines.stages.portfolio import allocate_portfolio  # noqa: E402
 from alphatwin_pipelines.stages.validation import validate_strategies  # noqa: E402
 from alphatwin_pipelines.storage import TableStore  # noqa: E402
 from alphatwin_pipelines.tables import CLEANED  # noqa: E402
@@ -123,11 +123,11 @@ def main() -> None:
                   f"{v.benchmarks[['name', 'sharpe', 'cagr']]}")
     print(f"{int(run.reports['passed'].sum())} of {len(run.reports)} passed; gate failures: "
           f"{table['failed'].str.split(',').explode().value_counts().to_dict()}")
-    try:
-        allocation = clock("allocate", allocate_portfolio, store, AllocationPolicy()).allocation
+    allocation = clock("allocate", allocate_portfolio, store, AllocationPolicy()).allocation
+    if isinstance(allocation, CashAllocation):
+        print(f"allocation {allocation.version}: all cash ({allocation.reason})")
+    else:
         print(f"allocation {allocation.version}: {json.dumps(allocation.weights.round(4).to_dict())}")
-    except NoPassingStrategiesError as exc:
-        print(f"no allocation: {exc}")
     print(f"total {sum(r[1] for r in clock.rows):.0f} s wall, {sum(r[2] for r in clock.rows):.0f} s CPU; "
           f"optimised {len(optimised)} studies")
 
