@@ -29,7 +29,7 @@ GATE_CHECKS = {
     BENCHMARK_GATE_CHECK: ("benchmark", "Information ratio (daily log active returns) of the walk-forward against every "
                                         "benchmark of the report > min_information_ratio (default 0)"),
 }
-_BLOCKS = " Fails (WARN) only when no strategy clears it, and allocation then holds cash; otherwise lists the failures."
+_WHEN_IT_FAILS = " Fails (WARN) only when no strategy clears it, and allocation then holds cash; otherwise lists the failures."
 
 _DESCRIPTIONS = {
     VALIDATION: "Per optimised strategy: walk-forward OOS metrics, DSR, PBO, gates with reasons and an HTML report.",
@@ -69,7 +69,7 @@ def _settings(config: StrategyValidationConfig):
 @dg.multi_asset(
     specs=[dg.AssetSpec(name, deps=[OPTIMISED, CLEANED], group_name="strategies", kinds={"parquet", "html"},
                         description=text) for name, text in _DESCRIPTIONS.items()],
-    check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=False, description=text + _BLOCKS)
+    check_specs=[dg.AssetCheckSpec(name, asset=VALIDATION, blocking=False, description=text + _WHEN_IT_FAILS)
                  for name, (_, text) in GATE_CHECKS.items()],
 )
 def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource,
