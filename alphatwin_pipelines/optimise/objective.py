@@ -47,9 +47,10 @@ from alphatwin_pipelines.stats import compute_metrics
 #: The value of a trial whose portfolio never trades or has no defined Sharpe (cash).
 NO_TRADE_SHARPE = 0.0
 #: Families the fused kernel evaluates: long-only, one independent account per symbol, signals from
-#: ``generate_state``. A family added elsewhere runs through the per-trial fallback until it is
+#: ``generate_state`` in the compiled form of :mod:`.signals`. A family added elsewhere runs through the per-trial fallback until it is
 #: listed here (after the equality test covers it) or registers its own evaluator (``search.EVALUATORS``).
-KERNEL_FAMILIES = frozenset({"ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout"})
+KERNEL_FAMILIES = frozenset({"ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout",
+                             "adx_trend", "volume_momentum"})
 
 
 def start_row(market: MarketArrays, start) -> int:
