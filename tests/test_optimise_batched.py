@@ -133,3 +133,29 @@ def test_progress_lines_count_batches_and_estimate_the_time_left(market, caplog)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and lines[0].startswith("donchian L0: 4/8 trials") and "~1.0 s left" in lines[0]
     assert lines[-1].startswith("donchian L0: 8/8 trials") and f"(trial {result.best_trial})" in lines[-1]
+
+
+def test_the_compiled_log_ndtr_gives_optunas_floats_and_a_failing_stream_fails_its_batch(market):
+    from optuna.samplers._tpe import _truncnorm
+
+    from alphatwin_pipelines.optimise import tpe_speed
+
+    assert tpe_speed.install() and _truncnorm._log_ndtr is tpe_speed.log_ndtr
+    values = np.concatenate([tpe_speed.probe_values(), np.random.default_rng(3).normal(0, 15, 5000)])
+    reference = np.array([_truncnorm._log_ndtr_single(float(v)) for v in values])  # Optuna's own scalar code
+    assert np.array_equal(tpe_speed.log_ndtr(values), reference)
+
+    class FailsSecond:  # a streaming evaluator whose second hand-over raises
+        stream_chunk, calls = 2, 0
+
+        def suggest(self, trial):
+            return suggest_params(trial, "ma_cross", 0)
+
+        def evaluate(self, params):
+            self.calls += 1
+            if self.calls == 2:
+                raise ValueError("boom")
+            return [0.5] * len(params)
+
+    with pytest.raises(ValueError, match="boom"):
+        search(market, "ma_cross", 0, market.dates[120], 8, 1, batch_size=8, evaluator=FailsSecond())

@@ -52,6 +52,9 @@ NO_TRADE_SHARPE = 0.0
 KERNEL_FAMILIES = frozenset({"ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout",
                              "adx_trend", "volume_momentum"})
 
+#: Trials a batched study hands to its evaluation thread at a time (see ``stream_chunk``).
+STREAM_CHUNK = 4
+
 
 def start_row(market: MarketArrays, start) -> int:
     """The first row of the in-sample window (sessions before it only warm indicators up)."""
@@ -168,6 +171,12 @@ class PortfolioObjective:
             return book_metrics(self.spec(params), self.market, self.first_row, self.costs, self.indicators)["objective"]
         signals = generate(self.spec(params), self.market, self.indicators)
         return _backtest_metrics(signals, self.market, self.first_row, self.costs)["objective"]
+
+    @property
+    def stream_chunk(self) -> int:
+        """Trials per hand-over to a batched study's evaluation thread (:mod:`.batched`): the fused
+        kernel releases the GIL while TPE asks; the per-trial fallback would not overlap (0: off)."""
+        return STREAM_CHUNK if self.family in KERNEL_FAMILIES else 0
 
     def evaluate(self, params_list: list[dict]) -> list[float]:
         """``[value(p) for p in params_list]``: one compiled pass (:mod:`.fast`) for the families in
