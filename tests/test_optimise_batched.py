@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -135,7 +136,7 @@ def test_progress_lines_count_batches_and_estimate_the_time_left(market, caplog)
     assert lines[-1].startswith("donchian L0: 8/8 trials") and f"(trial {result.best_trial})" in lines[-1]
 
 
-def test_the_compiled_log_ndtr_gives_optunas_floats_and_a_failing_stream_fails_its_batch(market):
+def test_the_compiled_tpe_functions_give_optunas_trials_and_a_failing_stream_fails_its_batch(market, monkeypatch):
     from optuna.samplers._tpe import _truncnorm
 
     from alphatwin_pipelines.optimise import tpe_speed
@@ -144,6 +145,14 @@ def test_the_compiled_log_ndtr_gives_optunas_floats_and_a_failing_stream_fails_i
     values = np.concatenate([tpe_speed.probe_values(), np.random.default_rng(3).normal(0, 15, 5000)])
     reference = np.array([_truncnorm._log_ndtr_single(float(v)) for v in values])  # Optuna's own scalar code
     assert np.array_equal(tpe_speed.log_ndtr(values), reference)
+    small = values[:1500].reshape(30, 50)
+    assert np.array_equal(_truncnorm.erf(small), np.vectorize(math.erf)(small))  # Optuna's own small-array rule
+
+    compiled = search(market, "ma_cross", 3, market.dates[120], 16, 4, batch_size=8)
+    for name, function in tpe_speed.ORIGINALS.items():
+        monkeypatch.setattr(_truncnorm, name, function)
+    pd.testing.assert_frame_equal(search(market, "ma_cross", 3, market.dates[120], 16, 4, batch_size=8).trials,
+                                  compiled.trials)  # the same draws with Optuna's own functions
 
     class FailsSecond:  # a streaming evaluator whose second hand-over raises
         stream_chunk, calls = 2, 0

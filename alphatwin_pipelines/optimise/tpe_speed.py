@@ -1,4 +1,4 @@
-"""A compiled copy of Optuna's ``_log_ndtr`` for the TPE sampler: the same floats, ~20x less CPU.
+"""Compiled copies of Optuna's ``_log_ndtr`` and small ``erf`` for the TPE sampler: the same floats.
 
 With integer parameters, TPE's acquisition evaluates the Gaussian mass of every candidate under
 every kernel of its Parzen estimators; Optuna computes each log-CDF in Python
@@ -7,8 +7,9 @@ every kernel of its Parzen estimators; Optuna computes each log-CDF in Python
 numba (libm's ``erf``/``erfc``/``log`` as CPython's ``math`` calls them), so the values, and with
 them the trials a seeded study draws, are the same to the bit; a test compares both on a grid.
 
-:func:`install` replaces ``optuna.samplers._tpe._truncnorm._log_ndtr`` once per process after
-checking the copy against the original on probe values; if Optuna moved the function or a value
+:func:`install` replaces ``optuna.samplers._tpe._truncnorm._log_ndtr`` and ``erf`` (which maps
+``math.erf`` in Python below 2,000 values: :func:`small_erf`) once per process after checking the
+copies against the originals on probe values; if Optuna moved the function or a value
 differs, it leaves Optuna alone (the study is then only slower).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 
 import numpy as np
@@ -25,6 +27,7 @@ _EPS = 2.220446049250313e-16  # sys.float_info.epsilon, as Optuna's loop compare
 _LOG_2PI = math.log(2 * math.pi)
 _SQRT2 = 2**0.5
 _installed: list[bool] = []
+ORIGINALS: dict = {}  # Optuna's functions replaced by install(), by name
 # CPython's ``a**2`` on a float calls libm's pow, which may differ from ``a * a`` by an ulp; numba
 # would rewrite a pow call to a multiplication, so the compiled copy calls libm through ctypes.
 _libm_pow = ctypes.CDLL(ctypes.util.find_library("m")).pow
@@ -71,6 +74,23 @@ def _log_ndtr_flat(a, out):
         out[i] = _log_ndtr_single(a[i])
 
 
+@njit(cache=True, nogil=True)
+def _erf_flat(a, out):
+    for i in range(a.shape[0]):
+        out[i] = math.erf(a[i])
+
+
+def small_erf(x, original):
+    """Optuna's ``_erf.erf``: below 2,000 values it maps ``math.erf`` in Python, which this does
+    compiled (the same libm call); larger arrays go to Optuna's own NumPy approximation."""
+    if x.size >= 2000:
+        return original(x)
+    flat = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    out = np.empty(flat.shape[0])
+    _erf_flat(flat, out)
+    return out.reshape(x.shape)
+
+
 def log_ndtr(a) -> np.ndarray:
     """Optuna's ``_truncnorm._log_ndtr(a)``: the log of the standard normal CDF, elementwise."""
     a = np.asarray(a, dtype=np.float64)
@@ -93,12 +113,15 @@ def install() -> bool:
     try:
         from optuna.samplers._tpe import _truncnorm
 
-        original = _truncnorm._log_ndtr
+        original, original_erf = _truncnorm._log_ndtr, _truncnorm.erf
         probe = probe_values()
-        ok = np.array_equal(log_ndtr(probe), original(probe))
+        erf = functools.partial(small_erf, original=original_erf)
+        ok = np.array_equal(log_ndtr(probe), original(probe)) and np.array_equal(erf(probe[:1999]),
+                                                                                    original_erf(probe[:1999]))
     except (ImportError, AttributeError):
         ok = False
     if ok:
-        _truncnorm._log_ndtr = log_ndtr
+        ORIGINALS.update(_log_ndtr=original, erf=original_erf)
+        _truncnorm._log_ndtr, _truncnorm.erf = log_ndtr, erf
     _installed.append(ok)
     return ok
