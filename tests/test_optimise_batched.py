@@ -168,3 +168,32 @@ def test_the_compiled_tpe_functions_give_optunas_trials_and_a_failing_stream_fai
 
     with pytest.raises(ValueError, match="boom"):
         search(market, "ma_cross", 0, market.dates[120], 8, 1, batch_size=8, evaluator=FailsSecond())
+
+
+def test_a_batch_is_stored_as_add_trial_stores_it(tmp_path):
+    import optuna
+
+    from alphatwin_pipelines.optimise.study import open_storage, store_trials
+
+    memory = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    frozen = []
+    for i in range(7):
+        trial = memory.ask()
+        suggest_params(trial, "ma_cross", 9)
+        trial.set_user_attr("i", i)
+        frozen.append(memory.tell(trial, [0.5, -1.25, float("inf")][i % 3]))
+    studies = [optuna.create_study(study_name="s", storage=open_storage(_sqlite(tmp_path, f"{n}.db")),
+                                   direction="maximize") for n in ("one", "bulk")]
+    for study in studies:
+        study.add_trial(frozen[0])  # numbering continues after trials already stored
+    for trial in frozen[1:]:
+        studies[0].add_trial(trial)
+    store_trials(studies[1], frozen[1:4])
+    store_trials(studies[1], frozen[4:])
+
+    def rows(n):
+        trials = optuna.load_study(study_name="s", storage=_sqlite(tmp_path, f"{n}.db")).get_trials()
+        return [(t.number, t.state, t.value, t.params, t.distributions, t.user_attrs, t.system_attrs,
+                 t.datetime_start, t.datetime_complete, t._trial_id) for t in trials]
+
+    assert rows("bulk") == rows("one") and len(rows("one")) == 7

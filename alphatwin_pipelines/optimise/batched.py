@@ -17,11 +17,12 @@ thread, while the sampler asks the rest of the batch; the asks never depend on t
 values, so the trials and values are those of the sequential loop, and TPE's Python and the
 compiled evaluation share the two cores.
 
-Resume: batches start at multiples of B. Each finished trial is written to the storage as soon
-as its batch is told; a run killed while writing a batch leaves its first trials stored, and the
-next run rebuilds the sampler from the trials before the batch, asks the same B draws (checked
-against the stored ones), reuses the stored values and evaluates only the missing trials. So a
-killed run resumes to the very trials an uninterrupted one draws.
+Resume: batches start at multiples of B. Each batch's trials are written to the storage as soon
+as it is told, in one transaction (:func:`~.study.store_trials`). A run resumed after a kill (or
+with more trials) starts from the batch the stored trials end in: it rebuilds the sampler from
+the trials before that batch, asks the same B draws (checked against any stored ones), reuses the
+stored values and evaluates only the missing trials. So a killed run resumes to the very trials
+an uninterrupted one draws.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from alphatwin_pipelines.optimise.study import (
     StudyResult,
     _fail_abandoned,
     open_storage,
+    store_trials,
     study_result,
     trial_seed,
 )
@@ -145,6 +147,7 @@ def run_batched_study(evaluator, name: str, storage_url: str | None, n_trials: i
                                                        constant_liar=True)
             reuse = history[b0:b0 + size]
             asked, todo, values = _ask_and_evaluate(study, evaluator, name, size, reuse, pool, chunk)
+            told = []
             for i, trial in enumerate(asked):
                 if i < len(reuse):
                     old = reuse[i]
@@ -156,10 +159,11 @@ def run_batched_study(evaluator, name: str, storage_url: str | None, n_trials: i
                         raise ValueError(f"study {name}: the objective of {todo[i - len(reuse)]} is {value}, "
                                          "not finite")
                     frozen = study.tell(trial, value)
-                    if stored is not None:
-                        stored.add_trial(frozen)  # persisted as soon as its batch is told
+                    told.append(frozen)
                     ran += 1
                 if progress is not None:
                     progress(study, frozen)
+            if stored is not None:
+                store_trials(stored, told)  # the batch, persisted as soon as it is told, in one transaction
             b0 += size
     return study_result(study, name, ran, time.perf_counter() - t0)
