@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -133,3 +134,66 @@ def test_progress_lines_count_batches_and_estimate_the_time_left(market, caplog)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and lines[0].startswith("donchian L0: 4/8 trials") and "~1.0 s left" in lines[0]
     assert lines[-1].startswith("donchian L0: 8/8 trials") and f"(trial {result.best_trial})" in lines[-1]
+
+
+def test_the_compiled_tpe_functions_give_optunas_trials_and_a_failing_stream_fails_its_batch(market, monkeypatch):
+    from optuna.samplers._tpe import _truncnorm
+
+    from alphatwin_pipelines.optimise import tpe_speed
+
+    assert tpe_speed.install() and _truncnorm._log_ndtr is tpe_speed.log_ndtr
+    values = np.concatenate([tpe_speed.probe_values(), np.random.default_rng(3).normal(0, 15, 5000)])
+    reference = np.array([_truncnorm._log_ndtr_single(float(v)) for v in values])  # Optuna's own scalar code
+    assert np.array_equal(tpe_speed.log_ndtr(values), reference)
+    small = values[:1500].reshape(30, 50)
+    assert np.array_equal(_truncnorm.erf(small), np.vectorize(math.erf)(small))  # Optuna's own small-array rule
+
+    compiled = search(market, "ma_cross", 3, market.dates[120], 16, 4, batch_size=8)
+    for name, function in tpe_speed.ORIGINALS.items():
+        monkeypatch.setattr(_truncnorm, name, function)
+    pd.testing.assert_frame_equal(search(market, "ma_cross", 3, market.dates[120], 16, 4, batch_size=8).trials,
+                                  compiled.trials)  # the same draws with Optuna's own functions
+
+    class FailsSecond:  # a streaming evaluator whose second hand-over raises
+        stream_chunk, calls = 2, 0
+
+        def suggest(self, trial):
+            return suggest_params(trial, "ma_cross", 0)
+
+        def evaluate(self, params):
+            self.calls += 1
+            if self.calls == 2:
+                raise ValueError("boom")
+            return [0.5] * len(params)
+
+    with pytest.raises(ValueError, match="boom"):
+        search(market, "ma_cross", 0, market.dates[120], 8, 1, batch_size=8, evaluator=FailsSecond())
+
+
+def test_a_batch_is_stored_as_add_trial_stores_it(tmp_path):
+    import optuna
+
+    from alphatwin_pipelines.optimise.study import open_storage, store_trials
+
+    memory = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    frozen = []
+    for i in range(7):
+        trial = memory.ask()
+        suggest_params(trial, "ma_cross", 9)
+        trial.set_user_attr("i", i)
+        frozen.append(memory.tell(trial, [0.5, -1.25, float("inf")][i % 3]))
+    studies = [optuna.create_study(study_name="s", storage=open_storage(_sqlite(tmp_path, f"{n}.db")),
+                                   direction="maximize") for n in ("one", "bulk")]
+    for study in studies:
+        study.add_trial(frozen[0])  # numbering continues after trials already stored
+    for trial in frozen[1:]:
+        studies[0].add_trial(trial)
+    store_trials(studies[1], frozen[1:4])
+    store_trials(studies[1], frozen[4:])
+
+    def rows(n):
+        trials = optuna.load_study(study_name="s", storage=_sqlite(tmp_path, f"{n}.db")).get_trials()
+        return [(t.number, t.state, t.value, t.params, t.distributions, t.user_attrs, t.system_attrs,
+                 t.datetime_start, t.datetime_complete, t._trial_id) for t in trials]
+
+    assert rows("bulk") == rows("one") and len(rows("one")) == 7

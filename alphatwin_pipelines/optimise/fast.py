@@ -1,8 +1,11 @@
 """Batched objective values through the fused kernel (:mod:`.kernel`): the study's hot path.
 
-Signals come from the strategy library (``generate_state``, one shared indicator cache), the
-simulation and the portfolio average from :func:`.kernel.portfolio_kernel`, the Sharpe from the
-same ``sharpe_ratio`` as :func:`~.objective.portfolio_metrics`. Numba and vectorbt are imported
+The position state comes from the compiled family rules (:func:`.signals.state_nb`, reading the
+shared indicator cache), the simulation and the portfolio average from
+:func:`.kernel.strategy_kernel`, the Sharpe from the same ``sharpe_ratio`` as
+:func:`~.objective.portfolio_metrics`. One trial at a time through two compiled calls into the
+same scratch arrays: no (B, T, N) stacks, and both calls release the GIL, so a study can ask
+Optuna for the next trials while a worker thread evaluates (:mod:`.batched`). Numba and vectorbt are imported
 here, so this module is imported only when a batch is evaluated.
 """
 
@@ -12,9 +15,9 @@ import numpy as np
 
 from alphatwin_pipelines.backtest.engine import DEFAULT_INIT_CASH, _first_last_rows
 from alphatwin_pipelines.backtest.orders import shift_down
-from alphatwin_pipelines.optimise.kernel import portfolio_kernel
+from alphatwin_pipelines.optimise.kernel import strategy_kernel
+from alphatwin_pipelines.optimise.signals import rule_inputs, state_nb
 from alphatwin_pipelines.stats.metrics import PERIODS_PER_YEAR, sharpe_ratio
-from alphatwin_pipelines.strategies import generate_state
 from alphatwin_pipelines.strategies.families import ffill
 
 
@@ -25,7 +28,8 @@ class MarketInputs:
         import vectorbt as vbt
 
         close = market.close
-        self.open = np.ascontiguousarray(market.open)
+        self.open = np.ascontiguousarray(market.open, dtype=np.float64)
+        self.close = np.ascontiguousarray(close, dtype=np.float64)
         mark = ffill(close) if not np.isfinite(close).all() else close
         self.mark = np.ascontiguousarray(np.where(np.isfinite(mark), mark, 1.0))
         self.adv = np.ascontiguousarray(shift_down(ffill(costs.adv_dollar(market)), np.nan))
@@ -46,18 +50,17 @@ def evaluate_batch(objective, specs) -> list[float]:
     if inputs is None:
         inputs = objective._kernel_inputs = MarketInputs(objective.market, objective.costs)
     T, N = objective.market.shape
-    states = np.empty((len(specs), T, N), dtype=np.bool_)
-    helds = np.empty((len(specs), T, N))
-    for b, spec in enumerate(specs):
-        states[b], helds[b] = generate_state(spec, objective.market, objective.indicators)
+    state, held = np.empty((T, N), dtype=np.bool_), np.empty((T, N))
+    state2, sparse = np.empty((T, N), dtype=np.bool_), np.empty(N, dtype=np.bool_)
     costs = objective.costs
     port = np.empty((len(specs), T - objective.first_row))
-    trades = np.zeros(len(specs), dtype=np.int64)
-    portfolio_kernel(states, helds, inputs.open, inputs.mark, inputs.adv, inputs.alive_lo, inputs.alive_hi,
-                     objective.first_row, inputs.init_cash, costs.fees, inputs.notional, float(costs.slippage_bps),
-                     float(costs.impact_k_bps), inputs.min_size, port, trades)
     out = []
-    for b in range(len(specs)):
+    for b, spec in enumerate(specs):
+        state_nb(inputs.close, inputs.open, *rule_inputs(spec, objective.indicators), state, held)
+        trades = strategy_kernel(state, held, inputs.open, inputs.mark, inputs.adv, inputs.alive_lo, inputs.alive_hi,
+                                 objective.first_row, inputs.init_cash, costs.fees, inputs.notional,
+                                 float(costs.slippage_bps), float(costs.impact_k_bps), inputs.min_size, state2, sparse,
+                                 port[b])
         sharpe = float(sharpe_ratio.__wrapped__(port[b][:, None], 0.0, PERIODS_PER_YEAR)[0])
-        out.append(sharpe if trades[b] > 0 and np.isfinite(sharpe) else NO_TRADE_SHARPE)
+        out.append(sharpe if trades > 0 and np.isfinite(sharpe) else NO_TRADE_SHARPE)
     return out

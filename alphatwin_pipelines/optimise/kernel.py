@@ -1,4 +1,4 @@
-"""The objective's backtest fused into one compiled pass: B strategies x N symbols per call.
+"""The objective's backtest fused into one compiled pass per strategy over its N symbols.
 
 :func:`~.objective.portfolio_metrics` simulates with vectorbt (``backtest.simulate``) and then
 averages the symbols' returns; for a study that is dozens of (T, N) array passes per trial. This
@@ -137,9 +137,17 @@ def _trades(state, held, open_, first_row, state2, sparse):
 
 
 @njit(cache=True, nogil=True)
-def _one_strategy(state, held, open_, mark, adv, alive_lo, alive_hi, first_row, init_cash, fees, notional,
+def strategy_kernel(state, held, open_, mark, adv, alive_lo, alive_hi, first_row, init_cash, fees, notional,
                   slip_bps, impact_k, min_size, state2, sparse, port):
-    """Steps 1-5 for one strategy's (T, N) state; returns the number of filled buys."""
+    """Steps 1-5 for one strategy: ``port`` = its daily portfolio returns from ``first_row``; returns
+    the number of filled buys.
+
+    ``state``/``held``: (T, N) resolved state and held size; ``open_``/``mark``/``adv``: (T, N) with
+    ``mark`` the forward-filled close (1.0 before the first bar) and ``adv`` the ADV known at the
+    previous close; ``alive_lo``/``alive_hi``: each symbol's first and last bar row; ``state2``
+    (T, N) bool and ``sparse`` (N,) bool are scratch. Rows outer, symbols inner: every array is
+    read in memory order.
+    """
     T, N = state.shape
     _trades(state, held, open_, first_row, state2, sparse)
     cash = np.full(N, init_cash)
@@ -207,21 +215,3 @@ def _one_strategy(state, held, open_, mark, adv, alive_lo, alive_hi, first_row, 
         if t >= first_row:
             port[t - first_row] = row_sum(row) / count if count > 0 else np.nan
     return buys
-
-
-@njit(cache=True, nogil=True)
-def portfolio_kernel(states, helds, open_, mark, adv, alive_lo, alive_hi, first_row, init_cash, fees, notional,
-                     slip_bps, impact_k, min_size, port, trades):
-    """For each strategy b: ``port[b]`` = the daily portfolio returns from ``first_row``, ``trades[b]`` = buys.
-
-    ``states``/``helds``: (B, T, N) resolved state and held size; ``open_``/``mark``/``adv``: (T, N)
-    with ``mark`` the forward-filled close (1.0 before the first bar) and ``adv`` the ADV known at
-    the previous close; ``alive_lo``/``alive_hi``: each symbol's first and last bar row. Rows outer,
-    symbols inner: every array is read in memory order.
-    """
-    B, T, N = states.shape
-    state2 = np.empty((T, N), dtype=np.bool_)
-    sparse = np.empty(N, dtype=np.bool_)
-    for b in range(B):
-        trades[b] = _one_strategy(states[b], helds[b], open_, mark, adv, alive_lo, alive_hi, first_row, init_cash,
-                                  fees, notional, slip_bps, impact_k, min_size, state2, sparse, port[b])

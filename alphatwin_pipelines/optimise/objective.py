@@ -47,9 +47,13 @@ from alphatwin_pipelines.stats import compute_metrics
 #: The value of a trial whose portfolio never trades or has no defined Sharpe (cash).
 NO_TRADE_SHARPE = 0.0
 #: Families the fused kernel evaluates: long-only, one independent account per symbol, signals from
-#: ``generate_state``. A family added elsewhere runs through the per-trial fallback until it is
+#: ``generate_state`` in the compiled form of :mod:`.signals`. A family added elsewhere runs through the per-trial fallback until it is
 #: listed here (after the equality test covers it) or registers its own evaluator (``search.EVALUATORS``).
-KERNEL_FAMILIES = frozenset({"ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout"})
+KERNEL_FAMILIES = frozenset({"ma_cross", "rsi_reversion", "bollinger_reversion", "ts_momentum", "donchian_breakout",
+                             "adx_trend", "volume_momentum"})
+
+#: Trials a batched study hands to its evaluation thread at a time (see ``stream_chunk``).
+STREAM_CHUNK = 4
 
 
 def start_row(market: MarketArrays, start) -> int:
@@ -167,6 +171,12 @@ class PortfolioObjective:
             return book_metrics(self.spec(params), self.market, self.first_row, self.costs, self.indicators)["objective"]
         signals = generate(self.spec(params), self.market, self.indicators)
         return _backtest_metrics(signals, self.market, self.first_row, self.costs)["objective"]
+
+    @property
+    def stream_chunk(self) -> int:
+        """Trials per hand-over to a batched study's evaluation thread (:mod:`.batched`): the fused
+        kernel releases the GIL while TPE asks; the per-trial fallback would not overlap (0: off)."""
+        return STREAM_CHUNK if self.family in KERNEL_FAMILIES else 0
 
     def evaluate(self, params_list: list[dict]) -> list[float]:
         """``[value(p) for p in params_list]``: one compiled pass (:mod:`.fast`) for the families in

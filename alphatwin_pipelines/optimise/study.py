@@ -111,6 +111,57 @@ def _fail_abandoned(study, storage) -> None:
         storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
+def store_trials(stored, trials) -> None:
+    """Append the finished ``trials`` (frozen, from the in-memory working copy) to the RDB-backed
+    study ``stored`` in one transaction: the rows ``Study.add_trial`` writes, in order.
+
+    ``add_trial`` re-reads the trial and every parameter's first distribution in the study per
+    parameter (three ORM round trips a parameter): ~15 ms of CPU per 17-parameter trial, more than
+    TPE and the evaluation together. Here the trial rows are added and flushed once (numbers
+    continue the study's count under its row lock, as Optuna numbers them), then the parameters,
+    values and attributes go in as one bulk insert each, through Optuna's own models. The
+    distributions were checked against the study's by the working copy, which holds every stored
+    trial. Anything this does not cover (another storage, intermediate values, several
+    objectives) goes through ``add_trial``.
+    """
+    from optuna.distributions import distribution_to_json
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import func, insert
+
+    backend = getattr(stored._storage, "_backend", stored._storage)
+    if not isinstance(backend, RDBStorage) or any(t.intermediate_values or len(t.values or ()) > 1 for t in trials):
+        for trial in trials:
+            stored.add_trial(trial)
+        return
+    for trial in trials:
+        trial._validate()
+    with _create_scoped_session(backend.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(stored._study_id, session, for_update=True)
+        base = session.query(func.count(models.TrialModel.trial_id)).filter(
+            models.TrialModel.study_id == stored._study_id).scalar()
+        rows = [models.TrialModel(study_id=stored._study_id, number=base + i, state=t.state,
+                                  datetime_start=t.datetime_start, datetime_complete=t.datetime_complete)
+                for i, t in enumerate(trials)]
+        session.add_all(rows)
+        session.flush()  # the trial ids
+        params, values, user, system = [], [], [], []
+        for row, t in zip(rows, trials):
+            params += [{"trial_id": row.trial_id, "param_name": k, "param_value": t.distributions[k].to_internal_repr(v),
+                        "distribution_json": distribution_to_json(t.distributions[k])} for k, v in t.params.items()]
+            if t.value is not None:
+                value, kind = models.TrialValueModel.value_to_stored_repr(t.value)
+                values.append({"trial_id": row.trial_id, "objective": 0, "value": value, "value_type": kind})
+            user += [{"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
+            system += [{"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
+                       for k, v in t.system_attrs.items()]
+        for model, batch in ((models.TrialParamModel, params), (models.TrialValueModel, values),
+                             (models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
+            if batch:
+                session.execute(insert(model), batch)
+
+
 def run_study(objective, name: str, storage_url: str, n_trials: int, seed: int, *, n_startup_trials: int = 10,
               pruner_startup: int = 5, progress=None, user_attrs: dict | None = None) -> StudyResult:
     """Run (or resume) the study ``name`` until it holds ``n_trials`` finished trials.
