@@ -212,3 +212,25 @@ def test_dsr_counts_every_trial_of_the_family(research_dir):
     rsi = [v for v in run.validations if v.spec.family == "rsi_reversion"]
     assert ma[0].dsr_trials == ma[1].dsr_trials == 10 + ma[0].walk_forward.n_trials + ma[1].walk_forward.n_trials
     assert rsi[0].dsr_trials == 5 + rsi[0].walk_forward.n_trials
+
+
+def test_trial_returns_in_chunks_equal_one_simulation_of_all():
+    from alphatwin_pipelines.reports.evaluate import trial_returns
+    from alphatwin_pipelines.reports.portfolio import run_portfolios
+
+    specs = [StrategySpec("ma_cross", {"fast": f, "slow": s}, 0) for f, s in ((5, 20), (10, 50), (8, 30), (3, 12),
+                                                                              (20, 60))]
+    together = run_portfolios(specs, MARKET, CostModel()).returns
+    chunked = trial_returns(specs, MARKET, CostModel(), chunk=2)
+    assert list(chunked.columns) == list(range(len(specs)))
+    pd.testing.assert_frame_equal(chunked, together, check_exact=True)
+
+
+def test_walk_forward_keeps_the_stitched_accounts_of_its_test_windows(tmp_path):
+    from alphatwin_pipelines.reports.portfolio import simulate_portfolios
+
+    wf = run(MARKET, tmp_path, trials=2)
+    full = simulate_portfolios(reoptimise.oos_signals(wf.specs, wf.splits, MARKET), MARKET, CostModel())
+    expected = pd.concat([full.symbol_exposure[w.index].loc[w.test_start:w.test_end] for w in wf.splits])
+    pd.testing.assert_frame_equal(wf.accounts, expected, check_exact=True)
+    assert wf.accounts.index.equals(wf.oos_returns.index) and list(wf.accounts.columns) == list(MARKET.symbols)

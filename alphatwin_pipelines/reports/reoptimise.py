@@ -99,7 +99,7 @@ def purge_sessions(spec: StrategySpec) -> tuple[int, int]:
 class WalkForwardRun:
     windows: pd.DataFrame  # per window: dates, trials, chosen params, train (best trial) and test Sharpe
     specs: list[StrategySpec]  # the spec chosen in each window
-    book: BookReturns  # column k: window k's chosen spec trading from flat at its test start
+    book: BookReturns  # returns and exposure, column k: window k's spec trading from flat at its test start
     oos_returns: pd.Series  # the test windows' returns, stitched
     trial_sharpes: np.ndarray  # every finished window trial's Sharpe (NaN when pruned)
     n_trials: int  # finished trials over all windows
@@ -110,6 +110,7 @@ class WalkForwardRun:
     needed: int = 0  # sessions the first window needs (train + purge + embargo + 1)
     available: int = 0
     splits: list = field(default_factory=list)  # the stats.Window of each row of ``windows``
+    accounts: pd.DataFrame = field(default_factory=pd.DataFrame)  # each symbol's exposure, test windows stitched
 
     @property
     def purge(self) -> int:
@@ -169,6 +170,11 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
         studies.append(result)
     book = simulate_portfolios(oos_signals(specs, windows, market), market, costs)
     oos = pd.concat([book.returns[w.index].iloc[w.test_positions] for w in windows]).rename("return")
+    accounts = pd.concat([book.symbol_exposure[w.index].iloc[w.test_positions] for w in windows])
+    # Only the test windows' accounts are read: the (T, windows x symbols) frames would be held per
+    # strategy until every report is written (the stage runs all walk-forwards first).
+    none = pd.DataFrame(index=market.dates)
+    book = BookReturns(book.returns, book.exposure, none, none)
     rows = [{"window": w.index, "train_start": w.train_start, "train_end": w.train_end,
              "test_start": w.test_start, "test_end": w.test_end, "candidate": w.index, "trials": r.n_trials,
              "train_sharpe": r.best_value, "test_sharpe": float(sharpe_ratio(book.returns[w.index].iloc[w.test_positions])),
@@ -177,7 +183,7 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
     sharpes = np.concatenate([r.trials.loc[r.trials["state"].isin(("COMPLETE", "PRUNED")), "sharpe"].to_numpy(float)
                               for r in studies])
     return WalkForwardRun(pd.DataFrame(rows, columns=list(WINDOW_COLUMNS)), specs, book, oos, sharpes,
-                          int(sum(r.n_trials for r in studies)), **run, splits=windows)
+                          int(sum(r.n_trials for r in studies)), **run, splits=windows, accounts=accounts)
 
 
 WINDOW_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", "candidate", "trials",

@@ -206,4 +206,4 @@ def replay_validation(record_json: str, data_dir, storage_url: str | None = None
     if spec.family == "ml_rank":
         market, _ = _ml_rank_market(TableStore(data_dir), market, spec, settings, storage_url)
     wf = run_walk_forward(spec, market, settings, storage_url)
-    return oos_metrics(wf.book, wf.windows, wf.oos_returns)
+    return oos_metrics(wf)
