@@ -81,14 +81,17 @@ def test_the_optimiser_sees_nothing_after_the_train_end(monkeypatch, tmp_path):
     seen = []
     real = reoptimise.optimise_window
 
-    def spy(market, family, level, start, n_trials, seed, costs, storage_url=None, pairs=()):
+    def spy(market, family, level, start, n_trials, seed, costs, storage_url=None, pairs=(), indicators=None):
+        assert indicators is not None and indicators.market is market  # the shared cache, cut to this window
         seen.append((market.dates[0], market.dates[-1], pd.Timestamp(start), n_trials, seed))
-        return real(market, family, level, start, n_trials, seed, costs, storage_url, pairs=pairs)
+        return real(market, family, level, start, n_trials, seed, costs, storage_url, pairs=pairs,
+                    indicators=indicators)
 
     monkeypatch.setattr(reoptimise, "optimise_window", spy)
     wf = run(MARKET, tmp_path, trials=2, seed=11)
     assert len(seen) == len(wf.splits)
-    for (first, last, start, n, seed), w in zip(seen, wf.splits):
+    assert [s[1] for s in seen] == sorted((s[1] for s in seen), reverse=True)  # latest window first
+    for (first, last, start, n, seed), w in zip(seen[::-1], wf.splits):
         assert last == w.train_end and first == MARKET.dates[0] and start == w.train_start
         assert n == 2 and seed == window_seed(11, w.index)
     assert len({s[4] for s in seen}) == len(seen)  # one seed per window
@@ -234,3 +237,13 @@ def test_walk_forward_keeps_the_stitched_accounts_of_its_test_windows(tmp_path):
     expected = pd.concat([full.symbol_exposure[w.index].loc[w.test_start:w.test_end] for w in wf.splits])
     pd.testing.assert_frame_equal(wf.accounts, expected, check_exact=True)
     assert wf.accounts.index.equals(wf.oos_returns.index) and list(wf.accounts.columns) == list(MARKET.symbols)
+
+
+def test_the_shared_indicator_cache_changes_no_window_choice(monkeypatch, tmp_path):
+    for name in ("shared", "alone"):  # separate storages: a stored window study would be reused
+        (tmp_path / name).mkdir()
+    shared = run(MARKET, tmp_path / "shared", trials=4, seed=5)
+    monkeypatch.setattr(reoptimise, "PrefixIndicators", lambda market, _shared: reoptimise.Indicators(market))
+    alone = run(MARKET, tmp_path / "alone", trials=4, seed=5)
+    pd.testing.assert_frame_equal(shared.windows, alone.windows, check_exact=True)
+    pd.testing.assert_series_equal(shared.oos_returns, alone.oos_returns, check_exact=True)
