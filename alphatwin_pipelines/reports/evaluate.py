@@ -216,15 +216,19 @@ def backtest_overfitting(trial_returns: pd.DataFrame, n_splits: int) -> float:
     return probability_of_backtest_overfitting(trial_returns.fillna(0.0), n_splits=n_splits).pbo
 
 
-def cost_sensitivity(wf: WalkForwardRun, market: MarketArrays, settings: ValidationSettings) -> pd.DataFrame:
-    """The walk-forward's own choices (same signals, same windows) re-simulated with every cost multiplied."""
-    rows = []
+def cost_sensitivity(wf: WalkForwardRun, market: MarketArrays, settings: ValidationSettings,
+                     indicators: Indicators | None = None) -> pd.DataFrame:
+    """The walk-forward's own choices (same signals, same windows) re-simulated with every cost multiplied;
+    the signals are generated once (``indicators``: a cache of ``market`` to read)."""
+    rows, signals = [], None
     for factor in settings.cost_multipliers:
         if not wf.splits:
             m = compute_metrics(pd.Series([math.nan, math.nan]))
         else:
+            if factor != 1.0 and signals is None:
+                signals = oos_signals(wf.specs, wf.splits, market, indicators)
             returns = wf.book.returns if factor == 1.0 else simulate_portfolios(
-                oos_signals(wf.specs, wf.splits, market), market, scale_costs(settings.costs, factor)).returns
+                signals, market, scale_costs(settings.costs, factor)).returns
             m = compute_metrics(stitch(returns, wf.windows))
         rows.append({"cost_multiplier": float(factor), "total_return": m["total_return"], "cagr": m["cagr"],
                      "sharpe": m["sharpe"], "max_drawdown": m["max_drawdown"]})
@@ -281,7 +285,7 @@ def validate_strategy(row: dict, trials: pd.DataFrame, market: MarketArrays, ben
     return StrategyValidation(
         strategy_id=str(row["strategy_id"]), spec=spec, symbols=list(market.symbols), oos_returns=oos,
         oos_metrics=metrics, windows=wf.windows, dsr=dsr, pbo=pbo,
-        cost_sensitivity=cost_sensitivity(wf, market, settings),
+        cost_sensitivity=cost_sensitivity(wf, market, settings, indicators),
         regimes=regime_breakdown(oos, labels), benchmarks=bench_rows, benchmark_returns=bench,
         positions=positions, walk_forward=wf, dsr_trials=counted.n, wf_efficiency=efficiency,
         param_stability=stable, stability=stability, information_ratios=ratios, failures=failures)

@@ -120,13 +120,15 @@ class WalkForwardRun:
         return self.lookback + self.horizon
 
 
-def oos_signals(specs: list[StrategySpec], windows: list[Window], market: MarketArrays) -> dict:
-    """``{window index: signals}``: each window's spec on ``market``, no decision before its test start."""
+def oos_signals(specs: list[StrategySpec], windows: list[Window], market: MarketArrays,
+                indicators: Indicators | None = None) -> dict:
+    """``{window index: signals}``: each window's spec on ``market``, no decision before its test start
+    (``indicators``: a cache of ``market`` to read and fill)."""
     from alphatwin_pipelines.optimise.objective import window_signals
 
     from alphatwin_pipelines.strategies import BOOK_FAMILIES, generate_book
 
-    indicators, out = Indicators(market), {}
+    indicators, out = Indicators(market) if indicators is None else indicators, {}
     for s, w in zip(specs, windows):
         if s.family in BOOK_FAMILIES:  # target weights, decided from the test start only
             out[w.index] = generate_book(s, market, indicators, first_row=w.test_positions.start)
