@@ -217,8 +217,11 @@ def test_dsr_counts_every_trial_of_the_family(research_dir):
     assert rsi[0].dsr_trials == 5 + rsi[0].walk_forward.n_trials
 
 
-def test_trial_returns_in_chunks_equal_one_simulation_of_all():
+def test_trial_returns_in_chunks_equal_one_simulation_of_all(monkeypatch):
+    from alphatwin_pipelines.reports import evaluate
     from alphatwin_pipelines.reports.evaluate import trial_returns
+
+    monkeypatch.setattr(evaluate, "INDICATOR_BUDGET", 0)  # the cache emptied after every chunk
     from alphatwin_pipelines.reports.portfolio import run_portfolios
 
     specs = [StrategySpec("ma_cross", {"fast": f, "slow": s}, 0) for f, s in ((5, 20), (10, 50), (8, 30), (3, 12),

@@ -191,6 +191,9 @@ def deflated_sharpe(is_sharpe: float, n_trials: int, trial_sharpes, is_returns: 
 #: specs simulated together for the PBO streams: the simulation's (T, chunk x symbols) arrays
 #: stay ~100-300 MB whatever the study's trial count (all 500 at once peaked at ~12 GB).
 TRIAL_CHUNK = 32
+#: the shared indicator cache is emptied past this size between chunks: studies with many distinct
+#: parameter values (float windows, filters) would otherwise hold one (T, N) array per trial and key.
+INDICATOR_BUDGET = 1 << 30
 
 
 def trial_returns(specs: list[StrategySpec], market: MarketArrays, costs: CostModel, indicators=None,
@@ -204,6 +207,8 @@ def trial_returns(specs: list[StrategySpec], market: MarketArrays, costs: CostMo
         book = simulate_portfolios(dict(enumerate(signals, start=lo)), market, costs)
         parts.append(book.returns)
         del signals, book
+        if indicators.nbytes() > INDICATOR_BUDGET:
+            indicators.clear()
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=market.dates)
 
 

@@ -132,6 +132,13 @@ class Indicators:
             self._cache[key] = value
         return self._cache[key]
 
+    def nbytes(self) -> int:
+        """Bytes the cached arrays hold."""
+        return sum(v.nbytes for v in self._cache.values() if isinstance(v, np.ndarray))
+
+    def clear(self) -> None:
+        self._cache.clear()
+
     def sma(self, window: int) -> np.ndarray:
         return self.get(("sma", window), lambda: per_column(talib.SMA, self.market.close, timeperiod=window))
 
