@@ -81,14 +81,17 @@ def test_the_optimiser_sees_nothing_after_the_train_end(monkeypatch, tmp_path):
     seen = []
     real = reoptimise.optimise_window
 
-    def spy(market, family, level, start, n_trials, seed, costs, storage_url=None, pairs=()):
+    def spy(market, family, level, start, n_trials, seed, costs, storage_url=None, pairs=(), indicators=None):
+        assert indicators is not None and indicators.market is market  # the shared cache, cut to this window
         seen.append((market.dates[0], market.dates[-1], pd.Timestamp(start), n_trials, seed))
-        return real(market, family, level, start, n_trials, seed, costs, storage_url, pairs=pairs)
+        return real(market, family, level, start, n_trials, seed, costs, storage_url, pairs=pairs,
+                    indicators=indicators)
 
     monkeypatch.setattr(reoptimise, "optimise_window", spy)
     wf = run(MARKET, tmp_path, trials=2, seed=11)
     assert len(seen) == len(wf.splits)
-    for (first, last, start, n, seed), w in zip(seen, wf.splits):
+    assert [s[1] for s in seen] == sorted((s[1] for s in seen), reverse=True)  # latest window first
+    for (first, last, start, n, seed), w in zip(seen[::-1], wf.splits):
         assert last == w.train_end and first == MARKET.dates[0] and start == w.train_start
         assert n == 2 and seed == window_seed(11, w.index)
     assert len({s[4] for s in seen}) == len(seen)  # one seed per window
@@ -212,3 +215,38 @@ def test_dsr_counts_every_trial_of_the_family(research_dir):
     rsi = [v for v in run.validations if v.spec.family == "rsi_reversion"]
     assert ma[0].dsr_trials == ma[1].dsr_trials == 10 + ma[0].walk_forward.n_trials + ma[1].walk_forward.n_trials
     assert rsi[0].dsr_trials == 5 + rsi[0].walk_forward.n_trials
+
+
+def test_trial_returns_in_chunks_equal_one_simulation_of_all(monkeypatch):
+    from alphatwin_pipelines.reports import evaluate
+    from alphatwin_pipelines.reports.evaluate import trial_returns
+
+    monkeypatch.setattr(evaluate, "INDICATOR_BUDGET", 0)  # the cache emptied after every chunk
+    from alphatwin_pipelines.reports.portfolio import run_portfolios
+
+    specs = [StrategySpec("ma_cross", {"fast": f, "slow": s}, 0) for f, s in ((5, 20), (10, 50), (8, 30), (3, 12),
+                                                                              (20, 60))]
+    together = run_portfolios(specs, MARKET, CostModel()).returns
+    chunked = trial_returns(specs, MARKET, CostModel(), chunk=2)
+    assert list(chunked.columns) == list(range(len(specs)))
+    pd.testing.assert_frame_equal(chunked, together, check_exact=True)
+
+
+def test_walk_forward_keeps_the_stitched_accounts_of_its_test_windows(tmp_path):
+    from alphatwin_pipelines.reports.portfolio import simulate_portfolios
+
+    wf = run(MARKET, tmp_path, trials=2)
+    full = simulate_portfolios(reoptimise.oos_signals(wf.specs, wf.splits, MARKET), MARKET, CostModel())
+    expected = pd.concat([full.symbol_exposure[w.index].loc[w.test_start:w.test_end] for w in wf.splits])
+    pd.testing.assert_frame_equal(wf.accounts, expected, check_exact=True)
+    assert wf.accounts.index.equals(wf.oos_returns.index) and list(wf.accounts.columns) == list(MARKET.symbols)
+
+
+def test_the_shared_indicator_cache_changes_no_window_choice(monkeypatch, tmp_path):
+    for name in ("shared", "alone"):  # separate storages: a stored window study would be reused
+        (tmp_path / name).mkdir()
+    shared = run(MARKET, tmp_path / "shared", trials=4, seed=5)
+    monkeypatch.setattr(reoptimise, "PrefixIndicators", lambda market, _shared: reoptimise.Indicators(market))
+    alone = run(MARKET, tmp_path / "alone", trials=4, seed=5)
+    pd.testing.assert_frame_equal(shared.windows, alone.windows, check_exact=True)
+    pd.testing.assert_series_equal(shared.oos_returns, alone.oos_returns, check_exact=True)

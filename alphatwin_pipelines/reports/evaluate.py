@@ -33,7 +33,7 @@ from alphatwin_pipelines.reports.regimes import regime_breakdown
 from alphatwin_pipelines.reports.reoptimise import (
     WF_MODES, WalkForwardRun, parameter_stability, reoptimise_walk_forward, oos_signals, walk_forward_efficiency,
 )
-from alphatwin_pipelines.strategies import MarketArrays, StrategySpec
+from alphatwin_pipelines.strategies import Indicators, MarketArrays, StrategySpec
 from alphatwin_pipelines.stats import (
     compute_metrics, deflated_sharpe_ratio, information_ratio, kurtosis, probability_of_backtest_overfitting,
     skewness,
@@ -161,17 +161,16 @@ def stitch(frame: pd.DataFrame, windows: pd.DataFrame) -> pd.Series:
     return pd.concat(parts) if parts else pd.Series(dtype=float)
 
 
-def oos_metrics(pf: BookReturns, windows: pd.DataFrame, oos: pd.Series) -> dict:
-    """Metrics of the stitched stream; trades and holding periods counted per symbol account."""
-    if windows.empty:
+def oos_metrics(wf: WalkForwardRun) -> dict:
+    """Metrics of the walk-forward's stitched stream; trades and holding periods counted per symbol
+    account over the test windows (``wf.accounts``)."""
+    if wf.windows.empty:
         metrics = compute_metrics(pd.Series([math.nan, math.nan]))
         return {**metrics, "exposure": math.nan, "n_trades": 0.0, "avg_holding_period": math.nan}
-    exposure = stitch(pf.exposure, windows)
-    metrics = compute_metrics(oos, positions=exposure)
-    accounts = pd.concat([pf.symbol_exposure[w.candidate].loc[w.test_start:w.test_end]
-                         for w in windows.itertuples()])
-    trades = float(np.sum(n_trades(accounts)))
-    held = float((accounts.to_numpy() != 0).sum())
+    exposure = stitch(wf.book.exposure, wf.windows)
+    metrics = compute_metrics(wf.oos_returns.rename("return"), positions=exposure)
+    trades = float(np.sum(n_trades(wf.accounts)))
+    held = float((wf.accounts.to_numpy() != 0).sum())
     metrics["n_trades"] = trades
     metrics["avg_holding_period"] = held / trades if trades else math.nan
     return metrics
@@ -189,6 +188,30 @@ def deflated_sharpe(is_sharpe: float, n_trials: int, trial_sharpes, is_returns: 
                                  skewness(r), kurtosis(r))
 
 
+#: specs simulated together for the PBO streams: the simulation's (T, chunk x symbols) arrays
+#: stay ~100-300 MB whatever the study's trial count (all 500 at once peaked at ~12 GB).
+TRIAL_CHUNK = 32
+#: the shared indicator cache is emptied past this size between chunks: studies with many distinct
+#: parameter values (float windows, filters) would otherwise hold one (T, N) array per trial and key.
+INDICATOR_BUDGET = 1 << 30
+
+
+def trial_returns(specs: list[StrategySpec], market: MarketArrays, costs: CostModel, indicators=None,
+                  chunk: int = TRIAL_CHUNK) -> pd.DataFrame:
+    """Each spec's book returns (column k: ``specs[k]``), simulated ``chunk`` specs at a time and
+    keeping only the returns: the same values as one simulation of all (each book is its own group)."""
+    indicators = Indicators(market) if indicators is None else indicators
+    parts = []
+    for lo in range(0, len(specs), int(chunk)):
+        signals = spec_signals(specs[lo:lo + int(chunk)], market, indicators)
+        book = simulate_portfolios(dict(enumerate(signals, start=lo)), market, costs)
+        parts.append(book.returns)
+        del signals, book
+        if indicators.nbytes() > INDICATOR_BUDGET:
+            indicators.clear()
+    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=market.dates)
+
+
 def backtest_overfitting(trial_returns: pd.DataFrame, n_splits: int) -> float:
     """CSCV PBO over the trials' in-sample streams; NaN with < 2 trials or too few sessions."""
     rows = len(trial_returns)
@@ -198,15 +221,19 @@ def backtest_overfitting(trial_returns: pd.DataFrame, n_splits: int) -> float:
     return probability_of_backtest_overfitting(trial_returns.fillna(0.0), n_splits=n_splits).pbo
 
 
-def cost_sensitivity(wf: WalkForwardRun, market: MarketArrays, settings: ValidationSettings) -> pd.DataFrame:
-    """The walk-forward's own choices (same signals, same windows) re-simulated with every cost multiplied."""
-    rows = []
+def cost_sensitivity(wf: WalkForwardRun, market: MarketArrays, settings: ValidationSettings,
+                     indicators: Indicators | None = None) -> pd.DataFrame:
+    """The walk-forward's own choices (same signals, same windows) re-simulated with every cost multiplied;
+    the signals are generated once (``indicators``: a cache of ``market`` to read)."""
+    rows, signals = [], None
     for factor in settings.cost_multipliers:
         if not wf.splits:
             m = compute_metrics(pd.Series([math.nan, math.nan]))
         else:
+            if factor != 1.0 and signals is None:
+                signals = oos_signals(wf.specs, wf.splits, market, indicators)
             returns = wf.book.returns if factor == 1.0 else simulate_portfolios(
-                oos_signals(wf.specs, wf.splits, market), market, scale_costs(settings.costs, factor)).returns
+                signals, market, scale_costs(settings.costs, factor)).returns
             m = compute_metrics(stitch(returns, wf.windows))
         rows.append({"cost_multiplier": float(factor), "total_return": m["total_return"], "cagr": m["cagr"],
                      "sharpe": m["sharpe"], "max_drawdown": m["max_drawdown"]})
@@ -238,13 +265,15 @@ def validate_strategy(row: dict, trials: pd.DataFrame, market: MarketArrays, ben
     wf = walk_forward if walk_forward is not None else run_walk_forward(spec, market, settings, storage_url)
     counted = family_trials or TrialCount.of(trials, int(row["n_trials"]), [wf])
     tried = trial_specs(trials, spec.family, spec.level, spec.pairs)
-    pf = simulate_portfolios(dict(enumerate(spec_signals([spec, *tried], market))), market, settings.costs)
+    indicators = Indicators(market)
+    pf = simulate_portfolios({0: spec_signals([spec], market, indicators)[0]}, market, settings.costs)
     dates = pf.returns.index
     in_sample = (dates >= pd.Timestamp(row["start"])) & (dates <= pd.Timestamp(row["end"]))
     dsr = deflated_sharpe(float(row["is_sharpe"]), counted.n, counted.sharpes, pf.returns.loc[in_sample, 0])
-    pbo = backtest_overfitting(pf.returns.loc[in_sample, list(range(1, 1 + len(tried)))], settings.pbo_splits)
+    pbo = backtest_overfitting(trial_returns(tried, market, settings.costs, indicators).loc[in_sample],
+                               settings.pbo_splits)
     oos = wf.oos_returns.rename("return")
-    metrics = oos_metrics(wf.book, wf.windows, oos)
+    metrics = oos_metrics(wf)
     bench = benchmarks.reindex(oos.index)
     bench_rows, ratios = benchmark_table(metrics, oos, bench)
     stability, stable = parameter_stability(wf.specs)
@@ -261,7 +290,7 @@ def validate_strategy(row: dict, trials: pd.DataFrame, market: MarketArrays, ben
     return StrategyValidation(
         strategy_id=str(row["strategy_id"]), spec=spec, symbols=list(market.symbols), oos_returns=oos,
         oos_metrics=metrics, windows=wf.windows, dsr=dsr, pbo=pbo,
-        cost_sensitivity=cost_sensitivity(wf, market, settings),
+        cost_sensitivity=cost_sensitivity(wf, market, settings, indicators),
         regimes=regime_breakdown(oos, labels), benchmarks=bench_rows, benchmark_returns=bench,
         positions=positions, walk_forward=wf, dsr_trials=counted.n, wf_efficiency=efficiency,
         param_stability=stable, stability=stability, information_ratios=ratios, failures=failures)

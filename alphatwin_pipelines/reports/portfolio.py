@@ -73,10 +73,10 @@ def equal_weight_book(result) -> BookReturns:
                        weights=pd.DataFrame(exposure / counts, index=index, columns=cols))
 
 
-def spec_signals(specs: list[StrategySpec], market: MarketArrays) -> list[Signals | BookTargets]:
-    """Each spec's signals (book families: target weights), sharing one indicator cache;
-    generate once, simulate under many costs."""
-    indicators = Indicators(market)
+def spec_signals(specs: list[StrategySpec], market: MarketArrays, indicators=None) -> list[Signals | BookTargets]:
+    """Each spec's signals (book families: target weights), sharing one indicator cache (``indicators``,
+    an :class:`Indicators` of ``market``, to share it across calls); generate once, simulate under many costs."""
+    indicators = Indicators(market) if indicators is None else indicators
     return [generate_book(spec, market, indicators) if spec.family in BOOK_FAMILIES
             else generate(spec, market, indicators) for spec in specs]
 

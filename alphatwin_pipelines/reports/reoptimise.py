@@ -39,6 +39,7 @@ from alphatwin_pipelines.reports.portfolio import BookReturns, simulate_portfoli
 from alphatwin_pipelines.strategies import (
     Indicators, MarketArrays, Signals, StrategySpec, generate, holding_horizon, longest_lookback, search_space,
 )
+from alphatwin_pipelines.strategies.families import PrefixIndicators
 from alphatwin_pipelines.stats import sharpe_ratio, walk_forward_windows
 from alphatwin_pipelines.stats.walk_forward import Window
 
@@ -71,20 +72,22 @@ def _market_key(market: MarketArrays, family: str, level: int, start, costs: Cos
 
 
 def optimise_window(market: MarketArrays, family: str, level: int, start, n_trials: int, seed: int,
-                    costs: CostModel, storage_url: str | None = None, pairs=()):
+                    costs: CostModel, storage_url: str | None = None, pairs=(), indicators: Indicators | None = None):
     """THE call into the optimiser for a walk-forward window: a seeded, batched study (``optimise.search``,
     as the in-sample studies) of ``n_trials`` on ``market``.
 
     ``market`` must already be cut at the train end. The study is named by a content hash of its
     inputs, so a stored study is resumed (topped up) only when its trials are the ones this call
-    would run. ``storage_url`` None: a per-process scratch SQLite file. Returns a ``StudyResult``.
+    would run. ``storage_url`` None: a per-process scratch SQLite file. ``indicators``: a cache of
+    ``market`` (a :class:`~alphatwin_pipelines.strategies.families.PrefixIndicators` shares one
+    between the windows). Returns a ``StudyResult``.
     """
     from alphatwin_pipelines.optimise import study_name
     from alphatwin_pipelines.optimise.batched import DEFAULT_BATCH_SIZE
     from alphatwin_pipelines.optimise.search import make_evaluator, search
 
     key = _market_key(market, family, level, start, costs, seed, pairs)
-    evaluator = make_evaluator(market, family, level, start, costs, pairs=tuple(pairs))
+    evaluator = make_evaluator(market, family, level, start, costs, indicators=indicators, pairs=tuple(pairs))
     return search(market, family, level, start, int(n_trials), int(seed), batch_size=DEFAULT_BATCH_SIZE, costs=costs,
                   storage_url=storage_url or _scratch_url(), name=study_name(family, level, f"wf{key}"),
                   evaluator=evaluator)
@@ -99,7 +102,7 @@ def purge_sessions(spec: StrategySpec) -> tuple[int, int]:
 class WalkForwardRun:
     windows: pd.DataFrame  # per window: dates, trials, chosen params, train (best trial) and test Sharpe
     specs: list[StrategySpec]  # the spec chosen in each window
-    book: BookReturns  # column k: window k's chosen spec trading from flat at its test start
+    book: BookReturns  # returns and exposure, column k: window k's spec trading from flat at its test start
     oos_returns: pd.Series  # the test windows' returns, stitched
     trial_sharpes: np.ndarray  # every finished window trial's Sharpe (NaN when pruned)
     n_trials: int  # finished trials over all windows
@@ -110,19 +113,22 @@ class WalkForwardRun:
     needed: int = 0  # sessions the first window needs (train + purge + embargo + 1)
     available: int = 0
     splits: list = field(default_factory=list)  # the stats.Window of each row of ``windows``
+    accounts: pd.DataFrame = field(default_factory=pd.DataFrame)  # each symbol's exposure, test windows stitched
 
     @property
     def purge(self) -> int:
         return self.lookback + self.horizon
 
 
-def oos_signals(specs: list[StrategySpec], windows: list[Window], market: MarketArrays) -> dict:
-    """``{window index: signals}``: each window's spec on ``market``, no decision before its test start."""
+def oos_signals(specs: list[StrategySpec], windows: list[Window], market: MarketArrays,
+                indicators: Indicators | None = None) -> dict:
+    """``{window index: signals}``: each window's spec on ``market``, no decision before its test start
+    (``indicators``: a cache of ``market`` to read and fill)."""
     from alphatwin_pipelines.optimise.objective import window_signals
 
     from alphatwin_pipelines.strategies import BOOK_FAMILIES, generate_book
 
-    indicators, out = Indicators(market), {}
+    indicators, out = Indicators(market) if indicators is None else indicators, {}
     for s, w in zip(specs, windows):
         if s.family in BOOK_FAMILIES:  # target weights, decided from the test start only
             out[w.index] = generate_book(s, market, indicators, first_row=w.test_positions.start)
@@ -161,14 +167,25 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
                               pd.Series(dtype=float, name="return"), np.array([]), 0, **run)
     windows = walk_forward_windows(market.dates, train, test, anchored=mode == "anchored",
                                    purge=lookback + horizon, embargo=embargo)
-    specs, studies = [], []
-    for w in windows:
-        result = optimise_window(market.select(end=w.train_end), spec.family, spec.level, w.train_start,
-                                 n_trials, window_seed(seed, w.index), costs, storage_url, pairs=spec.pairs)
+    specs, studies, shared = [], [], {}
+    # Latest window first: every earlier window's market is a prefix of its market, so each window
+    # reads the indicators the later ones computed (PrefixIndicators) and computes only new ones.
+    for w in reversed(windows):
+        cut = market.select(end=w.train_end)
+        result = optimise_window(cut, spec.family, spec.level, w.train_start, n_trials, window_seed(seed, w.index),
+                                 costs, storage_url, pairs=spec.pairs, indicators=PrefixIndicators(cut, shared))
         specs.append(StrategySpec(spec.family, result.best_params, spec.level, spec.pairs))
         studies.append(result)
+    del shared
+    specs.reverse()
+    studies.reverse()
     book = simulate_portfolios(oos_signals(specs, windows, market), market, costs)
     oos = pd.concat([book.returns[w.index].iloc[w.test_positions] for w in windows]).rename("return")
+    accounts = pd.concat([book.symbol_exposure[w.index].iloc[w.test_positions] for w in windows])
+    # Only the test windows' accounts are read: the (T, windows x symbols) frames would be held per
+    # strategy until every report is written (the stage runs all walk-forwards first).
+    none = pd.DataFrame(index=market.dates)
+    book = BookReturns(book.returns, book.exposure, none, none)
     rows = [{"window": w.index, "train_start": w.train_start, "train_end": w.train_end,
              "test_start": w.test_start, "test_end": w.test_end, "candidate": w.index, "trials": r.n_trials,
              "train_sharpe": r.best_value, "test_sharpe": float(sharpe_ratio(book.returns[w.index].iloc[w.test_positions])),
@@ -177,7 +194,7 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
     sharpes = np.concatenate([r.trials.loc[r.trials["state"].isin(("COMPLETE", "PRUNED")), "sharpe"].to_numpy(float)
                               for r in studies])
     return WalkForwardRun(pd.DataFrame(rows, columns=list(WINDOW_COLUMNS)), specs, book, oos, sharpes,
-                          int(sum(r.n_trials for r in studies)), **run, splits=windows)
+                          int(sum(r.n_trials for r in studies)), **run, splits=windows, accounts=accounts)
 
 
 WINDOW_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", "candidate", "trials",

@@ -123,10 +123,13 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
     labels = regime_labels(universe)
     benchmarks: dict[tuple, pd.DataFrame] = {}
     rows_in = optimised.sort_values("strategy_id").to_dict("records")
-    markets, runs, window_models = {}, {}, {}
+    markets, runs, window_models, by_symbols = {}, {}, {}, {}
     for number, row in enumerate(rows_in, start=1):  # every walk-forward first: the DSR counts them all
         symbols, spec = _symbols(row, universe), StrategySpec.from_json(row["spec_json"])
-        markets[row["strategy_id"]] = universe.select(symbols)
+        # One copy per symbol list: the strategies of a run mostly share the shortlist.
+        if tuple(symbols) not in by_symbols:
+            by_symbols[tuple(symbols)] = universe.select(symbols)
+        markets[row["strategy_id"]] = by_symbols[tuple(symbols)]
         if row["family"] == "ml_rank":
             markets[row["strategy_id"]], window_models[row["strategy_id"]] = _ml_rank_market(
                 store, markets[row["strategy_id"]], spec, settings, storage_url)
@@ -206,4 +209,4 @@ def replay_validation(record_json: str, data_dir, storage_url: str | None = None
     if spec.family == "ml_rank":
         market, _ = _ml_rank_market(TableStore(data_dir), market, spec, settings, storage_url)
     wf = run_walk_forward(spec, market, settings, storage_url)
-    return oos_metrics(wf.book, wf.windows, wf.oos_returns)
+    return oos_metrics(wf)

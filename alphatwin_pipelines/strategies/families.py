@@ -132,6 +132,13 @@ class Indicators:
             self._cache[key] = value
         return self._cache[key]
 
+    def nbytes(self) -> int:
+        """Bytes the cached arrays hold."""
+        return sum(v.nbytes for v in self._cache.values() if isinstance(v, np.ndarray))
+
+    def clear(self) -> None:
+        self._cache.clear()
+
     def sma(self, window: int) -> np.ndarray:
         return self.get(("sma", window), lambda: per_column(talib.SMA, self.market.close, timeperiod=window))
 
@@ -160,6 +167,32 @@ class Indicators:
     def realised_vol(self, window: int) -> np.ndarray:
         """Annualised sample std (ddof=1) of ``window`` daily log returns of the symbol's bars."""
         return self.get(("rv", window), lambda: per_column(_realised_vol_1d, self.market.close, window=window))
+
+
+class PrefixIndicators(Indicators):
+    """An :class:`Indicators` of ``market`` that also reads and feeds ``shared``, a cache filled by
+    markets that extend ``market`` (the same first rows, more rows after): their arrays cut to
+    ``market``'s rows stand in for computing.
+
+    Valid because every indicator is causal (row t reads rows <= t only, each computed from the
+    first row on): tests/test_prefix_indicators.py checks each one bit for bit. Walk-forward windows
+    cut one market at growing train ends: run the longest first and the others read its arrays.
+    """
+
+    def __init__(self, market: MarketArrays, shared: dict):
+        super().__init__(market)
+        self.shared, self.rows = shared, len(market.dates)
+
+    def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if key not in self._cache:
+            known = self.shared.get(key)
+            if isinstance(known, np.ndarray) and known.ndim and known.shape[0] >= self.rows:
+                self._cache[key] = known[: self.rows]  # a read-only view
+            else:
+                value = super().get(key, compute)
+                if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == self.rows:
+                    self.shared[key] = value
+        return self._cache[key]
 
 
 def _dmi(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int, which: str) -> np.ndarray:
