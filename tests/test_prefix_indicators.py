@@ -66,3 +66,31 @@ def test_prefix_indicators_read_the_longer_windows_arrays_and_compute_the_rest()
     for name, value in every_indicator(shorter).items():
         np.testing.assert_array_equal(value, fresh[name], err_msg=name, strict=True)
     assert shared[("ema", 30)].shape[0] == 200  # computed by the shorter window, kept for shorter ones
+
+
+class _Recording(Indicators):
+    """Records the name of every indicator the families ask the cache for."""
+
+    def __init__(self, market):
+        super().__init__(market)
+        self.names: set = set()
+
+    def get(self, key, compute):
+        self.names.add(key[0])
+        return super().get(key, compute)
+
+
+def test_every_indicator_a_family_caches_is_checked_causal_above():
+    # A window reads a longer window's cached arrays cut to its rows; that is only sound for the
+    # indicators the prefix test covers. A family that caches a new one fails here until it is added.
+    from alphatwin_pipelines.optimise import PortfolioObjective
+    from alphatwin_pipelines.strategies import FAMILIES, MAX_LEVEL, sample_params
+
+    checked = _Recording(MARKET)
+    every_indicator(checked)
+    used = _Recording(MARKET)
+    for family in FAMILIES:
+        for level in range(MAX_LEVEL + 1):
+            PortfolioObjective(MARKET, family, level, MARKET.dates[120], indicators=used).evaluate(
+                sample_params(family, level, 2, seed=level))
+    assert used.names and used.names <= checked.names, sorted(used.names - checked.names)
