@@ -1,7 +1,7 @@
 """Whole history through the CLI: launch overhead, per-step durations and peak RSS (issue 17, targets 1-2).
 
     .venv/bin/python benchmarks/bench_history.py [--start 2000-01-03 --end 2021-04-21 --symbols 0
-        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --skip-peer --ui --events 5359 --keep DIR]
+        --launch-end 2026-12-04 --peer-end 2000-12-29 --skip-run --skip-launch --skip-peer --ui --ui-run --events 5359 --keep DIR]
 
 Three measurements, each a real `dagster asset materialize --partition-range` of every
 session-partitioned asset on a fresh SQLite instance (the repository's dagster.yaml):
@@ -16,8 +16,9 @@ session-partitioned asset on a fresh SQLite instance (the repository's dagster.y
    command (largest process).
 4. ``--ui``: the launch of 1. from the UI: `dagster dev` (webserver, daemon, code server) with the
    Makefile's environment, a backfill of the same assets and range launched through GraphQL as the
-   UI does, timed from the mutation to the backfill run's RUN_START and first STEP_START. Dagster's
-   backfill daemon looks for new backfills every 30 s, so 0-30 s of it is waiting for that loop.
+   UI does, timed from the mutation to the backfill run's RUN_START and first STEP_START (the instance
+   files make the backfill daemon look every 5 s, see assets/instance.py).
+5. ``--ui-run``: 3. launched from the UI the same way, timed from the mutation to the run's end.
 
 Prints a table; asserts nothing. The machine is shared: the load average is printed.
 """
@@ -153,8 +154,10 @@ mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParam
 """
 
 
-def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800, stock: bool = False) -> dict:
-    """Seconds from launching a UI backfill to its run's RUN_START and first STEP_START.
+def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800, stock: bool = False,
+              to_end: bool = False) -> dict:
+    """Seconds from launching a UI backfill to its run's RUN_START and first STEP_START (``to_end``: and to
+    the run's end, "run finished", with its "status").
 
     ``stock``: the peer, Dagster's own storage (no ``storage:`` block, so no assets/instance.py in the
     webserver and the daemon) with the variable the Makefile exported before it.
@@ -204,6 +207,12 @@ def ui_launch(env: dict, start: str, end: str, timeout_s: float = 1800, stock: b
                         found.setdefault(kind, entry.timestamp - launched)
         if "STEP_START" not in found:
             raise SystemExit(f"the backfill's run did not start a step within {timeout_s:.0f} s:\n{tail(log)}")
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            while to_end and "status" not in found and time.time() - launched < timeout_s:
+                time.sleep(2)
+                run = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": result["backfillId"]}))[0]
+                if run.is_finished:
+                    found.update({"run finished": time.time() - launched, "status": run.status.value})
         cpu_after = cpu_by_role(server.pid)
         found.update({f"{role} CPU": cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0) for role in cpu_after})
         return found
@@ -281,6 +290,7 @@ def main() -> None:
     parser.add_argument("--ui", action="store_true", help="also time the launch of a UI backfill (dagster dev)")
     parser.add_argument("--ui-peer", action="store_true",
                         help="with --ui, also time it on Dagster's own storage (the peer; ~15 min at load 6)")
+    parser.add_argument("--ui-run", action="store_true", help="the whole run (--start..--end) launched from the UI")
     parser.add_argument("--events", type=int, default=0,
                         help="also time storing N materialisations of one step: ours, and stock on N/5 (peer)")
     parser.add_argument("--keep", help="a folder to keep the instances and data in (default: a temporary one)")
@@ -318,6 +328,13 @@ def main() -> None:
                      f"run created {got['run created']:.1f} s, run start {got['RUN_START']:.1f} s; CPU of "
                      f"webserver {got['webserver CPU']:.1f} s, daemon {got['daemon CPU']:.1f} s)"))
         print(*rows[-1], sep=": ", flush=True)
+    if args.ui_run:  # the whole run, launched from the UI
+        env = environment(work, "ui_history", folder, universe, args.start)
+        cli(env, "--select", "universe")
+        got = ui_launch(env, args.start, args.end, to_end=True, timeout_s=3600)
+        rows.append((f"whole run {args.start}..{args.end} from the UI, wall", f"{got['run finished']:.1f} s, "
+                     f"{got['status']} (first step at {got['STEP_START']:.1f} s)"))
+        rows.extend((f"  step {step}", f"{seconds:.1f} s") for step, seconds in step_durations(env).items())
     if not args.skip_run:
         env = environment(work, "history", folder, universe, args.start)
         cli(env, "--select", "universe")
