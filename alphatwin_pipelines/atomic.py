@@ -2,7 +2,8 @@
 
 A reader (or a crash) sees the old file or the new one, never half of one. Temporary files
 are hidden (``.<name>.<random>.tmp``) so readers never match them, and a killed writer's
-leftovers are removed by the next write of the same file.
+leftovers are removed by the next write of the same file. On an object store
+(``objectstore``) the temporary file is local and the upload replaces the object whole.
 """
 
 from __future__ import annotations
@@ -38,8 +39,21 @@ def _new_temp(path: Path, stale: Iterable[Path]) -> str:
     return tmp
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync the result, and move it onto ``path`` atomically."""
+def atomic_write_bytes(path, write) -> None:
+    """Call ``write(tmp_path)``, fsync the result, and move it onto ``path`` atomically.
+
+    ``tmp_path`` is always a local file; for an object-store ``path`` it is uploaded whole."""
+    from alphatwin_pipelines.objectstore import is_remote, put_file
+
+    if is_remote(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(tmp)
+            put_file(tmp, path)
+        finally:
+            os.unlink(tmp)
+        return
     path = Path(path)
     tmp = temp_beside(path)
     try:

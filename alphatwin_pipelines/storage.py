@@ -9,8 +9,12 @@ sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,6 +27,7 @@ import pyarrow.parquet as pq
 
 from alphatwin_pipelines.atomic import _new_temp, _temps_by_target, atomic_write_bytes, fsync_dir
 from alphatwin_pipelines.file_cache import FileCache
+from alphatwin_pipelines.objectstore import arrow_filesystem, holds, is_remote, listing, put_file, read_bytes, remote_root
 from alphatwin_pipelines.partition_keys import key_sessions, session_key, session_keys
 from alphatwin_pipelines.schema import arrow_to_frame
 from alphatwin_pipelines.symbol_index import CompactionReport, compact, read_symbols
@@ -31,6 +36,8 @@ DATA_DIR_ENV = "ALPHATWIN_DATA_DIR"
 #: The repository's ``data/`` (what the Makefile exports), wherever the process was started from.
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 REJECTED_INPUTS_LOG = "rejected_inputs.jsonl"
+#: On an object store: one object per append (``append_rejections``).
+REJECTED_INPUTS_DIR = "rejected_inputs"
 #: Decoded files shared by the stages that run in this process (see ``file_cache``).
 FILE_CACHE = FileCache()
 
@@ -58,14 +65,22 @@ def _parquet_options(schema: pa.Schema) -> dict:
     return {**_PARQUET_OPTIONS, "use_dictionary": strings, "compression": codecs, "compression_level": levels}
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data directory as an absolute path: ``data_dir`` when given, else ``ALPHATWIN_DATA_DIR``,
-    else ``DEFAULT_DATA_DIR``. The one place the setting is read and resolved."""
-    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
+def resolve_data_dir(data_dir: str | os.PathLike | None = None):
+    """The data directory: ``data_dir`` when given, else ``ALPHATWIN_DATA_DIR``, else
+    ``DEFAULT_DATA_DIR``. A local folder comes back as an absolute ``Path``; ``s3://bucket/prefix``
+    as the object store's ``UPath`` (``objectstore``). The one place the setting is read and resolved."""
+    value = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    if is_remote(value):
+        return value if not isinstance(value, str) else remote_root(value)
+    if isinstance(value, str) and value.startswith("file://"):
+        value = value[len("file://"):]
+    return Path(value).resolve()
 
 
-def _holds(path: Path, payload: pa.Buffer) -> bool:
-    """Whether ``path`` exists with exactly these bytes."""
+def _holds(path: Path, payload: pa.Buffer, found) -> bool:
+    """Whether ``path`` exists with exactly these bytes (``found``: its listed identity, remote only)."""
+    if is_remote(path):
+        return holds(found, payload)
     try:
         if os.stat(path).st_size != payload.size:
             return False
@@ -75,18 +90,22 @@ def _holds(path: Path, payload: pa.Buffer) -> bool:
         return False
 
 
-def _write_temp(path: Path, data: pa.Table, stale) -> str | None:
-    """Encode ``data`` and write it to a new temporary file beside ``path`` (on a writer thread);
-    the temporary's path, or None when ``path`` already holds exactly these bytes (a re-run on
-    unchanged inputs then creates, renames and frees no file)."""
+def _write_temp(path: Path, data: pa.Table, stale, found=None, staging: str | None = None) -> str | None:
+    """Encode ``data`` and write it to a new temporary file beside ``path`` (on a writer thread;
+    remote: in the local ``staging`` folder); the temporary's path, or None when ``path`` already
+    holds exactly these bytes (a re-run on unchanged inputs then creates, renames and frees no file)."""
     sink = pa.BufferOutputStream()
     pq.write_table(data, sink, **_parquet_options(data.schema))
     payload = sink.getvalue()
-    if _holds(path, payload):
+    if _holds(path, payload, found):
         for old in stale:
             old.unlink(missing_ok=True)
         return None
-    tmp = _new_temp(path, stale)
+    if staging is not None:
+        fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=staging)
+        os.close(fd)
+    else:
+        tmp = _new_temp(path, stale)
     try:
         with open(tmp, "wb") as fh:
             fh.write(memoryview(payload))
@@ -94,6 +113,18 @@ def _write_temp(path: Path, data: pa.Table, stale) -> str | None:
         Path(tmp).unlink(missing_ok=True)
         raise
     return tmp
+
+
+#: Concurrent uploads when a batch commits to an object store (each is a network round trip).
+UPLOAD_THREADS = 8
+
+
+def _upload(replaced: list[tuple[str, Path]]) -> None:
+    """Upload each staged file whole onto its object; a path written twice keeps the last."""
+    last = {str(final): (tmp, final) for tmp, final in replaced}
+    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="object-upload") as pool:
+        for future in [pool.submit(put_file, tmp, final) for tmp, final in last.values()]:
+            future.result()
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:
@@ -105,6 +136,8 @@ class TableStore:
 
     def __init__(self, data_dir: str | os.PathLike | None = None):
         self.data_dir = resolve_data_dir(data_dir)
+        self.remote = is_remote(self.data_dir)
+        self._staging: str | None = None
         self._pending: list[tuple[Future, Path]] | None = None  # (writer's temporary or None, final path)
         self._stale: dict[Path, dict[str, list[Path]]] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -116,12 +149,14 @@ class TableStore:
         Every file is still complete on disk before its ``os.replace`` (so no reader ever sees
         a torn file), but a backfill pays one sync instead of an fsync per file. Files are
         encoded and written on ``WRITE_THREADS`` threads. If the block (or any write) raises,
-        no file of the batch is replaced at all.
+        no file of the batch is replaced at all. On an object store the temporaries are local and
+        the commit uploads each one whole (``objectstore``): same guarantees, no rename.
         """
         if self._pending is not None:
             yield self
             return
         self._pending, self._stale = [], {}
+        self._staging = tempfile.mkdtemp(prefix="alphatwin-upload-") if self.remote else None
         self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="parquet-write")
         try:
             yield self
@@ -136,6 +171,9 @@ class TableStore:
         else:
             self._pool.shutdown(wait=True)
             replaced = [(tmp, final) for tmp, final in replaced if tmp is not None]
+            if self.remote:
+                _upload(replaced)
+                return
             if replaced:
                 os.sync()
             for tmp, final in replaced:
@@ -143,7 +181,9 @@ class TableStore:
             for folder in sorted({final.parent for _, final in replaced}):
                 fsync_dir(folder)
         finally:
-            self._pending, self._pool, self._stale = None, None, {}
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
+            self._pending, self._pool, self._stale, self._staging = None, None, {}, None
 
     def _write(self, path: Path, data: pa.Table) -> Path:
         if self._pending is None:
@@ -151,12 +191,18 @@ class TableStore:
             return path
         folder = path.parent
         if folder not in self._stale:  # once per folder and batch
-            folder.mkdir(parents=True, exist_ok=True)
-            self._stale[folder] = _temps_by_target(folder)
-        stale = self._stale[folder].pop(path.name, ())
+            if self.remote:  # what each object holds now, to skip uploading unchanged bytes
+                self._stale[folder] = listing(folder)
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._stale[folder] = _temps_by_target(folder)
+        if self.remote:
+            stale, found = (), self._stale[folder].get(path.name)
+        else:
+            stale, found = self._stale[folder].pop(path.name, ()), None
         if len(self._pending) >= _MAX_QUEUED:  # back-pressure: wait for the write _MAX_QUEUED back
             self._pending[-_MAX_QUEUED][0].result()
-        self._pending.append((self._pool.submit(_write_temp, path, data, stale), path))
+        self._pending.append((self._pool.submit(_write_temp, path, data, stale, found, self._staging), path))
         return path
 
     def write_sessions(self, table: str, frame: pd.DataFrame, sessions, *, key: str = "date", to_arrow=None) -> dict:
@@ -211,9 +257,13 @@ class TableStore:
 
     def stored_sessions(self, table: str) -> pd.DatetimeIndex:
         folder = self.table_dir(table)
-        if not folder.is_dir():
-            return pd.DatetimeIndex([], dtype="datetime64[ns]")
-        keys = sorted(p.stem for p in folder.glob("*.parquet") if not p.name.startswith("."))
+        if self.remote:
+            names = listing(folder)
+        elif folder.is_dir():
+            names = [entry.name for entry in os.scandir(folder)]
+        else:
+            names = []
+        keys = sorted(n[: -len(".parquet")] for n in names if n.endswith(".parquet") and not n.startswith("."))
         return key_sessions(keys)
 
     def read_partitions(
@@ -243,7 +293,7 @@ class TableStore:
             if indexed is not None:
                 return arrow_to_frame(indexed)
         paths = [self.partition_path(table, s) for s in sessions]
-        if cached and paths and not symbols:
+        if cached and paths and not symbols and not self.remote:
             return arrow_to_frame(FILE_CACHE.read(paths, columns))
         return self._read_files(paths, symbols, columns)
 
@@ -270,7 +320,10 @@ class TableStore:
         if not paths:
             return pd.DataFrame(columns=list(columns) if columns else None)
         filters = [("symbol", "in", [s.upper() for s in symbols])] if symbols else None
-        dataset = pq.ParquetDataset([str(p) for p in paths], filters=filters)
+        if self.remote:
+            dataset = pq.ParquetDataset([p.path for p in paths], filters=filters, filesystem=arrow_filesystem(paths[0]))
+        else:
+            dataset = pq.ParquetDataset([str(p) for p in paths], filters=filters)
         return arrow_to_frame(dataset.read(columns=list(columns) if columns else None))
 
     # -- the rejected-inputs log ---------------------------------------------------------------
@@ -282,20 +335,29 @@ class TableStore:
         """Append records to the persistent, append-only rejected-inputs log (JSON lines).
 
         One ``write`` on an ``O_APPEND`` descriptor, so concurrent runs never interleave
-        half-lines.
+        half-lines. An object cannot be appended to: on an object store each call writes its own
+        object under ``rejected_inputs/``, named by time, which the reader concatenates in order.
         """
         if not records:
             return
+        payload = "".join(json.dumps(r, default=str, sort_keys=True) + "\n" for r in records).encode()
+        if self.remote:
+            name = f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.jsonl"
+            atomic_write_bytes(self.data_dir / REJECTED_INPUTS_DIR / name, lambda tmp: Path(tmp).write_bytes(payload))
+            return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        payload = "".join(json.dumps(r, default=str, sort_keys=True) + "\n" for r in records)
         fd = os.open(self.rejected_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, payload.encode())
+            os.write(fd, payload)
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def read_rejections(self) -> pd.DataFrame:
+        if self.remote:
+            folder = self.data_dir / REJECTED_INPUTS_DIR
+            lines = b"".join(read_bytes(folder / name) for name in sorted(listing(folder)))
+            return pd.read_json(io.BytesIO(lines), lines=True, dtype=False) if lines else pd.DataFrame()
         path = self.rejected_log_path
         if not path.exists():
             return pd.DataFrame()

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from alphatwin_pipelines.atomic import atomic_write_bytes
 from alphatwin_pipelines.file_cache import file_identity
+from alphatwin_pipelines.objectstore import arrow_filesystem, is_remote, listing, read_bytes
 
 INDEX_DIR = "_by_symbol"
 SESSION_COLUMN, ROW_COLUMN = "__session", "__row"
@@ -38,7 +39,7 @@ _FORMAT = 1
 
 
 def index_dir(table_dir: Path) -> Path:
-    return Path(table_dir) / INDEX_DIR
+    return table_dir / INDEX_DIR
 
 
 def index_path(table_dir: Path, year: int) -> Path:
@@ -60,7 +61,8 @@ class _Index:
     @classmethod
     def open(cls, path: Path) -> _Index | None:
         try:
-            reader = pa.ipc.open_file(pa.memory_map(str(path)))
+            source = pa.py_buffer(read_bytes(path)) if is_remote(path) else pa.memory_map(str(path))
+            reader = pa.ipc.open_file(source)
         except (FileNotFoundError, pa.ArrowInvalid):  # none yet, or not an index: the session files serve
             return None
         record = json.loads((reader.schema.metadata or {}).get(_META_KEY, b"{}"))
@@ -71,6 +73,9 @@ class _Index:
 
     def current(self, table_dir: Path, keys: Sequence[str]) -> list[str]:
         """The sessions among ``keys`` whose files are unchanged since the index was built."""
+        if is_remote(table_dir):
+            found = _identities(table_dir, keys)
+            return [key for key in keys if key in self.sources and found.get(key) == self.sources[key]]
         out, prefix = [], os.path.join(table_dir, "")  # plain strings: a Path per file costs more than its stat
         for key in keys:
             recorded = self.sources.get(key)
@@ -85,7 +90,6 @@ class _Index:
 def read_symbols(table_dir: Path, keys: Sequence[str], symbols: Sequence[str], columns=None) -> pa.Table | None:
     """The stored rows of ``symbols`` in the sessions ``keys`` (sorted partition keys), as the
     per-session read gives them; None when no index file serves any of these sessions."""
-    table_dir = Path(table_dir)
     if not index_dir(table_dir).is_dir():
         return None
     wanted = sorted({s.upper() for s in symbols})
@@ -141,7 +145,7 @@ def _read_fresh(table_dir: Path, keys: list[str], symbols: list[str], schema: pa
     import pyarrow.dataset as ds  # slow to import: only when a read needs it
 
     columns = [n for n in schema.names if n not in (SESSION_COLUMN, ROW_COLUMN)]
-    dataset = ds.dataset([str(table_dir / f"{k}.parquet") for k in keys], format="parquet")
+    dataset = _dataset(table_dir, keys)
     scanner = dataset.scanner(columns=columns, filter=ds.field("symbol").isin(symbols))
     out, counts = [], {}
     for tagged in scanner.scan_batches():
@@ -153,6 +157,30 @@ def _read_fresh(table_dir: Path, keys: list[str], symbols: list[str], schema: pa
             SESSION_COLUMN, pa.array(np.full(batch.num_rows, _day(key), np.int32))).append_column(
             ROW_COLUMN, pa.array(np.arange(first, first + batch.num_rows, dtype=np.int32))))
     return pa.concat_tables(out, promote_options="default") if out else schema.empty_table()
+
+
+def _identities(table_dir, keys: Sequence[str]) -> dict[str, tuple]:
+    """Session key -> identity of its file now (missing files left out): one ``stat`` per file, or on
+    an object store one listing of the table's folder (ETag and size)."""
+    if is_remote(table_dir):
+        names = listing(table_dir)
+        return {k: names[f"{k}.parquet"] for k in keys if f"{k}.parquet" in names}
+    found = {}
+    for key in keys:
+        try:
+            found[key] = file_identity(table_dir / f"{key}.parquet")
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def _dataset(table_dir, keys: Sequence[str]):
+    import pyarrow.dataset as ds
+
+    if is_remote(table_dir):
+        return ds.dataset([(table_dir / f"{k}.parquet").path for k in keys], format="parquet",
+                          filesystem=arrow_filesystem(table_dir))
+    return ds.dataset([str(table_dir / f"{k}.parquet") for k in keys], format="parquet")
 
 
 def _by_year(keys: Sequence[str]) -> dict[int, list[str]]:
@@ -180,7 +208,6 @@ def compact(table_dir: Path, keys: Sequence[str], table: str = "") -> Compaction
     function of the files and their identities, so re-running gives the same bytes. Each index
     file is replaced atomically: a killed compaction leaves the previous index, which reads stay
     correct with (sessions changed since are read from their files)."""
-    table_dir = Path(table_dir)
     report = CompactionReport(table or table_dir.name)
     years = _by_year(sorted(keys))
     for year, year_keys in years.items():
@@ -212,8 +239,9 @@ def _build(table_dir: Path, keys: list[str]) -> tuple[pa.Table, list] | str:
     import pyarrow.dataset as ds
 
     paths = [table_dir / f"{k}.parquet" for k in keys]
-    before = [list(file_identity(p)) for p in paths]
-    dataset = ds.dataset([str(p) for p in paths], format="parquet")
+    found = _identities(table_dir, keys)
+    before = [list(found[k]) for k in keys]
+    dataset = _dataset(table_dir, keys)
     fragments = list(dataset.get_fragments())
     first = fragments[0].physical_schema
     if "symbol" not in first.names:
@@ -226,7 +254,8 @@ def _build(table_dir: Path, keys: list[str]) -> tuple[pa.Table, list] | str:
     sessions = np.repeat(np.array([_day(k) for k in keys], np.int32), rows)
     within = np.concatenate([np.arange(n, dtype=np.int32) for n in rows]) if rows else np.array([], np.int32)
     data = data.append_column(SESSION_COLUMN, pa.array(sessions)).append_column(ROW_COLUMN, pa.array(within))
-    unchanged = [b == list(file_identity(p)) for p, b in zip(paths, before)]
+    after = _identities(table_dir, keys)
+    unchanged = [k in after and b == list(after[k]) for k, b in zip(keys, before)]
     if not all(unchanged):  # rewritten while read: leave those sessions to their files
         gone = pa.array([_day(k) for k, same in zip(keys, unchanged) if not same], pa.int32())
         data = data.filter(pc.invert(pc.is_in(data.column(SESSION_COLUMN), value_set=gone)))
@@ -252,14 +281,14 @@ def _write(tmp: str, data: pa.Table, sources: list) -> None:
 
 def describe(table_dir: Path, keys: Sequence[str]) -> dict | None:
     """What the index holds for the inventory: years, sessions it serves now, size; None without one."""
-    folder = index_dir(Path(table_dir))
+    folder = index_dir(table_dir)
     if not folder.is_dir():
         return None
     serving, years, size = 0, 0, 0
     for year, year_keys in _by_year(keys).items():
-        index = _Index.open(index_path(Path(table_dir), year))
+        index = _Index.open(index_path(table_dir, year))
         if index is not None:
             years += 1
-            serving += len(index.current(Path(table_dir), year_keys))
-            size += index_path(Path(table_dir), year).stat().st_size
+            serving += len(index.current(table_dir, year_keys))
+            size += index_path(table_dir, year).stat().st_size
     return dict(years=years, serving=serving, sessions=len(keys), bytes=size)
