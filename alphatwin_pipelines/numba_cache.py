@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from alphatwin_pipelines.storage import resolve_data_dir
+from alphatwin_pipelines.data_dir import state_dir
 
 NUMBA_CACHE_ENV = "NUMBA_CACHE_DIR"
 
@@ -28,7 +28,7 @@ def configure_numba_cache(data_dir: str | os.PathLike | None = None) -> Path:
     current = os.environ.get(NUMBA_CACHE_ENV)
     if current:
         return Path(current)
-    path = resolve_data_dir(data_dir) / ".numba_cache"
+    path = state_dir(data_dir) / ".numba_cache"
     os.environ[NUMBA_CACHE_ENV] = str(path)
     if "numba" in sys.modules:
         sys.modules["numba"].core.config.reload_config()

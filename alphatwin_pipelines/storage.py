@@ -26,15 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alphatwin_pipelines.atomic import _new_temp, _temps_by_target, atomic_write_bytes, fsync_dir
+from alphatwin_pipelines.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
 from alphatwin_pipelines.file_cache import FileCache
-from alphatwin_pipelines.objectstore import arrow_filesystem, holds, is_remote, listing, put_file, read_bytes, remote_root
+from alphatwin_pipelines.objectstore import arrow_filesystem, holds, is_remote, listing, put_file, read_bytes
 from alphatwin_pipelines.partition_keys import key_sessions, session_key, session_keys
 from alphatwin_pipelines.schema import arrow_to_frame
 from alphatwin_pipelines.symbol_index import CompactionReport, compact, read_symbols
 
-DATA_DIR_ENV = "ALPHATWIN_DATA_DIR"
-#: The repository's ``data/`` (what the Makefile exports), wherever the process was started from.
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 REJECTED_INPUTS_LOG = "rejected_inputs.jsonl"
 #: On an object store: one object per append (``append_rejections``).
 REJECTED_INPUTS_DIR = "rejected_inputs"
@@ -63,18 +61,6 @@ def _parquet_options(schema: pa.Schema) -> dict:
     codecs = {f.name: "snappy" if pa.types.is_floating(f.type) else "zstd" for f in schema}
     levels = {name: 1 for name, codec in codecs.items() if codec == "zstd"}
     return {**_PARQUET_OPTIONS, "use_dictionary": strings, "compression": codecs, "compression_level": levels}
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None = None):
-    """The data directory: ``data_dir`` when given, else ``ALPHATWIN_DATA_DIR``, else
-    ``DEFAULT_DATA_DIR``. A local folder comes back as an absolute ``Path``; ``s3://bucket/prefix``
-    as the object store's ``UPath`` (``objectstore``). The one place the setting is read and resolved."""
-    value = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    if is_remote(value):
-        return value if not isinstance(value, str) else remote_root(value)
-    if isinstance(value, str) and value.startswith("file://"):
-        value = value[len("file://"):]
-    return Path(value).resolve()
 
 
 def _holds(path: Path, payload: pa.Buffer, found) -> bool:

@@ -20,6 +20,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from alphatwin_pipelines.data_dir import state_dir
 from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.quality import rule_table_markdown
 from alphatwin_pipelines.quality.gate import HELD, PASSED, GatePolicy
@@ -131,7 +132,7 @@ def _check_results(config: QualityCheckConfig, report, store):
 
     from alphatwin_pipelines.quality.gx_report import run_gx_suite  # great_expectations is slow to import
 
-    outcome = run_gx_suite(validated, store.data_dir / "gx_docs")
+    outcome = run_gx_suite(validated, state_dir(store.data_dir) / "gx_docs")  # a local site: a file:// link
     yield _result(CHECK_GX_SUITE, outcome.success, pd.DataFrame(outcome.failed),
                   f"{outcome.successful}/{outcome.evaluated} expectations met",
                   {"data_docs": dg.MetadataValue.url(outcome.docs_index.resolve().as_uri()),

@@ -13,7 +13,8 @@ from pathlib import Path
 import dagster as dg
 
 from alphatwin_pipelines.sources import BarSource, SourceConfigError, make_source
-from alphatwin_pipelines.storage import DATA_DIR_ENV, TableStore, resolve_data_dir
+from alphatwin_pipelines.data_dir import DATA_DIR_ENV, resolve_data_dir, state_dir
+from alphatwin_pipelines.storage import TableStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,7 @@ class DropFolderResource(dg.ConfigurableResource):
     path: str | None = None
 
     def folder(self, storage: StorageResource) -> Path:
-        return Path(self.path) if self.path else storage.path() / "drop"
+        return Path(self.path) if self.path else state_dir(storage.path()) / "drop"
 
 
 class FailureWebhookResource(dg.ConfigurableResource):

@@ -1,4 +1,6 @@
-"""Every failed run leaves a line in ``<data_dir>/run_failures.jsonl`` and, when configured, a webhook call.
+"""Every failed run leaves a line in ``<state_dir>/run_failures.jsonl`` and, when configured, a webhook call.
+
+The state directory (``data_dir.state_dir``) is the data directory unless that is an object store.
 
 The webhook URL comes only from ``ALPHATWIN_FAILURE_WEBHOOK`` (an EnvVar) and is never logged: such
 URLs usually carry their token. A webhook that is down is logged as a warning; the failure itself
@@ -9,6 +11,7 @@ import datetime as dt
 
 import dagster as dg
 
+from alphatwin_pipelines.data_dir import state_dir
 from alphatwin_pipelines.run_failures import RUN_FAILURES_LOG, append_line, post_json
 from assets.resources import FailureWebhookResource, StorageResource
 
@@ -22,7 +25,7 @@ from assets.resources import FailureWebhookResource, StorageResource
 def run_failure_recorder(context: dg.RunFailureSensorContext, storage: StorageResource,
                          failure_webhook: FailureWebhookResource) -> None:
     record = failure_record(context)
-    path = storage.path() / RUN_FAILURES_LOG
+    path = state_dir(storage.path()) / RUN_FAILURES_LOG
     append_line(path, record)
     context.log.info(f"recorded failure of run {record['run_id']} ({record['job']}) in {path}")
     if failure_webhook.url:

@@ -173,3 +173,21 @@ def test_a_store_that_refuses_requests_gives_a_clear_error_and_changes_nothing(s
         assert listing(store.table_dir("raw_ohlcv")) != before
     finally:
         proxy.close()
+
+
+def test_local_state_moves_to_the_state_dir_when_the_data_is_remote(s3_data_dir, tmp_path, monkeypatch):
+    from alphatwin_pipelines.alpha.registry import default_tracking_uri
+    from alphatwin_pipelines.data_dir import STATE_DIR_ENV, state_dir
+    from alphatwin_pipelines.execution import default_ledger_url
+    from alphatwin_pipelines.optimise.study import default_storage_url
+    from assets.resources import DropFolderResource, StorageResource
+
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
+    assert state_dir() == tmp_path / "state" and (tmp_path / "state").is_dir()
+    assert default_storage_url(None) == f"sqlite:///{tmp_path / 'state' / 'optuna.db'}"
+    assert default_tracking_uri(None) == f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+    assert default_ledger_url(None) == f"sqlite:///{tmp_path / 'state' / 'paper_ledger.db'}"
+    assert DropFolderResource().folder(StorageResource()) == tmp_path / "state" / "drop"
+    monkeypatch.delenv(STATE_DIR_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert state_dir() == tmp_path / "home" / ".cache" / "alphatwin" / "s3" / s3_data_dir.removeprefix("s3://")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from alphatwin_pipelines.storage import resolve_data_dir
+from alphatwin_pipelines.data_dir import state_dir
 
 EXPERIMENT = "alphatwin-alpha-models"
 MODEL_NAME = "alphatwin-alpha-h{horizon}"
@@ -27,7 +27,7 @@ class RegistryError(RuntimeError):
 
 
 def default_tracking_uri(data_dir) -> str:
-    return f"sqlite:///{resolve_data_dir(data_dir) / 'mlflow.db'}"
+    return f"sqlite:///{state_dir(data_dir) / 'mlflow.db'}"
 
 
 def redact(uri: str) -> str:

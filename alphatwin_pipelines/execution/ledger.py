@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from alphatwin_pipelines.storage import resolve_data_dir
+from alphatwin_pipelines.data_dir import state_dir
 
 LEDGER_FILE = "paper_ledger.db"
 ACCOUNT = "paper"
@@ -100,7 +100,7 @@ _POSTGRES_GUARDS = [
 
 
 def default_ledger_url(data_dir) -> str:
-    return f"sqlite:///{resolve_data_dir(data_dir) / LEDGER_FILE}"
+    return f"sqlite:///{state_dir(data_dir) / LEDGER_FILE}"
 
 
 def open_ledger(url: str, initial_cash: float = 100_000.0) -> sa.Engine:

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from alphatwin_pipelines.storage import resolve_data_dir
+from alphatwin_pipelines.data_dir import state_dir
 
 FINISHED = ("COMPLETE", "PRUNED")
 TRIAL_SEED_RULE = "TPESampler(seed=uint32 little-endian of sha256('<seed>:<i>')[:4]) for the i-th finished trial"
 
 
 def default_storage_url(data_dir) -> str:
-    return f"sqlite:///{resolve_data_dir(data_dir) / 'optuna.db'}"
+    return f"sqlite:///{state_dir(data_dir) / 'optuna.db'}"
 
 
 def study_name(family: str, level: int, key: str) -> str:
