@@ -1,9 +1,10 @@
-"""Parquet table storage under one data directory.
+"""Parquet table storage under one data directory (a local folder or an object-store prefix).
 
 Layout: ``<data_dir>/<table>/<YYYY-MM-DD>.parquet`` for session-partitioned tables and
 ``<data_dir>/<table>.parquet`` for whole tables. Every write goes to a temporary file in the
-destination folder and is moved into place with ``os.replace``, so a reader (or a crash)
-sees the old file or the new one, never half of one.
+destination folder and is moved into place with ``os.replace`` (on an object store: a local
+temporary file uploaded whole, see ``objectstore``), so a reader (or a crash) sees the old file
+or the new one, never half of one. How one file is encoded and staged: ``parquet_files``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alphatwin_pipelines.atomic import _new_temp, _temps_by_target, atomic_write_bytes, fsync_dir
+from alphatwin_pipelines.atomic import _temps_by_target, atomic_write_bytes, fsync_dir
 from alphatwin_pipelines.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
 from alphatwin_pipelines.file_cache import FileCache
-from alphatwin_pipelines.objectstore import arrow_filesystem, holds, is_remote, listing, put_file, read_bytes
+from alphatwin_pipelines.objectstore import arrow_filesystem, is_remote, listing, read_bytes
+from alphatwin_pipelines.parquet_files import _upload, _write_temp, write_parquet
 from alphatwin_pipelines.partition_keys import key_sessions, session_key, session_keys
 from alphatwin_pipelines.schema import arrow_to_frame
 from alphatwin_pipelines.symbol_index import CompactionReport, compact, read_symbols
@@ -39,82 +41,12 @@ REJECTED_INPUTS_DIR = "rejected_inputs"
 #: Decoded files shared by the stages that run in this process (see ``file_cache``).
 FILE_CACHE = FileCache()
 
-# Fixed writer settings: the same table always serialises to the same bytes. Dictionary
-# encoding pays off only for strings (symbols, sources, flags); on floats it costs time for
-# nothing. Codecs per column: zstd level 1 (as small as level 3, faster) for strings, integers
-# and timestamps, which repeat; snappy for floats, whose mantissas are close to random, so zstd
-# saves little space there for much more CPU.
-_PARQUET_OPTIONS = dict(write_statistics=True)
-
-
 #: Threads that encode and write a batch's files: pyarrow releases the GIL for both, and each
 #: file's bytes do not depend on which thread wrote it.
 WRITE_THREADS = 2
 #: Writes queued ahead of the threads; the producer waits beyond this, bounding the memory
 #: held by tables not yet written.
 _MAX_QUEUED = 8
-
-
-@functools.lru_cache(maxsize=64)
-def _parquet_options(schema: pa.Schema) -> dict:
-    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    codecs = {f.name: "snappy" if pa.types.is_floating(f.type) else "zstd" for f in schema}
-    levels = {name: 1 for name, codec in codecs.items() if codec == "zstd"}
-    return {**_PARQUET_OPTIONS, "use_dictionary": strings, "compression": codecs, "compression_level": levels}
-
-
-def _holds(path: Path, payload: pa.Buffer, found) -> bool:
-    """Whether ``path`` exists with exactly these bytes (``found``: its listed identity, remote only)."""
-    if is_remote(path):
-        return holds(found, payload)
-    try:
-        if os.stat(path).st_size != payload.size:
-            return False
-        with open(path, "rb") as fh:
-            return pa.py_buffer(fh.read()).equals(payload)
-    except FileNotFoundError:
-        return False
-
-
-def _write_temp(path: Path, data: pa.Table, stale, found=None, staging: str | None = None) -> str | None:
-    """Encode ``data`` and write it to a new temporary file beside ``path`` (on a writer thread;
-    remote: in the local ``staging`` folder); the temporary's path, or None when ``path`` already
-    holds exactly these bytes (a re-run on unchanged inputs then creates, renames and frees no file)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(data, sink, **_parquet_options(data.schema))
-    payload = sink.getvalue()
-    if _holds(path, payload, found):
-        for old in stale:
-            old.unlink(missing_ok=True)
-        return None
-    if staging is not None:
-        fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=staging)
-        os.close(fd)
-    else:
-        tmp = _new_temp(path, stale)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(memoryview(payload))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-#: Concurrent uploads when a batch commits to an object store (each is a network round trip).
-UPLOAD_THREADS = 8
-
-
-def _upload(replaced: list[tuple[str, Path]]) -> None:
-    """Upload each staged file whole onto its object; a path written twice keeps the last."""
-    last = {str(final): (tmp, final) for tmp, final in replaced}
-    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="object-upload") as pool:
-        for future in [pool.submit(put_file, tmp, final) for tmp, final in last.values()]:
-            future.result()
-
-
-def write_parquet(path: Path, table: pa.Table) -> None:
-    atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, **_parquet_options(table.schema)))
 
 
 class TableStore:

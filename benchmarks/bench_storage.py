@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alphatwin_pipelines import storage  # noqa: E402
+from alphatwin_pipelines import parquet_files, storage  # noqa: E402
 from alphatwin_pipelines.calendar import previous_sessions, sessions_between  # noqa: E402
 from alphatwin_pipelines.profiling import measure  # noqa: E402
 from alphatwin_pipelines.sources.synthetic import SyntheticSource  # noqa: E402
@@ -63,31 +63,36 @@ class _Inline:
         pass
 
 
+def _home(name: str):
+    """The module whose global ``name`` the writer reads."""
+    return parquet_files if hasattr(parquet_files, name) else storage
+
+
 @contextmanager
 def _patched(**attributes):
-    saved = {name: getattr(storage, name) for name in attributes}
+    saved = {name: getattr(_home(name), name) for name in attributes}
     for name, value in attributes.items():
-        setattr(storage, name, value)
+        setattr(_home(name), name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(storage, name, value)
+            setattr(_home(name), name, value)
 
 
 VARIANTS = {
     "current": {},
     "inline": {"ThreadPoolExecutor": _Inline},
     "unbounded": {"_MAX_QUEUED": 10**9},
-    "no_compare": {"_holds": lambda path, payload: False},
+    "no_compare": {"_holds": lambda path, payload, found: False},
 }
 #: Extra seconds per written file in the ``slow_disk`` variants.
 SLOW_WRITE_S = 0.02
 
 
-def _slow_holds(path, payload, _holds=storage._holds):
+def _slow_holds(path, payload, found, _holds=parquet_files._holds):
     time.sleep(SLOW_WRITE_S)
-    return _holds(path, payload)
+    return _holds(path, payload, found)
 
 
 VARIANTS["slow_disk"] = {"_holds": _slow_holds}

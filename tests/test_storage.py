@@ -68,7 +68,7 @@ WRITER = textwrap.dedent(
     """
     import sys, numpy as np, pandas as pd
     from alphatwin_pipelines.schema import bars_to_arrow, to_canonical
-    from alphatwin_pipelines.storage import write_parquet
+    from alphatwin_pipelines.parquet_files import write_parquet
     n = 400_000
     rng = np.random.default_rng(1)
     frame = to_canonical(pd.DataFrame(dict(
