@@ -210,7 +210,7 @@ def test_a_batch_leaves_files_that_already_hold_the_new_bytes_untouched(tmp_path
 
 
 def test_a_write_failing_after_its_temporary_exists_leaves_no_temporary(tmp_path, monkeypatch):
-    from alphatwin_pipelines import storage
+    from alphatwin_pipelines import parquet_files
 
     store = TableStore(tmp_path)
     good = bars_to_arrow(_bars())
@@ -220,7 +220,7 @@ def test_a_write_failing_after_its_temporary_exists_leaves_no_temporary(tmp_path
     def disk_full(payload):
         raise OSError("disk full")
 
-    monkeypatch.setattr(storage, "memoryview", disk_full, raising=False)  # the temporary is open by then
+    monkeypatch.setattr(parquet_files, "memoryview", disk_full, raising=False)  # the temporary is open by then
     with pytest.raises(OSError, match="disk full"):
         store.write_sessions("raw_ohlcv", _bars(seed=5), pd.DatetimeIndex(["2024-01-02", "2024-01-03"]),
                              to_arrow=bars_to_arrow)
