@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from alphatwin_pipelines.atomic import _temps_by_target, atomic_write_bytes, fsync_dir
 from alphatwin_pipelines.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
 from alphatwin_pipelines.file_cache import FileCache
-from alphatwin_pipelines.objectstore import arrow_filesystem, is_remote, listing, read_bytes
+from alphatwin_pipelines.objectstore import is_remote, listing, read_many
 from alphatwin_pipelines.parquet_files import _upload, _write_temp, write_parquet
 from alphatwin_pipelines.partition_keys import key_sessions, session_key, session_keys
 from alphatwin_pipelines.schema import arrow_to_frame
@@ -239,9 +239,10 @@ class TableStore:
             return pd.DataFrame(columns=list(columns) if columns else None)
         filters = [("symbol", "in", [s.upper() for s in symbols])] if symbols else None
         if self.remote:
-            dataset = pq.ParquetDataset([p.path for p in paths], filters=filters, filesystem=arrow_filesystem(paths[0]))
-        else:
-            dataset = pq.ParquetDataset([str(p) for p in paths], filters=filters)
+            wanted = list(columns) if columns else None
+            tables = [pq.read_table(pa.BufferReader(b), columns=wanted, filters=filters) for b in read_many(paths)]
+            return arrow_to_frame(pa.concat_tables(tables, promote_options="default"))
+        dataset = pq.ParquetDataset([str(p) for p in paths], filters=filters)
         return arrow_to_frame(dataset.read(columns=list(columns) if columns else None))
 
     # -- the rejected-inputs log ---------------------------------------------------------------
@@ -274,7 +275,7 @@ class TableStore:
     def read_rejections(self) -> pd.DataFrame:
         if self.remote:
             folder = self.data_dir / REJECTED_INPUTS_DIR
-            lines = b"".join(read_bytes(folder / name) for name in sorted(listing(folder)))
+            lines = b"".join(read_many([folder / name for name in sorted(listing(folder))]))
             return pd.read_json(io.BytesIO(lines), lines=True, dtype=False) if lines else pd.DataFrame()
         path = self.rejected_log_path
         if not path.exists():

@@ -70,6 +70,16 @@ def test_partitions_round_trip_and_a_rewrite_of_the_same_rows_uploads_nothing(s3
     assert [name for name in after if after[name] != before[name]] == [f"{SESSIONS[3]:%Y-%m-%d}.parquet"]
 
 
+def test_every_read_gives_what_the_same_tables_in_a_local_folder_give(s3_data_dir, tmp_path):
+    remote, local, bars = TableStore(s3_data_dir), TableStore(tmp_path / "data"), _bars(7)
+    for store in (remote, local):
+        store.write_sessions("features", bars, SESSIONS)
+    for kwargs in ({}, dict(symbols=["S3", "S0"]), dict(columns=["symbol", "date", "close"]),
+                   dict(start=SESSIONS[2], end=SESSIONS[2]), dict(start=SESSIONS[4], symbols=["S5"], columns=["close"])):
+        pd.testing.assert_frame_equal(remote.read_partitions("features", **kwargs),
+                                      local.read_partitions("features", **kwargs))
+
+
 def test_the_per_symbol_index_serves_reads_and_is_never_stale(s3_data_dir):
     store, bars = TableStore(s3_data_dir), _bars(1)
     store.write_sessions("features", bars, SESSIONS)
