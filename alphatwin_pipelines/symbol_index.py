@@ -18,9 +18,13 @@ read parsing a footer that lists every row group's column chunks (see benchmarks
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import tempfile
+from contextlib import contextmanager
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +34,14 @@ import pyarrow.compute as pc
 
 from alphatwin_pipelines.atomic import atomic_write_bytes
 from alphatwin_pipelines.file_cache import file_identity
-from alphatwin_pipelines.objectstore import arrow_filesystem, is_remote, listing, read_bytes
+from alphatwin_pipelines.objectstore import is_remote, listing, read_many
 
 INDEX_DIR = "_by_symbol"
 SESSION_COLUMN, ROW_COLUMN = "__session", "__row"
 _META_KEY = b"alphatwin.symbol_index"
 _FORMAT = 1
+#: Years read at once from an object store (a notebook reading 21 years pays one round trip, not 21).
+REMOTE_READERS = 8
 
 
 def index_dir(table_dir: Path) -> Path:
@@ -61,7 +67,8 @@ class _Index:
     @classmethod
     def open(cls, path: Path) -> _Index | None:
         try:
-            source = pa.py_buffer(read_bytes(path)) if is_remote(path) else pa.memory_map(str(path))
+            # on an object store, a file handle: the footer and each batch read are ranged GETs
+            source = path.fs.open(path.path, "rb", block_size=2**20) if is_remote(path) else pa.memory_map(str(path))
             reader = pa.ipc.open_file(source)
         except (FileNotFoundError, pa.ArrowInvalid):  # none yet, or not an index: the session files serve
             return None
@@ -71,10 +78,11 @@ class _Index:
         return cls(reader, {key: tuple(ident) for key, *ident in record["sources"]},
                    {symbol: i for i, symbol in enumerate(record["symbols"])})
 
-    def current(self, table_dir: Path, keys: Sequence[str]) -> list[str]:
-        """The sessions among ``keys`` whose files are unchanged since the index was built."""
+    def current(self, table_dir: Path, keys: Sequence[str], found: dict | None = None) -> list[str]:
+        """The sessions among ``keys`` whose files are unchanged since the index was built (remote:
+        against ``found``, the files' identities from one listing, when the caller has it)."""
         if is_remote(table_dir):
-            found = _identities(table_dir, keys)
+            found = _identities(table_dir, keys) if found is None else found
             return [key for key in keys if key in self.sources and found.get(key) == self.sources[key]]
         out, prefix = [], os.path.join(table_dir, "")  # plain strings: a Path per file costs more than its stat
         for key in keys:
@@ -94,29 +102,19 @@ def read_symbols(table_dir: Path, keys: Sequence[str], symbols: Sequence[str], c
         return None
     wanted = sorted({s.upper() for s in symbols})
     parts, fresh, schema = [], [], None
-    for year, year_keys in _by_year(keys).items():
-        index = _Index.open(index_path(table_dir, year))
-        names = None if index is None else index.reader.schema.names
-        if index is None or (columns is not None and not set(columns) <= set(names)):
-            fresh += year_keys
-            continue
-        current = index.current(table_dir, year_keys)
-        fresh += sorted(set(year_keys) - set(current))
-        if not current:
-            continue
-        keep = [*(columns if columns is not None else [n for n in names if n not in (SESSION_COLUMN, ROW_COLUMN)]),
-                SESSION_COLUMN, ROW_COLUMN]
-        schema = schema or pa.schema([index.reader.schema.field(n) for n in keep])
-        batches = [index.reader.get_batch(index.batch_of[s]) for s in wanted if s in index.batch_of]
-        if keep != names:
-            batches = [batch.select(keep) for batch in batches]
-        if not batches:
-            continue
-        part = pa.Table.from_batches(batches)
-        if len(current) < len(index.sources) or len(current) < len(year_keys):
-            days = pa.array([_day(k) for k in current], pa.int32())
-            part = part.filter(pc.is_in(part.column(SESSION_COLUMN), value_set=days))
-        parts.append(part)
+    found = _identities(table_dir, keys) if is_remote(table_dir) else None  # one listing for every year
+    years = _by_year(keys).items()
+    read = functools.partial(_read_year, table_dir, wanted=wanted, columns=columns, found=found)
+    if is_remote(table_dir):  # each year's footer and batches are round trips: the years go side by side
+        with ThreadPoolExecutor(REMOTE_READERS) as pool:
+            results = list(pool.map(lambda item: read(*item), years))
+    else:
+        results = [read(year, year_keys) for year, year_keys in years]
+    for part, year_fresh, year_schema in results:
+        fresh += year_fresh
+        schema = schema or year_schema
+        if part is not None:
+            parts.append(part)
     if schema is None:
         return None
     if fresh:
@@ -132,6 +130,32 @@ def read_symbols(table_dir: Path, keys: Sequence[str], symbols: Sequence[str], c
     return table.drop_columns([SESSION_COLUMN, ROW_COLUMN]).replace_schema_metadata(None)
 
 
+def _read_year(table_dir, year: int, year_keys: list[str], *, wanted, columns, found):
+    """(the index's rows of ``wanted`` in the year's current sessions or None, the sessions its files
+    must serve, the schema read) for one year."""
+    index = _Index.open(index_path(table_dir, year))
+    names = None if index is None else index.reader.schema.names
+    if index is None or (columns is not None and not set(columns) <= set(names)):
+        return None, list(year_keys), None
+    current = index.current(table_dir, year_keys, found)
+    fresh = sorted(set(year_keys) - set(current))
+    if not current:
+        return None, fresh, None
+    keep = [*(columns if columns is not None else [n for n in names if n not in (SESSION_COLUMN, ROW_COLUMN)]),
+            SESSION_COLUMN, ROW_COLUMN]
+    schema = pa.schema([index.reader.schema.field(n) for n in keep])
+    batches = [index.reader.get_batch(index.batch_of[s]) for s in wanted if s in index.batch_of]
+    if keep != names:
+        batches = [batch.select(keep) for batch in batches]
+    if not batches:
+        return None, fresh, schema
+    part = pa.Table.from_batches(batches)
+    if len(current) < len(index.sources) or len(current) < len(year_keys):
+        days = pa.array([_day(k) for k in current], pa.int32())
+        part = part.filter(pc.is_in(part.column(SESSION_COLUMN), value_set=days))
+    return part, fresh, schema
+
+
 def _concat(parts: list[pa.Table]) -> pa.Table:
     """The parts as one table with the first part's types where the others can be cast to them."""
     first = parts[0].schema
@@ -145,10 +169,10 @@ def _read_fresh(table_dir: Path, keys: list[str], symbols: list[str], schema: pa
     import pyarrow.dataset as ds  # slow to import: only when a read needs it
 
     columns = [n for n in schema.names if n not in (SESSION_COLUMN, ROW_COLUMN)]
-    dataset = _dataset(table_dir, keys)
-    scanner = dataset.scanner(columns=columns, filter=ds.field("symbol").isin(symbols))
     out, counts = [], {}
-    for tagged in scanner.scan_batches():
+    with _dataset(table_dir, keys) as dataset:
+        tagged_batches = list(dataset.scanner(columns=columns, filter=ds.field("symbol").isin(symbols)).scan_batches())
+    for tagged in tagged_batches:
         batch = tagged.record_batch
         key = Path(tagged.fragment.path).stem
         first = counts.get(key, 0)
@@ -174,13 +198,21 @@ def _identities(table_dir, keys: Sequence[str]) -> dict[str, tuple]:
     return found
 
 
+@contextmanager
 def _dataset(table_dir, keys: Sequence[str]):
+    """A Parquet dataset over the session files of ``keys``. On an object store the files are first
+    fetched concurrently into a local temporary folder (one GET each): a dataset over the store
+    itself reads file after file in several ranged requests each."""
     import pyarrow.dataset as ds
 
-    if is_remote(table_dir):
-        return ds.dataset([(table_dir / f"{k}.parquet").path for k in keys], format="parquet",
-                          filesystem=arrow_filesystem(table_dir))
-    return ds.dataset([str(table_dir / f"{k}.parquet") for k in keys], format="parquet")
+    if not is_remote(table_dir):
+        yield ds.dataset([str(table_dir / f"{k}.parquet") for k in keys], format="parquet")
+        return
+    with tempfile.TemporaryDirectory(prefix="alphatwin-fetch-") as local:
+        payloads = read_many([table_dir / f"{k}.parquet" for k in keys])
+        for key, payload in zip(keys, payloads):
+            Path(local, f"{key}.parquet").write_bytes(payload)
+        yield ds.dataset([str(Path(local, f"{k}.parquet")) for k in keys], format="parquet")
 
 
 def _by_year(keys: Sequence[str]) -> dict[int, list[str]]:
@@ -210,11 +242,12 @@ def compact(table_dir: Path, keys: Sequence[str], table: str = "") -> Compaction
     correct with (sessions changed since are read from their files)."""
     report = CompactionReport(table or table_dir.name)
     years = _by_year(sorted(keys))
+    found = _identities(table_dir, keys) if is_remote(table_dir) else None  # one listing for every year
     for year, year_keys in years.items():
         path = index_path(table_dir, year)
         index = _Index.open(path)
         if index is not None and len(index.sources) == len(year_keys) and \
-                len(index.current(table_dir, year_keys)) == len(year_keys):
+                len(index.current(table_dir, year_keys, found)) == len(year_keys):
             report.current.append(year)
         else:
             built = _build(table_dir, year_keys)
@@ -236,21 +269,19 @@ def compact(table_dir: Path, keys: Sequence[str], table: str = "") -> Compaction
 
 def _build(table_dir: Path, keys: list[str]) -> tuple[pa.Table, list] | str:
     """The year's rows sorted by (symbol, session, row) with the identities they came from, or why not."""
-    import pyarrow.dataset as ds
-
     paths = [table_dir / f"{k}.parquet" for k in keys]
     found = _identities(table_dir, keys)
     before = [list(found[k]) for k in keys]
-    dataset = _dataset(table_dir, keys)
-    fragments = list(dataset.get_fragments())
-    first = fragments[0].physical_schema
-    if "symbol" not in first.names:
-        return f"no 'symbol' column in {paths[0]}"
-    for path, fragment in zip(paths, fragments):
-        if not fragment.physical_schema.equals(first):
-            return f"{path.name} has another schema than {paths[0].name}: the year is read from its session files"
-    data = dataset.to_table()
-    rows = [f.metadata.num_rows for f in fragments]
+    with _dataset(table_dir, keys) as dataset:
+        fragments = list(dataset.get_fragments())
+        first = fragments[0].physical_schema
+        if "symbol" not in first.names:
+            return f"no 'symbol' column in {paths[0]}"
+        for path, fragment in zip(paths, fragments):
+            if not fragment.physical_schema.equals(first):
+                return f"{path.name} has another schema than {paths[0].name}: the year is read from its session files"
+        data = dataset.to_table()
+        rows = [f.metadata.num_rows for f in fragments]
     sessions = np.repeat(np.array([_day(k) for k in keys], np.int32), rows)
     within = np.concatenate([np.arange(n, dtype=np.int32) for n in rows]) if rows else np.array([], np.int32)
     data = data.append_column(SESSION_COLUMN, pa.array(sessions)).append_column(ROW_COLUMN, pa.array(within))
@@ -285,10 +316,11 @@ def describe(table_dir: Path, keys: Sequence[str]) -> dict | None:
     if not folder.is_dir():
         return None
     serving, years, size = 0, 0, 0
+    found = _identities(table_dir, keys) if is_remote(table_dir) else None
     for year, year_keys in _by_year(keys).items():
         index = _Index.open(index_path(table_dir, year))
         if index is not None:
             years += 1
-            serving += len(index.current(table_dir, year_keys))
+            serving += len(index.current(table_dir, year_keys, found))
             size += index_path(table_dir, year).stat().st_size
     return dict(years=years, serving=serving, sessions=len(keys), bytes=size)

@@ -81,19 +81,21 @@ def test_every_read_gives_what_the_same_tables_in_a_local_folder_give(s3_data_di
 
 
 def test_the_per_symbol_index_serves_reads_and_is_never_stale(s3_data_dir):
-    store, bars = TableStore(s3_data_dir), _bars(1)
-    store.write_sessions("features", bars, SESSIONS)
+    sessions = pd.bdate_range("2023-12-22", periods=12)  # two years: two index files read side by side
+    store, bars = TableStore(s3_data_dir), _bars(1, sessions)
+    store.write_sessions("features", bars, sessions)
     report = store.compact_by_symbol("features")
-    assert report.sessions == len(SESSIONS) and report.built == [2024]
+    assert report.sessions == len(sessions) and report.built == [2023, 2024]
     wanted = ["S1", "S4"]
-    per_session = store._read_files([store.partition_path("features", s) for s in SESSIONS], wanted, None)
+    per_session = store._read_files([store.partition_path("features", s) for s in sessions], wanted, None)
     pd.testing.assert_frame_equal(store.read_partitions("features", symbols=wanted), per_session)
-    rewritten = bars[bars["date"] == SESSIONS[5]].assign(close=1.0)
-    store.write_sessions("features", rewritten, SESSIONS[5:6])
+    rewritten = bars[bars["date"] == sessions[8]].assign(close=1.0)
+    store.write_sessions("features", rewritten, sessions[8:9])
     fresh = store.read_partitions("features", symbols=wanted)
-    assert (fresh.loc[fresh["date"] == SESSIONS[5], "close"] == 1.0).all()
+    assert (fresh.loc[fresh["date"] == sessions[8], "close"] == 1.0).all()
+    assert len(fresh) == len(per_session)
     assert store.compact_by_symbol("features").built == [2024]
-    assert store.compact_by_symbol("features").current == [2024]
+    assert store.compact_by_symbol("features").current == [2023, 2024]
 
 
 def test_whole_tables_rejections_and_load(s3_data_dir):
