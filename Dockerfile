@@ -37,9 +37,12 @@ RUN cd dbt && dbt parse --quiet --profiles-dir . --target-path target
 COPY dagster.postgres.yaml ${DAGSTER_HOME}/dagster.yaml
 COPY docker/workspace.yaml /opt/dagster/workspace.yaml
 
+# /data: the data directory when it is a mounted folder (docker-compose sets s3:// instead);
+# /state: the local state directory (ALPHATWIN_STATE_DIR) when the data is on an object store.
+# dbt/: each marts run writes its target folder and logs there (assets/marts.py).
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin alphatwin \
-    && mkdir -p /data ${DAGSTER_HOME}/storage \
-    && chown -R alphatwin:alphatwin /data ${DAGSTER_HOME}
+    && mkdir -p /data /state ${DAGSTER_HOME}/storage \
+    && chown -R alphatwin:alphatwin /data /state ${DAGSTER_HOME} /opt/alphatwin/dbt
 USER alphatwin
 
 EXPOSE 4000

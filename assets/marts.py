@@ -6,12 +6,16 @@ The dbt project lives in ``dbt/``. Loading the code location only reads its
 """
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
+from alphatwin_pipelines.data_dir import state_dir
+from alphatwin_pipelines.objectstore import is_remote
 from assets.resources import DBT_PROJECT_DIR, StorageResource
 
 MARTS_GROUP = "marts"
@@ -56,6 +60,20 @@ class PipelineTablesTranslator(DagsterDbtTranslator):
     pool=DUCKDB_POOL,
 )
 def marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: StorageResource):
-    """``dbt build`` of the selected models: staging views, mart tables, unit and data tests."""
-    data_dir = str(storage.path())
-    yield from dbt.cli(["build", "--vars", json.dumps({"data_dir": data_dir})], context=context).stream()
+    """``dbt build`` of the selected models: staging views, mart tables, unit and data tests.
+
+    The sources read the data directory (a folder or s3://); ``marts.duckdb`` is written to the local
+    state directory, which is the data directory itself when that is local (dbt/profiles.yml)."""
+    data_dir = storage.path()
+    dbt_vars = {"data_dir": str(data_dir), "state_dir": str(state_dir(data_dir))}
+    try:
+        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    except DagsterDbtCliRuntimeError as exc:
+        if not is_remote(data_dir):
+            raise
+        raise dg.Failure(description=(
+            f"{exc.description}\n\nThe sources are read from {data_dir} at "
+            f"{os.environ.get('AWS_ENDPOINT_URL') or 'AWS'}: if the errors above say the store could not be "
+            f"reached or refused a request (EndpointConnectionError, AccessDenied, NoSuchBucket), check "
+            f"AWS_ENDPOINT_URL, the AWS_* credentials and the bucket, then materialise the marts again. A model "
+            f"that failed kept its previous table in {dbt_vars['state_dir']}/marts.duckdb.")) from exc

@@ -22,9 +22,13 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKER_WORKSPACE = REPO_ROOT / "docker" / "workspace.yaml"
 
-SERVICES = {"postgres", "user-code", "dagster-webserver", "dagster-daemon", "dask-scheduler", "dask-worker-1", "dask-worker-2",
-            "mlflow"}
+SERVICES = {"postgres", "minio", "minio-bucket", "user-code", "dagster-webserver", "dagster-daemon", "dask-scheduler",
+            "dask-worker-1", "dask-worker-2", "mlflow"}
+#: Services that read or write the data directory: all of them on the MinIO bucket, none through a volume.
+DATA_SERVICES = {"user-code", "dagster-webserver", "dagster-daemon", "dask-worker-1", "dask-worker-2"}
+DATA_DIR = "s3://alphatwin/data"
 DUMMY_PASSWORD = "dummy-password-for-compose-config"
+DUMMY_MINIO_PASSWORD = "dummy-minio-password"
 
 # Names whose values are secrets: they may only be empty in .env.example and only `${...}` in compose.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE", re.IGNORECASE)
@@ -76,11 +80,14 @@ def _docker_compose(*args, env_file: Path, cwd: Path):
     )
 
 
-def _env_file(tmp_path: Path, password: str) -> Path:
+def _env_file(tmp_path: Path, password: str, minio_password: str = DUMMY_MINIO_PASSWORD) -> Path:
+    """.env.example with the two required secrets filled in (an empty value leaves one unset)."""
     text = ENV_EXAMPLE.read_text()
-    assert re.search(r"^DAGSTER_PG_PASSWORD=$", text, re.MULTILINE), ".env.example must leave the password empty"
+    for name, value in (("DAGSTER_PG_PASSWORD", password), ("MINIO_ROOT_PASSWORD", minio_password)):
+        assert re.search(rf"^{name}=$", text, re.MULTILINE), f".env.example must leave {name} empty"
+        text = re.sub(rf"^{name}=$", f"{name}={value}", text, flags=re.MULTILINE)
     path = tmp_path / ".env"
-    path.write_text(re.sub(r"^DAGSTER_PG_PASSWORD=$", f"DAGSTER_PG_PASSWORD={password}", text, flags=re.MULTILINE))
+    path.write_text(text)
     return path
 
 
@@ -103,7 +110,8 @@ def test_compose_resolves_the_password_from_env_and_binds_loopback(tmp_path):
     published = {
         name: [str(p) for p in svc.get("ports", [])] for name, svc in resolved["services"].items() if svc.get("ports")
     }
-    assert published == {"dagster-webserver": ["127.0.0.1:3000:3000/tcp"], "mlflow": ["127.0.0.1:5000:5000/tcp"]}
+    assert published == {"dagster-webserver": ["127.0.0.1:3000:3000/tcp"], "mlflow": ["127.0.0.1:5000:5000/tcp"],
+                         "minio": ["127.0.0.1:9000:9000/tcp", "127.0.0.1:9001:9001/tcp"]}
     mlflow = resolved["services"]["mlflow"]
     assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"] == (
         f"postgresql+psycopg2://dagster:{DUMMY_PASSWORD}@postgres:5432/mlflow")
@@ -113,10 +121,50 @@ def test_compose_resolves_the_password_from_env_and_binds_loopback(tmp_path):
 def test_compose_refuses_to_start_without_a_password(tmp_path):
     proc = _docker_compose("config", "-q", env_file=_env_file(tmp_path, ""), cwd=tmp_path)
     assert proc.returncode != 0
-    assert "set it in .env" in proc.stderr
+    assert "DAGSTER_PG_PASSWORD" in proc.stderr and "set it in .env" in proc.stderr
+    proc = _docker_compose("config", "-q", env_file=_env_file(tmp_path, DUMMY_PASSWORD, minio_password=""), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "MINIO_ROOT_PASSWORD" in proc.stderr and "set it in .env" in proc.stderr
 
 
-def test_compose_declares_the_eight_services():
+def test_every_data_service_reads_the_minio_bucket_and_shares_no_data_volume(tmp_path):
+    proc = _docker_compose("config", env_file=_env_file(tmp_path, DUMMY_PASSWORD), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    minio = services["minio"]
+    assert minio["image"].startswith("minio/minio:") and minio["command"][:2] == ["server", "/data"]
+    assert minio["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+    credentials = (minio["environment"]["MINIO_ROOT_USER"], minio["environment"]["MINIO_ROOT_PASSWORD"])
+    assert credentials == ("alphatwin", DUMMY_MINIO_PASSWORD)
+    # The one-shot service creates the bucket the data directory names, once MinIO is healthy.
+    bucket = services["minio-bucket"]
+    assert bucket["image"].startswith("minio/mc:") and bucket["restart"] == "no"
+    assert bucket["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert f"mc mb --ignore-existing store/{DATA_DIR.split('/')[2]}" in bucket["entrypoint"][-1]
+    for name in DATA_SERVICES:
+        env = services[name]["environment"]
+        assert (env["ALPHATWIN_DATA_DIR"], env["AWS_ENDPOINT_URL"]) == (DATA_DIR, "http://minio:9000"), name
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == credentials, name
+        assert env["AWS_DEFAULT_REGION"], name
+    for name in ("user-code", "dask-worker-1", "dask-worker-2"):
+        assert services[name]["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully", name
+    # No data volume: the workers mount nothing, no application container mounts /data, and the only
+    # volume two services share holds Dagster's compute logs (state, not tables).
+    mounts = {name: [str(v) for v in svc.get("volumes", [])] for name, svc in services.items()}
+    assert mounts["dask-worker-1"] == mounts["dask-worker-2"] == []
+    assert not [m for name in DATA_SERVICES for m in mounts[name] if ":/data" in m]
+    users: dict[str, set] = {}
+    for name, volumes in mounts.items():
+        for mount in volumes:
+            users.setdefault(mount.split(":", 1)[0], set()).add(name)
+    assert {volume for volume, names in users.items() if len(names) > 1} == {"dagster-storage"}
+    # The code server's state directory (marts.duckdb, GX docs, numba's cache) is its own volume.
+    state = services["user-code"]["environment"]["ALPHATWIN_STATE_DIR"]
+    assert any(m.endswith(f":{state}:rw") or m.endswith(f":{state}") for m in mounts["user-code"])
+    assert services["user-code"]["environment"]["ALPHATWIN_DROP_DIR"].startswith(state + "/")
+
+
+def test_compose_declares_the_ten_services():
     services = _compose()["services"]
     assert set(services) == SERVICES
     assert services["user-code"]["environment"]["ALPHATWIN_DASK_SCHEDULER"] == "tcp://dask-scheduler:8786"
@@ -136,11 +184,12 @@ def test_compose_declares_the_eight_services():
     assert "/mlflow" in services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
 
 
-def test_only_the_webserver_and_mlflow_publish_and_only_on_loopback():
+def test_only_the_webserver_mlflow_and_minio_publish_and_only_on_loopback():
     services = _compose()["services"]
     assert services["dagster-webserver"]["ports"] == ["127.0.0.1:${DAGSTER_WEBSERVER_PORT:-3000}:3000"]
     assert services["mlflow"]["ports"] == ["127.0.0.1:${MLFLOW_PORT:-5000}:5000"]
-    assert [name for name, svc in services.items() if svc.get("ports")] == ["dagster-webserver", "mlflow"]
+    assert services["minio"]["ports"] == ["127.0.0.1:${MINIO_API_PORT:-9000}:9000", "127.0.0.1:${MINIO_CONSOLE_PORT:-9001}:9001"]
+    assert [name for name, svc in services.items() if svc.get("ports")] == ["minio", "dagster-webserver", "mlflow"]
 
 
 def _strings(node, path=()):
@@ -158,7 +207,7 @@ def test_no_secret_is_committed_in_compose_or_env_example():
     # Secret-named settings: empty in .env.example, only ${VAR} references in compose.
     env_example = _env_example()
     secret_keys = [k for k in env_example if SECRET_NAME.search(k)]
-    assert {"DAGSTER_PG_PASSWORD", "POLYGON_API_KEY"} <= set(secret_keys)
+    assert {"DAGSTER_PG_PASSWORD", "POLYGON_API_KEY", "MINIO_ROOT_PASSWORD"} <= set(secret_keys)
     assert {k: env_example[k] for k in secret_keys if env_example[k]} == {}
     for path, value in _strings(_compose()):
         if SECRET_NAME.search(path[-1]):

@@ -1,20 +1,13 @@
 """The dbt marts (dbt/, assets/marts.py) built by the real dbt CLI into a temporary DuckDB.
 
-The data directory is the shared research fixture (synthetic market through the real stages)
-cut to its last sessions, plus: corporate-action events from the real cleaning stage, bad raw
-rows planted in two sessions and pushed through the real validation stage, and small
-contract-shaped tables for the stages after the scanner (docs/contracts.md). One Dagster run
-builds everything; the marts are then compared with pandas computed from the stored tables.
+One Dagster run builds every model over the data directory of tests/marts_support.py; the marts
+are then compared with pandas computed from the stored tables.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -23,112 +16,17 @@ import pandas as pd
 import pytest
 
 from alphatwin_pipelines import load
-from alphatwin_pipelines.schema import bars_to_arrow, frame_to_arrow
-from alphatwin_pipelines.stages.cleaning import build_events, clean_sessions
-from alphatwin_pipelines.stages.quality import validate_sessions
+from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import (ALLOCATIONS, OPTIMISED, QUARANTINED, RAW, SCANNER, STRATEGY_RETURNS,
                                         UNIVERSE, VALIDATED, VALIDATION)
+from tests.marts_support import DBT_DIR, IDS, MARTS, REPO_ROOT, build_marts, ensure_manifest, planted  # noqa: F401
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::dagster.BetaWarning"),
     pytest.mark.filterwarnings("ignore:sqlglotrs is deprecated:DeprecationWarning"),  # imported by dagster-dbt
     pytest.mark.xdist_group("dbt_marts"),
 ]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DBT_DIR = REPO_ROOT / "dbt"
-DBT = Path(sys.executable).with_name("dbt")
-SESSIONS_KEPT = 120  # enough history for the 2024-08-08 2-for-1 split in the synthetic market
-PARTITIONED = ("raw_ohlcv", "validated_ohlcv", "quarantined_ohlcv", "cleaned_ohlcv", "features", "scanner_results")
-MARTS = ("mart_daily_returns", "mart_quality_summary", "mart_scanner_leaderboard", "mart_strategy_scorecard",
-         "mart_portfolio_sector_exposure")
-IDS = ("00000000000000a1", "00000000000000b2", "00000000000000c3")
-
-
-# -- the manifest the code location reads (`make setup` runs the same `dbt parse`) -------------
-def _ensure_manifest() -> None:
-    manifest = DBT_DIR / "target" / "manifest.json"
-    sources = [p for d in ("models", "tests", "macros") for p in (DBT_DIR / d).rglob("*") if p.is_file()]
-    sources += [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml"]
-    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
-        return
-    env = {k: v for k, v in os.environ.items() if k != "DBT_TARGET_PATH"}
-    proc = subprocess.run([str(DBT), "parse", "--quiet", "--profiles-dir", "."], cwd=DBT_DIR, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
-# -- the data directory ------------------------------------------------------------------------
-def _copy_recent(research: Path, dest: Path) -> pd.DatetimeIndex:
-    sessions = TableStore(research).stored_sessions(RAW)[-SESSIONS_KEPT:]
-    keep = {f"{s:%Y-%m-%d}.parquet" for s in sessions}
-    for table in PARTITIONED:
-        (dest / table).mkdir(parents=True)
-        for name in keep:
-            shutil.copy2(research / table / name, dest / table / name)
-    shutil.copy2(research / f"{UNIVERSE}.parquet", dest / f"{UNIVERSE}.parquet")
-    return sessions
-
-
-def _plant_bad_rows(store: TableStore, sessions: pd.DatetimeIndex) -> dict[tuple[str, pd.Timestamp], str]:
-    """Break raw rows in the last two sessions and re-run validation and cleaning on them."""
-    bad_rows = {}
-    for session, edits in zip(sessions[-2:], ([("close", -5.0, "price.non_positive"), ("low", 1e6, "ohlc.low_above_high")],
-                                               [("open", -1.0, "price.non_positive")])):
-        raw = store.read_partitions(RAW, session, session)
-        for row, (column, value, rule) in enumerate(edits):
-            raw.loc[row, column] = value
-            bad_rows[(raw.loc[row, "symbol"], session)] = rule
-        store.write_partition(RAW, session, bars_to_arrow(raw))
-    validate_sessions(store, sessions[-2:])
-    clean_sessions(store, sessions[-2:])
-    return bad_rows
-
-
-def _write_research_tables(store: TableStore, universe: pd.DataFrame) -> None:
-    """Small tables shaped like docs/contracts.md for the stages the other helpers build."""
-    rng = np.random.default_rng(11)
-    optimised = pd.DataFrame({
-        "strategy_id": IDS, "family": ["trend", "mean_reversion", "momentum"], "level": [1, 2, 3],
-        "complexity": [1.0, 2.5, 4.0], "spec_json": "{}", "symbols_json": json.dumps(universe["symbol"][:5].tolist()),
-        "start": pd.Timestamp("2024-01-02"), "end": pd.Timestamp("2024-06-28"), "n_trials": 40,
-        "n_complete": [38, 37, 40], "n_pruned": [2, 3, 0], "seed": 7, "study_name": ["s1", "s2", "s3"],
-        "is_sharpe": [1.4, 1.1, 2.0], "is_sortino": [2.0, 1.5, 3.0], "is_cagr": [0.2, 0.1, 0.3],
-        "is_max_drawdown": [-0.1, -0.2, -0.15], "is_trades": [30.0, 12.0, 50.0],
-        "scanner_partition": "2024-06-28", "record_json": "{}"})
-    reports = optimised[["strategy_id", "family", "level", "complexity", "spec_json", "symbols_json", "n_trials",
-                         "is_sharpe"]].assign(
-        oos_sharpe=[0.2, 1.0, np.nan], oos_sortino=[0.3, 1.3, np.nan], oos_cagr=[0.01, 0.1, np.nan],
-        oos_max_drawdown=[-0.3, -0.1, np.nan], dsr=[0.4, 0.97, np.nan], pbo=[0.6, 0.1, np.nan],
-        passed=[False, True, False], reasons=["dsr 0.40 < 0.95", "", "no out-of-sample trades"],
-        report_path="reports/strategy.html", scanner_partition="2024-06-28", record_json="{}")
-    dates = pd.bdate_range("2024-07-01", periods=60)
-    returns = pd.concat([pd.DataFrame({"date": dates, "strategy_id": s, "return": rng.normal(0.0005, 0.01, len(dates))})
-                         for s in IDS[:2]], ignore_index=True)
-    symbols = universe["symbol"][:5].tolist()
-    # The first symbol's allocation sector disagrees with the universe; ZZZZ is in neither.
-    allocation = pd.DataFrame({
-        "allocation_version": "a" * 16, "as_of": pd.Timestamp("2024-12-31"), "method": "hrp",
-        "kind": ["strategy", "strategy", *["symbol"] * 6], "name": [IDS[0], IDS[1], *symbols, "ZZZZ"],
-        "weight": [0.4, 0.6, 0.35, 0.25, 0.2, -0.1, 0.2, 0.1],
-        "sector": [None, None, "Not The Universe's", *universe["sector"][1:5].tolist(), None],
-        "risk_contribution": [0.4, 0.6, *[np.nan] * 6],  # as the allocator writes symbol rows
-        "spec_hashes": json.dumps(list(IDS[:2])), "scanner_partition": "2024-06-28", "cluster": 1})
-    for name, frame in ((OPTIMISED, optimised), (VALIDATION, reports), (STRATEGY_RETURNS, returns), (ALLOCATIONS, allocation)):
-        store.write_table(name, frame_to_arrow(frame))
-
-
-@pytest.fixture(scope="module")
-def planted(research_data, tmp_path_factory) -> tuple[Path, dict]:
-    """The data directory and the bad raw rows planted in it ((symbol, session) -> rule)."""
-    path = tmp_path_factory.mktemp("marts") / "data"
-    sessions = _copy_recent(research_data, path)
-    store = TableStore(path)
-    bad_rows = _plant_bad_rows(store, sessions)
-    build_events(store, sessions)
-    _write_research_tables(store, store.read_table(UNIVERSE))
-    return path, bad_rows
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +37,7 @@ def marts_dir(planted) -> Path:
 @pytest.fixture(scope="module")
 def built(marts_dir, tmp_path_factory):
     """One Dagster run of every dbt model, with its dbt artifacts kept out of the repository."""
-    _ensure_manifest()
-    from assets.marts import marts
-    from assets.resources import StorageResource, dbt_resource
-
-    target = tmp_path_factory.mktemp("dbt_target")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DBT_TARGET_PATH", str(target))
-        result = dg.materialize([marts], resources={"dbt": dbt_resource(), "storage": StorageResource(data_dir=str(marts_dir))})
-    [run_dir] = target.glob(f"marts-{result.run_id[:7]}-*")
-    return result, json.loads((run_dir / "run_results.json").read_text())
+    return build_marts(marts_dir, tmp_path_factory.mktemp("dbt_target"))
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +175,7 @@ def test_sector_exposure_sums_symbol_weights_by_universe_sector(db, marts_dir):
 
 # -- a broken contract stops the build -----------------------------------------------------------
 def test_a_failing_data_test_fails_the_build_and_skips_the_marts_below_it(marts_dir, tmp_path):
-    _ensure_manifest()
+    ensure_manifest()
     from assets.resources import dbt_resource
 
     data = tmp_path / "data"
@@ -312,7 +201,7 @@ def test_a_failing_data_test_fails_the_build_and_skips_the_marts_below_it(marts_
 
 # -- one lineage ---------------------------------------------------------------------------------
 def test_marts_hang_off_the_pipeline_assets_in_one_graph(tmp_path, monkeypatch):
-    _ensure_manifest()
+    ensure_manifest()
     from assets import cleaning, features, ingestion, quality, scanner
     from assets.marts import DUCKDB_POOL, MARTS_GROUP, marts
     from assets.resources import default_resources
