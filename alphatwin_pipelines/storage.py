@@ -233,6 +233,11 @@ class TableStore:
             )
         return self._read_files([path], symbols, columns)
 
+    def read_schema(self, table: str, session) -> pa.Schema:
+        """The Arrow schema of one stored partition (its footer only)."""
+        path = self.partition_path(table, session)
+        return pq.read_schema(path.path, filesystem=arrow_filesystem(path)) if self.remote else pq.read_schema(path)
+
     def _read_files(self, paths: Iterable[Path], symbols, columns) -> pd.DataFrame:
         paths = list(paths)
         if not paths:
