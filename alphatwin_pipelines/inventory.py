@@ -7,9 +7,9 @@ many rows the quality rules quarantined or flagged, by rule.
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alphatwin_pipelines.objectstore import arrow_filesystem, is_remote, listing
@@ -34,13 +34,27 @@ def _parquet_files(folder) -> list[tuple]:
     return [(f, f.stat().st_size) for f in sorted(folder.glob("*.parquet")) if not f.name.startswith(".")]
 
 
-def _rows(paths) -> int:
-    """Rows in the files' footers; on an object store the footers are fetched concurrently."""
-    if not paths or not is_remote(paths[0]):
-        return sum(pq.read_metadata(p).num_rows for p in paths)
-    fs = arrow_filesystem(paths[0])
-    with ThreadPoolExecutor(8) as pool:
-        return sum(pool.map(lambda p: pq.read_metadata(p.path, filesystem=fs).num_rows, paths))
+#: Bytes fetched from the end of each object: the footer of any partition of these tables fits.
+_TAIL = 1 << 16
+
+
+def _rows(files: list[tuple]) -> int:
+    """Rows in the footers of ``files`` (``(path, size)``). On an object store every file's tail is
+    fetched in one concurrent round (a Parquet reader would send requests file after file) and its
+    footer parsed from memory; a footer longer than the tail is read whole."""
+    if not files or not is_remote(files[0][0]):
+        return sum(pq.read_metadata(path).num_rows for path, _ in files)
+    fs = files[0][0].fs
+    tails = fs.cat_ranges([p.path for p, _ in files], [max(size - _TAIL, 0) for _, size in files],
+                          [size for _, size in files], on_error="raise")
+    rows = 0
+    for (path, _), tail in zip(files, tails):
+        footer = int.from_bytes(tail[-8:-4], "little") + 8
+        if footer <= len(tail):  # the metadata only: the column chunks it points at are never read
+            rows += pq.read_metadata(pa.BufferReader(b"PAR1" + tail[-footer:])).num_rows
+        else:
+            rows += pq.read_metadata(path.path, filesystem=arrow_filesystem(path)).num_rows
+    return rows
 
 
 def inventory(store: TableStore) -> list[dict]:
@@ -55,12 +69,12 @@ def inventory(store: TableStore) -> list[dict]:
             continue
         first, last = files[0][0].stem, files[-1][0].stem
         rows.append(dict(table=folder.name, span=f"{len(files):>4} partition(s)  {first} .. {last}",
-                         rows=_rows([f for f, _ in files]), mib=sum(size for _, size in files) / 2**20,
+                         rows=_rows(files), mib=sum(size for _, size in files) / 2**20,
                          index=describe(folder, [f.stem for f, _ in files])))
     for path, size in _parquet_files(store.data_dir):
         versions = len(_parquet_files(store.table_dir(path.stem)))
         rows.append(dict(table=path.stem, span="whole table" + (f", {versions} immutable version(s)" if versions else ""),
-                         rows=_rows([path]), mib=size / 2**20))
+                         rows=_rows([(path, size)]), mib=size / 2**20))
     return rows
 
 

@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from alphatwin_pipelines import objectstore
+from alphatwin_pipelines import inventory as inventory_module, objectstore
 from alphatwin_pipelines.cards.store import COMPLETE, content_version, version_complete, write_version
 from alphatwin_pipelines.corrections import CORRECTIONS_PATH, VERSIONS_DIR, load_corrections
 from alphatwin_pipelines.execution.run import allocation_path, read_allocation
@@ -104,7 +104,7 @@ def test_reproducibility_hashes_read_the_objects(s3_data_dir, tmp_path):
     assert content_hash(paths[::-1]) == content_hash([local.partition_path("features", s) for s in SESSIONS[:3]])
 
 
-def test_allocations_inventory_and_metadata_on_the_store(s3_data_dir):
+def test_allocations_inventory_and_metadata_on_the_store(s3_data_dir, monkeypatch):
     store = TableStore(s3_data_dir)
     allocation = pd.DataFrame({"allocation_version": ["v1"], "kind": ["cash"], "name": ["cash"], "weight": [1.0]})
     store.write_table(version_table("v1"), frame_to_arrow(allocation))
@@ -119,6 +119,8 @@ def test_allocations_inventory_and_metadata_on_the_store(s3_data_dir):
                          SESSIONS)
     listed = {row["table"]: row for row in inventory(store)}
     assert listed["quarantined_ohlcv"]["rows"] == len(bars) and listed["portfolio_allocations"]["rows"] == 1
+    monkeypatch.setattr(inventory_module, "_TAIL", 16)  # footers longer than the fetched tail: read whole
+    assert {row["table"]: row["rows"] for row in inventory(store)} == {t: row["rows"] for t, row in listed.items()}
     assert "1 immutable version" in listed["portfolio_allocations"]["span"]
     rows, counts = rows_by_rule(store, "quarantined_ohlcv", "rule_id")
     assert rows == 1 and counts.to_dict() == {"price_gt_0": 1, "ohlc": 1}
