@@ -1,7 +1,7 @@
 """The whole asset graph on an object-store data directory: ``ALPHATWIN_DATA_DIR=s3://<bucket>/data`` on
 moto's server on 127.0.0.1, materialised in process as `make run` does (the universe, the daily assets
 over a partition range, the research assets, the per-symbol index, the alpha models and predictions,
-and the alpha factor report; the dbt marts are tested with the store in test_dbt_marts.py).
+and the alpha factor report; the dbt marts on the store are tested in test_dbt_object_storage.py).
 
 Every table, report page, card, model artifact and allocation ends up as objects in the bucket; nothing
 is written to the repository's ``data/`` or the working directory (only to the local state directory,
