@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alphatwin_pipelines.atomic import temp_beside
+from alphatwin_pipelines.atomic import atomic_write_bytes
+from alphatwin_pipelines.data_dir import resolve_data_dir
 
 CORRECTIONS_PATH = Path("corrections") / "corporate_actions.csv"
 VERSIONS_DIR = Path("corrections") / "versions"
@@ -51,7 +52,7 @@ class Corrections:
 
     table: pd.DataFrame
     version: str | None = None
-    path: Path | None = None
+    path: Path | None = None  # a UPath when the data directory is on an object store
 
     @property
     def empty(self) -> bool:
@@ -63,8 +64,9 @@ def no_corrections() -> Corrections:
                        .astype({"ex_date": "datetime64[ns]", "value": "float64"}))
 
 
-def corrections_file(data_dir: str | os.PathLike) -> Path:
-    return Path(data_dir) / CORRECTIONS_PATH
+def corrections_file(data_dir: str | os.PathLike):
+    """The corrections file of ``data_dir`` (a local ``Path`` or an object-store ``UPath``)."""
+    return resolve_data_dir(data_dir) / CORRECTIONS_PATH.as_posix()
 
 
 def load_corrections(data_dir: str | os.PathLike) -> Corrections:
@@ -78,11 +80,9 @@ def load_corrections(data_dir: str | os.PathLike) -> Corrections:
     data = path.read_bytes()
     table = parse_corrections(data, path)
     version = hashlib.sha256(data).hexdigest()[:16]
-    archived = Path(data_dir) / VERSIONS_DIR / f"{version}.csv"
+    archived = resolve_data_dir(data_dir) / VERSIONS_DIR.as_posix() / f"{version}.csv"
     if not archived.exists():
-        tmp = temp_beside(archived)
-        Path(tmp).write_bytes(data)
-        os.replace(tmp, archived)
+        atomic_write_bytes(archived, lambda tmp: Path(tmp).write_bytes(data))
     return Corrections(table, version, path)
 
 

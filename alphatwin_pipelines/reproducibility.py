@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alphatwin_pipelines.objectstore import is_remote, read_many
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import read_adjusted
 
@@ -42,11 +43,18 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def _read(paths: list) -> list[bytes]:
+    """The files' bytes: objects fetched concurrently, local files one by one."""
+    return read_many(paths) if paths and is_remote(paths[0]) else [Path(p).read_bytes() for p in paths]
+
+
 def content_hash(paths) -> str:
-    """sha256 over the files' bytes, each prefixed by its name and size, in sorted name order."""
+    """sha256 over the files' bytes, each prefixed by its name and size, in sorted name order
+    (local files or objects of the data directory's store, read through it)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        data = path.read_bytes()
+    paths = sorted((p if is_remote(p) else Path(p) for p in paths),
+                   key=lambda p: tuple(p.path.split("/")) if is_remote(p) else p.parts)
+    for path, data in zip(paths, _read(paths)):
         digest.update(f"{path.name}\0{len(data)}\0".encode())
         digest.update(data)
     return digest.hexdigest()
@@ -54,12 +62,10 @@ def content_hash(paths) -> str:
 
 def input_hashes(store: TableStore, table: str, sessions) -> dict[str, str]:
     """``{"<table>/<YYYY-MM-DD>": sha256 of that partition file}`` for the stored ``sessions``."""
-    out = {}
-    for session in pd.DatetimeIndex(sessions):
-        path = store.partition_path(table, session)
-        if path.exists():
-            out[f"{table}/{session:%Y-%m-%d}"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+    wanted = pd.DatetimeIndex(sessions)
+    stored = wanted[wanted.isin(store.stored_sessions(table))]
+    data = _read([store.partition_path(table, session) for session in stored])
+    return {f"{table}/{session:%Y-%m-%d}": hashlib.sha256(payload).hexdigest() for session, payload in zip(stored, data)}
 
 
 def library_versions() -> dict[str, str]:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from alphatwin_pipelines.atomic import _temps_by_target, atomic_write_bytes, fsync_dir
 from alphatwin_pipelines.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
 from alphatwin_pipelines.file_cache import FileCache
-from alphatwin_pipelines.objectstore import is_remote, listing, read_many
+from alphatwin_pipelines.objectstore import arrow_filesystem, is_remote, listing, read_many
 from alphatwin_pipelines.parquet_files import _upload, _write_temp, write_parquet
 from alphatwin_pipelines.partition_keys import key_sessions, session_key, session_keys
 from alphatwin_pipelines.schema import arrow_to_frame
@@ -232,6 +232,11 @@ class TableStore:
                 f"table '{table}' has not been materialised yet: {path} does not exist"
             )
         return self._read_files([path], symbols, columns)
+
+    def read_schema(self, table: str, session) -> pa.Schema:
+        """The Arrow schema of one stored partition (its footer only)."""
+        path = self.partition_path(table, session)
+        return pq.read_schema(path.path, filesystem=arrow_filesystem(path)) if self.remote else pq.read_schema(path)
 
     def _read_files(self, paths: Iterable[Path], symbols, columns) -> pd.DataFrame:
         paths = list(paths)

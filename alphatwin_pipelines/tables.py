@@ -12,6 +12,8 @@ import pandas as pd
 
 from alphatwin_pipelines.adjustment import EVENT_COLUMNS, adjust
 from alphatwin_pipelines.calendar import previous_sessions
+from alphatwin_pipelines.data_dir import resolve_data_dir
+from alphatwin_pipelines.objectstore import is_remote
 from alphatwin_pipelines.storage import REJECTED_INPUTS_LOG, TableStore
 
 UNIVERSE = "universe"
@@ -49,16 +51,30 @@ SYMBOL_INDEXED = (CLEANED, FEATURES)
 REJECTED_INPUTS = REJECTED_INPUTS_LOG.removesuffix(".jsonl")
 
 
+def version_table(allocation_version: str) -> str:
+    """The immutable copy's table name of an allocation version: ``portfolio_allocations/<version>``."""
+    return f"{ALLOCATIONS}/{allocation_version}"
+
+
 def stored_path(store: TableStore, path) -> str:
     """``path`` (under the data directory) as a table stores it: relative to the data directory,
-    so the directory can be moved or mounted elsewhere and the table still points at the file."""
+    so the directory can be moved or mounted elsewhere (or copied to an object store) and the
+    table still points at the file."""
+    if is_remote(path):
+        root, key = store.data_dir.path.rstrip("/") + "/", path.path
+        if not key.startswith(root):
+            raise ValueError(f"{path} is not under the data directory {store.data_dir}")
+        return key[len(root):]
     return Path(path).relative_to(store.data_dir).as_posix()
 
 
-def resolve_stored_path(store: TableStore, stored: str) -> Path:
-    """A path read from a table, under ``store``'s data directory (an absolute one is kept as is)."""
+def resolve_stored_path(store: TableStore, stored: str):
+    """A path read from a table, under ``store``'s data directory (an absolute one, or an object
+    URL, is kept as is): a ``Path``, or a ``UPath`` on an object store."""
+    if is_remote(stored):
+        return resolve_data_dir(stored)
     path = Path(stored)
-    return path if path.is_absolute() else store.data_dir / path
+    return path if path.is_absolute() else store.data_dir / path.as_posix()
 
 
 class MissingUpstreamError(RuntimeError):

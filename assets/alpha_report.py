@@ -14,6 +14,7 @@ from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.tables import ALPHA_FACTOR_REPORT, ALPHA_LABELS, ALPHA_PREDICTIONS, UNIVERSE
 from assets.config import config_from_dataclass, dataclass_from_config
+from assets.locations import location
 from assets.resources import StorageResource
 
 
@@ -54,5 +55,5 @@ def alpha_factor_report(context: dg.AssetExecutionContext, config: AlphaReportCo
         "decay": dg.MetadataValue.md(markdown_table(report.decay.round(4))),
         "by_year": dg.MetadataValue.md(markdown_table(report.by_year.round(4))),
         "by_sector": dg.MetadataValue.md(markdown_table(report.by_sector.round(4))),
-        "report_html": dg.MetadataValue.path(str(run.files["html"])),
+        "report_html": location(run.files["html"]),
         **plots, **cost.as_metadata()})

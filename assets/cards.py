@@ -15,6 +15,7 @@ from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.tables import CLEANED, STRATEGY_CARDS, STRATEGY_RETURNS, VALIDATION
 from assets.resources import StorageResource
+from assets.locations import location
 
 CARD_EXPORTS_CHECK = "card_exports"
 #: Cards shown in full (with their chart) in the metadata, those that passed first; the table lists every card.
@@ -51,7 +52,7 @@ def strategy_cards(context: dg.AssetExecutionContext, storage: StorageResource):
         "cards": len(run.cards), "new_versions": run.created, "export_errors": len(run.errors),
         "not_exported": len(run.unsupported),
         "index": dg.MetadataValue.md(markdown_table(table, limit=100)),
-        "cards_dir": dg.MetadataValue.path(str(store.data_dir / "cards")),
+        "cards_dir": location(store.data_dir / "cards"),
         **cards, **cost.as_metadata()})
     failures = pd.DataFrame({"problem": run.errors})
     limits = pd.DataFrame({"not exported": run.unsupported})

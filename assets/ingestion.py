@@ -13,6 +13,7 @@ from alphatwin_pipelines.schema import BAR_COLUMN_DOCS, frame_to_arrow
 from alphatwin_pipelines.sources import SourceConfigError
 from alphatwin_pipelines.tables import RAW, UNIVERSE
 from alphatwin_pipelines.universe import UniverseError, resolve_universe
+from assets.locations import location
 from assets.partitions import nyse_sessions, sessions_of
 from assets.resources import MarketDataResource, StorageResource
 
@@ -37,7 +38,7 @@ def universe(market_data: MarketDataResource, storage: StorageResource) -> dg.Ma
         metadata={
             "symbols": len(frame),
             "sectors": dg.MetadataValue.md(markdown_table(sectors)),
-            "path": dg.MetadataValue.path(str(path)),
+            "path": location(path),
             **cost.as_metadata(),
         }
     )
@@ -94,7 +95,7 @@ def raw_ohlcv(
                 "symbols": session.symbols,
                 "symbols_missing": len(session.symbols_missing),
                 "symbols_missing_list": preview(session.symbols_missing),
-                "path": dg.MetadataValue.path(str(session.path)),
+                "path": location(session.path),
                 "dagster/row_count": session.rows,
             },
             partition_key=session.key,

@@ -9,6 +9,7 @@ all cash (execution closes every position) and the WARN check ``strategies_passe
 """
 
 import base64
+import io
 
 import dagster as dg
 import pandas as pd
@@ -28,6 +29,7 @@ from alphatwin_pipelines.profiling import measure
 from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.stages.portfolio import allocate_portfolio
 from alphatwin_pipelines.tables import ALLOCATIONS, VALIDATION
+from assets.locations import location
 from assets.resources import StorageResource
 
 CHECK_WEIGHTS_VALID = "weights_valid"
@@ -110,9 +112,9 @@ def portfolio_allocations(context: dg.AssetExecutionContext, config: PortfolioCo
         "exposure_scale": round(a.exposure_scale, 6),
         "rebalance_suggested": a.regime.rebalance_suggested,
         "regime": a.regime.reason,
-        "plot": dg.MetadataValue.path(str(plot)),
+        "plot": location(plot),
         "plot_preview": dg.MetadataValue.md(f"![allocation](data:image/png;base64,{image})"),
-        "path": dg.MetadataValue.path(str(run.version_path)),
+        "path": location(run.version_path),
         "dagster/row_count": 1 if cash else len(a.weights) + len(a.symbols),
         **cost.as_metadata()})
     yield from _checks(run)
@@ -163,7 +165,7 @@ def _weights_broken(run, stored: pd.DataFrame) -> list[str]:
 
 
 def _checks(run):
-    stored = pd.read_parquet(run.version_path)
+    stored = pd.read_parquet(io.BytesIO(run.version_path.read_bytes()))  # local or on the object store
     weights = stored[stored["kind"] != "symbol"]["weight"]  # the strategy rows, or the cash row
     broken = _weights_broken(run, stored)
     yield dg.AssetCheckResult(
@@ -176,7 +178,7 @@ def _checks(run):
         check_name=CHECK_VERSION_STORED, asset_key=ALLOCATIONS, passed=same,
         description="the immutable version file matches the latest allocation" if same else
         f"{run.version_path} differs from {run.latest_path}: a version's content changed; investigate before executing",
-        metadata={"version_path": dg.MetadataValue.path(str(run.version_path))})
+        metadata={"version_path": location(run.version_path)})
     a = run.allocation
     cash = isinstance(a, CashAllocation)
     relaxed = () if cash else a.relaxations

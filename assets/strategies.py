@@ -11,6 +11,7 @@ from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.stages.optimisation import OptimisationConfig, study_plan
 from alphatwin_pipelines.tables import CLEANED, FEATURES, OPTIMISATION_TRIALS, OPTIMISED, SCANNER
 from assets.config import config_from_dataclass, dataclass_from_config
+from assets.locations import location
 from assets.resources import DaskResource, OptunaResource, StorageResource
 
 CHECK_ONE_ROW_PER_STUDY = "one_row_per_family_and_level"
@@ -64,7 +65,7 @@ def optimised_strategies(context: dg.AssetExecutionContext, config: Optimisation
         "optuna_storage": optuna.url(storage).split(":", 1)[0],  # the scheme only: the URL may hold a password
         "dask_workers": workers,
         "best_per_family_and_level": dg.MetadataValue.md(markdown_table(best.round(3), limit=100)),
-        "sharpe_vs_complexity": dg.MetadataValue.path(str(png)),
+        "sharpe_vs_complexity": location(png),
         "sharpe_vs_complexity_plot": dg.MetadataValue.md(png_markdown(png)),
         f"{OPTIMISATION_TRIALS}_by_state": dg.MetadataValue.json(
             {state: int(n) for state, n in report.trials["state"].value_counts().sort_index().items()}),

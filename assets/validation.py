@@ -15,6 +15,7 @@ from alphatwin_pipelines.reporting import markdown_table
 from alphatwin_pipelines.tables import (
     CLEANED, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, resolve_stored_path,
 )
+from assets.locations import link, location
 from assets.resources import OptunaResource, StorageResource
 
 DSR_GATE_CHECK = "dsr_gate"
@@ -85,7 +86,7 @@ def validation_reports(context: dg.AssetExecutionContext, config: StrategyValida
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     reports = run.reports
     pages = {r.strategy_id: resolve_stored_path(store, r.report_path) for r in reports.itertuples()}
-    summary = reports.assign(report=[f"[html](file://{pages[s]})" for s in reports["strategy_id"]])[
+    summary = reports.assign(report=[f"[html]({link(pages[s])})" for s in reports["strategy_id"]])[
         ["strategy_id", "family", "level", "oos_sharpe", "dsr", "dsr_n_trials", "pbo", "wf_efficiency",
          "param_stability", "information_ratio", "passed", "reasons", "report"]]
     summary = summary.assign(strategy_id=summary["strategy_id"].str[:12]).round(
@@ -93,8 +94,8 @@ def validation_reports(context: dg.AssetExecutionContext, config: StrategyValida
     yield dg.MaterializeResult(asset_key=VALIDATION, metadata={
         "strategies": len(reports), "passed": int(reports["passed"].sum()),
         "summary": dg.MetadataValue.md(markdown_table(summary, limit=100)),
-        "reports_dir": dg.MetadataValue.path(str(store.data_dir / REPORTS_DIR)),
-        **{f"report {r.family} L{r.level}": dg.MetadataValue.url(f"file://{pages[r.strategy_id]}")
+        "reports_dir": location(store.data_dir / REPORTS_DIR),
+        **{f"report {r.family} L{r.level}": dg.MetadataValue.url(link(pages[r.strategy_id]))
            for r in reports[reports["passed"]].itertuples()},
         **cost.as_metadata()})
     yield dg.MaterializeResult(asset_key=STRATEGY_RETURNS, metadata={"rows": len(run.returns)})

@@ -13,6 +13,7 @@ from alphatwin_pipelines.tables import (
     RAW, SCANNER, SECTOR_ROTATION, SYMBOL_CONTEXT,
     STRATEGY_POSITIONS, STRATEGY_RETURNS, SYMBOL_INDEX, TOP_PAIRS, UNIVERSE, VALIDATED, VALIDATION,
 )
+from assets.locations import location
 from assets.resources import StorageResource
 
 NIGHTLY_SCAN_ASSETS = [RAW, VALIDATED, QUARANTINED, FACTORS, CLEANED, FEATURES, SCANNER, SYMBOL_CONTEXT,
@@ -74,7 +75,7 @@ def ingest_dropped_files(context: dg.OpExecutionContext, config: DropIngestConfi
             asset_key=RAW,
             partition=session.key,
             description=f"merged {', '.join(config.files)} from the drop folder",
-            metadata={"rows": session.rows, "symbols": session.symbols, "path": dg.MetadataValue.path(str(session.path)),
+            metadata={"rows": session.rows, "symbols": session.symbols, "path": location(session.path),
                       "dagster/row_count": session.rows},
         )
     context.log.info(f"merged {len(config.files)} file(s) into {len(report.sessions)} session(s) "

@@ -82,6 +82,13 @@ def test_hrp_matches_a_hand_calculation():
     np.testing.assert_allclose(weights.to_numpy(), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_single_strategy_gets_the_whole_book_under_every_method(method):
+    cov = _cov([0.04])
+    weights = solve(method, cov, _mu([0.1], cov), _free(cov), target_volatility=0.5).weights
+    assert weights.to_dict() == pytest.approx({"a": 1.0})
+
+
 def test_max_sharpe_on_uncorrelated_streams_is_mean_over_variance():
     cov = _cov([0.04, 0.01, 0.09])
     mu = _mu([0.10, 0.05, 0.08], cov)

@@ -112,12 +112,10 @@ def read_training_inputs(store: TableStore, cutoff, train_sessions: int, horizon
 def read_features(store: TableStore, start, end, names) -> pd.DataFrame:
     """``date``, ``symbol`` and ``names`` of the feature partitions in [start, end]; a partition
     without one of ``names`` is an ``AlphaInputError`` naming the column and the session."""
-    import pyarrow.parquet as pq
-
     sessions = store.stored_sessions(FEATURE_TABLE)
     sessions = sessions[(sessions >= pd.Timestamp(start)) & (sessions <= pd.Timestamp(end))]
     for session in sessions:
-        present = set(pq.read_schema(store.partition_path(FEATURE_TABLE, session)).names)
+        present = set(store.read_schema(FEATURE_TABLE, session).names)
         missing = [n for n in names if n not in present]
         if missing:
             raise AlphaInputError(

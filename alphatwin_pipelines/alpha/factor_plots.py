@@ -15,6 +15,7 @@ import pandas as pd
 
 from alphatwin_pipelines.alpha.factor_report import FactorReport
 from alphatwin_pipelines.atomic import atomic_write_bytes
+from alphatwin_pipelines.objectstore import is_remote
 from alphatwin_pipelines.reports.html import _STYLE, table
 
 #: Rolling window (sessions) of the daily IC line: a single day's IC is mostly noise.
@@ -130,15 +131,17 @@ def report_html(report: FactorReport, plots: dict[str, bytes]) -> str:
             f"{notes}{body}<h2>Plots</h2>{images}</body></html>")
 
 
-def write_report_files(report: FactorReport, folder: Path) -> dict[str, Path]:
-    """PNG files and ``report.html`` under ``folder``, each replaced atomically; their paths."""
+def write_report_files(report: FactorReport, folder) -> dict[str, Path]:
+    """PNG files and ``report.html`` under ``folder`` (a local ``Path`` or an object-store ``UPath``),
+    each replaced atomically; their paths."""
     plots = render_plots(report)
+    folder = folder if is_remote(folder) else Path(folder)
     paths = {}
     for name, png in plots.items():
-        path = Path(folder) / f"{name}.png"
+        path = folder / f"{name}.png"
         atomic_write_bytes(path, lambda tmp, data=png: Path(tmp).write_bytes(data))
         paths[name] = path
     page = report_html(report, plots).encode("utf-8")
-    paths["html"] = Path(folder) / "report.html"
+    paths["html"] = folder / "report.html"
     atomic_write_bytes(paths["html"], lambda tmp: Path(tmp).write_bytes(page))
     return paths

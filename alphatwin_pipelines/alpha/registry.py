@@ -1,9 +1,12 @@
 """The MLflow tracking server and model registry (``mlflow-skinny`` is enough: its SQL store
 runs on SQLite or PostgreSQL through SQLAlchemy, and the registry shares that store).
 
-Default: ``sqlite:///<data_dir>/mlflow.db`` with artifacts under ``<data_dir>/mlruns``; in
+Default: ``sqlite:///<state_dir>/mlflow.db`` with artifacts under ``<data_dir>/mlruns``; in
 deployment ``ALPHATWIN_MLFLOW_URI`` names the Postgres database or the compose ``mlflow``
-server. The URI may hold a password: errors and metadata show it redacted.
+server. The URI may hold a password: errors and metadata show it redacted. With the data
+directory on an object store the artifacts go to ``s3://.../mlruns`` through MLflow's S3
+artifact repository (boto3), which reads the same ``AWS_ENDPOINT_URL`` and credentials
+(``MLFLOW_S3_ENDPOINT_URL``, when set, overrides the endpoint for MLflow alone).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from alphatwin_pipelines.data_dir import state_dir
+from alphatwin_pipelines.objectstore import is_remote
 
 EXPERIMENT = "alphatwin-alpha-models"
 MODEL_NAME = "alphatwin-alpha-h{horizon}"
@@ -95,12 +99,15 @@ def _probe_database(uri: str) -> None:
         engine.dispose()
 
 
-def _experiment(client, uri: str, artifact_root: Path) -> str:
+def _experiment(client, uri: str, artifact_root) -> str:
     found = client.get_experiment_by_name(EXPERIMENT)
     if found is not None:
         return found.experiment_id
     # An HTTP server stores artifacts where it is configured to; a database URI needs a location.
-    location = None if uri.startswith(("http://", "https://")) else artifact_root.resolve().as_uri()
+    if uri.startswith(("http://", "https://")):
+        location = None
+    else:
+        location = str(artifact_root) if is_remote(artifact_root) else Path(artifact_root).resolve().as_uri()
     return client.create_experiment(EXPERIMENT, artifact_location=location)
 
 
@@ -112,7 +119,7 @@ def register(uri: str, artifact_root, version, artifact: Path) -> tuple[str, str
     with _fail_fast():
         client = _client(uri)
         try:
-            return _register(client, uri, Path(artifact_root), version, artifact)
+            return _register(client, uri, artifact_root, version, artifact)
         except RegistryError:
             raise
         except Exception as exc:
@@ -144,7 +151,10 @@ def _register(client, uri, artifact_root, version, artifact) -> tuple[str, str]:
             for fname, payload in (("feature_importance.json", version.importance), ("record.json", version.record)):
                 (Path(tmp) / fname).write_text(json.dumps(payload, indent=1, sort_keys=True))
                 client.log_artifact(run_id, str(Path(tmp) / fname))
-        client.log_artifact(run_id, str(artifact), artifact_path="model")
+            if is_remote(artifact):  # MLflow logs local files: the object's copy goes up under its name
+                (Path(tmp) / artifact.name).write_bytes(artifact.read_bytes())
+                artifact = Path(tmp) / artifact.name
+            client.log_artifact(run_id, str(artifact), artifact_path="model")
         client.set_terminated(run_id)
     try:
         client.create_registered_model(name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -24,19 +23,21 @@ from alphatwin_pipelines.execution.orders import Dust, generate_orders
 from alphatwin_pipelines.execution.paper import PaperBroker
 from alphatwin_pipelines.execution.safeguards import Limits, check_orders
 from alphatwin_pipelines.storage import TableStore
-from alphatwin_pipelines.tables import ALLOCATIONS, CLEANED, read_adjusted
+from alphatwin_pipelines.tables import CLEANED, read_adjusted, version_table
 
 
-def allocation_path(data_dir, version: str) -> Path:
-    return Path(data_dir) / ALLOCATIONS / f"{version}.parquet"
+def allocation_path(data_dir, version: str):
+    """The immutable file of one allocation version (a ``UPath`` when the data is on an object store)."""
+    return TableStore(data_dir).whole_path(version_table(version))
 
 
 def read_allocation(data_dir, version: str) -> pd.DataFrame:
-    path = allocation_path(data_dir, version)
+    store = TableStore(data_dir)
+    path = store.whole_path(version_table(version))
     if not path.exists():
         raise FileNotFoundError(f"allocation version {version!r} not found at {path}: materialise "
                                 "portfolio_allocations (it keeps every version immutable there) or fix the version")
-    return pd.read_parquet(path)
+    return store.read_table(version_table(version))
 
 
 @dataclass

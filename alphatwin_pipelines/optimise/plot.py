@@ -7,9 +7,13 @@ no timestamp, so the same curve renders to the same bytes.
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 
 import pandas as pd
+
+from alphatwin_pipelines.atomic import atomic_write_bytes
+from alphatwin_pipelines.objectstore import is_remote
 
 
 def render_sharpe_vs_complexity(curve: pd.DataFrame, path) -> Path:
@@ -19,8 +23,7 @@ def render_sharpe_vs_complexity(curve: pd.DataFrame, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = path if is_remote(path) else Path(path)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     try:
         for family, rows in curve.sort_values(["family", "complexity"]).groupby("family", sort=True):
@@ -33,13 +36,15 @@ def render_sharpe_vs_complexity(curve: pd.DataFrame, path) -> Path:
         ax.set_title("Best in-sample Sharpe per family and complexity level")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(path, format="png", metadata={"Software": None})
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", metadata={"Software": None})
     finally:
         plt.close(fig)
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))  # a local file or an object
     return path
 
 
 def png_markdown(path, alt: str = "Sharpe vs complexity") -> str:
     """Markdown with the PNG inlined as a ``data:`` URI (shows in the Dagster UI without file access)."""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    data = base64.b64encode((path if is_remote(path) else Path(path)).read_bytes()).decode("ascii")
     return f"![{alt}](data:image/png;base64,{data})"

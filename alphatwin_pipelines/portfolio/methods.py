@@ -53,6 +53,8 @@ def hrp_weights(cov: pd.DataFrame) -> pd.Series:
     """López de Prado's hierarchical risk parity (single linkage, as PyPortfolioOpt defaults)."""
     from pypfopt import HRPOpt
 
+    if len(cov) == 1:  # one strategy: nothing to cluster (scipy's linkage refuses an empty distance matrix)
+        return pd.Series([1.0], index=cov.index, dtype=float)
     # Positional labels: PyPortfolioOpt's bisection indexes by label, twice as fast on integers as on strings.
     positional = pd.DataFrame(cov.to_numpy(dtype=float))
     weights = HRPOpt(cov_matrix=positional).optimize(linkage_method="single")

@@ -9,6 +9,7 @@ from pathlib import Path
 from alphatwin_pipelines.portfolio.allocate import Allocation
 from alphatwin_pipelines.portfolio.cash import CashAllocation
 from alphatwin_pipelines.atomic import atomic_write_bytes
+from alphatwin_pipelines.objectstore import is_remote
 
 MAX_BARS = 40
 
@@ -67,7 +68,9 @@ def _png(figure, plt) -> bytes:
     return buffer.getvalue()
 
 
-def write_allocation_plot(allocation: Allocation | CashAllocation, path: Path) -> Path:
+def write_allocation_plot(allocation: Allocation | CashAllocation, path):
+    """Write the plot to ``path`` (a local ``Path`` or an object-store ``UPath``) and return it."""
     png = render_allocation(allocation)
-    atomic_write_bytes(Path(path), lambda tmp: Path(tmp).write_bytes(png))
-    return Path(path)
+    path = path if is_remote(path) else Path(path)
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_bytes(png))
+    return path

@@ -23,7 +23,7 @@ from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.tables import ALPHA_FACTOR_REPORT, ALPHA_LABELS, ALPHA_PREDICTIONS, UNIVERSE, stored_path
 
-REPORT_FOLDER = Path("reports") / "alpha_factor"
+REPORT_FOLDER = "reports/alpha_factor"
 
 
 @dataclass

@@ -93,22 +93,24 @@ def card_html(card: Card) -> str:
     return "\n".join(parts)
 
 
-def put_card_in_report(page: Path, section: str) -> bool:
+def put_card_in_report(page, section: str) -> bool:
     """Replace (or add) the card section of one report page; False when there is no page."""
     if not page.is_file():
         return False
-    text = _SECTION.sub("\n", page.read_text(encoding="utf-8"))
+    old = page.read_bytes()
+    text = _SECTION.sub("\n", old.decode("utf-8"))
     body_end = text.rfind("</body>")
     if body_end < 0:
         text = text + "\n" + section + "\n"
     else:
         text = text[:body_end].rstrip("\n") + "\n" + section + "\n" + text[body_end:]
     data = text.encode("utf-8")
-    atomic_write_bytes(page, lambda tmp: Path(tmp).write_bytes(data))
+    if data != old:  # a re-run with the same card leaves the page (and its object) untouched
+        atomic_write_bytes(page, lambda tmp: Path(tmp).write_bytes(data))
     return True
 
 
-def _report_page(store: TableStore, path) -> Path | None:
+def _report_page(store: TableStore, path):
     if not isinstance(path, str) or not path:
         return None
     return resolve_stored_path(store, path)

@@ -23,6 +23,7 @@ from alphatwin_pipelines.tables import (
     STRATEGY_RETURNS,
     UNIVERSE,
     VALIDATION,
+    version_table,
 )
 
 SUGGESTION_SCHEMA = pa.schema([
@@ -41,11 +42,6 @@ class PortfolioRun:
     latest_path: Path
     version_path: Path
     suggestions_path: Path
-
-
-def version_table(allocation_version: str) -> str:
-    """The immutable copy's table name: ``portfolio_allocations/<allocation_version>``."""
-    return f"{ALLOCATIONS}/{allocation_version}"
 
 
 def allocate_portfolio(store: TableStore, policy: AllocationPolicy = AllocationPolicy()) -> PortfolioRun:
