@@ -136,3 +136,9 @@ def test_bad_input_is_named():
         factor_report(pd.concat([predictions, predictions.head(1)]), labels)
     with pytest.raises(ValueError, match="scored as of 2021-01-04: alpha_labels has no label"):
         factor_report(predictions, labels, None, FactorReportSettings(as_of="2021-01-04"))
+    # labels exist, but none yet for the only session predicted: a clear error, not a failed plot
+    last = predictions["date"].max()
+    with pytest.raises(ValueError, match=f"scored as of {last:%Y-%m-%d}.*Materialise alpha_predictions"):
+        factor_report(predictions[predictions["date"] == last], labels)
+    report = factor_report(predictions[predictions["date"] >= last - pd.offsets.BDay(2)], labels)
+    assert list(report.summary["horizon"]) == [1] and report.notes == []

@@ -240,6 +240,9 @@ def factor_report(predictions: pd.DataFrame, labels: pd.DataFrame, sectors: pd.D
             notes.append(f"horizon {h}: no label with that horizon is available by {as_of:%Y-%m-%d}")
             continue
         daily, quantile_returns, rows = _horizon_frames(joined, h, settings)
+        if daily.empty:  # labels of that horizon exist, but none yet for the sessions predicted
+            notes.append(f"horizon {h}: no prediction up to {as_of:%Y-%m-%d} has its {h}-session label yet")
+            continue
         dailies.append(daily)
         quantile_frames.append(quantile_returns)
         spread = daily["spread"].dropna()
@@ -261,7 +264,9 @@ def factor_report(predictions: pd.DataFrame, labels: pd.DataFrame, sectors: pd.D
             sector_rows.append({"horizon": h, "sector": sector, **_stats(part["ic"], part["rank_ic"])})
     if not dailies:
         raise ValueError(f"no prediction could be scored as of {as_of:%Y-%m-%d}: alpha_labels has no label "
-                         f"available by then for horizons {horizons} (labels become available h sessions later)")
+                         f"available by then for horizons {horizons} (labels become available h sessions later). "
+                         f"Materialise alpha_predictions for sessions at least h sessions before {as_of:%Y-%m-%d} "
+                         f"(a backfill), or choose a later as_of")
     daily_columns = ["date", "horizon", "names", "ic", "rank_ic", "spread", "top_turnover", "bottom_turnover"]
     return FactorReport(
         as_of=as_of, settings=settings,
