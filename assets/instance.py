@@ -3,8 +3,9 @@
 Every Dagster process loads the instance: the CLI, the webserver, the daemon, the code server and each
 run worker. The webserver and the daemon never load the code location (definitions.py), so naming
 these classes in the instance's yaml is how the launch fixes of ``assets/event_log.py`` and
-``assets/partition_walks.py`` reach them: importing this module applies both (``install()``). The
-classes are Dagster's SQLite and Postgres storages, unchanged otherwise.
+``assets/partition_walks.py`` reach them: importing this module applies both (``install()``), and
+``assets/run_workers.py``'s, which acts in code servers only. The classes are Dagster's SQLite and
+Postgres storages, unchanged otherwise.
 
 The module is imported by its name, ``assets.instance``: the repository root must be on
 ``PYTHONPATH`` (the Makefile, the Dockerfile and tests/conftest.py set it; ``dagster dev`` run from
@@ -20,7 +21,7 @@ from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-from assets import event_log, partition_walks
+from assets import event_log, partition_walks, run_workers
 
 # The patches replace Dagster internals read in this series (tests/test_instance.py pins their source).
 DAGSTER_SERIES = "1.13."
@@ -32,19 +33,20 @@ BACKFILL_POLL_SECONDS = 5
 
 
 def install() -> None:
-    """Apply both modules' changes in this process, when Dagster is the series they were written for.
+    """Apply the modules' changes in this process, when Dagster is the series they were written for.
 
     On another Dagster the stock behaviour stays (correct, but slow launches of long ranges) and a
     warning says what to do.
     """
     if not dagster.__version__.startswith(DAGSTER_SERIES):
         warnings.warn(f"assets/instance.py: Dagster {dagster.__version__} is not {DAGSTER_SERIES}x, so the launch "
-                      "fixes of assets/event_log.py and assets/partition_walks.py are not applied; run "
-                      "tests/test_instance.py and update DAGSTER_SERIES once the patched internals are re-checked",
+                      "fixes of assets/event_log.py, assets/partition_walks.py and assets/run_workers.py are not "
+                      "applied; run tests/test_instance.py and update DAGSTER_SERIES once the patched internals are re-checked",
                       stacklevel=2)
         return
     event_log.install()
     partition_walks.install()
+    run_workers.install()
     import dagster._daemon.controller as controller
 
     controller.DEFAULT_DAEMON_INTERVAL_SECONDS = BACKFILL_POLL_SECONDS
