@@ -46,6 +46,7 @@ def install() -> None:
         return
     event_log.install()
     partition_walks.install()
+    partition_walks.install_daemon_warmup()
     run_workers.install()
     import dagster._daemon.controller as controller
 

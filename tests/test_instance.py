@@ -145,6 +145,45 @@ def test_a_process_without_the_repository_on_its_path_is_told_what_is_missing(tm
     assert "Couldn't import module assets.instance" in proc.stderr
 
 
+# The backfill daemon's loop starting on the tiny location's workspace: what its warm-up walked.
+DAEMON_WARMUP = textwrap.dedent("""
+    import json, sys, threading
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import PythonFileTarget
+    from dagster._daemon.daemon import BackfillDaemon
+
+    instance = dg.DagsterInstance.get()
+    from assets import partition_walks
+
+    target = PythonFileTarget(python_file=sys.argv[1], attribute=None, working_directory=".", location_name="tiny")
+    with WorkspaceProcessContext(instance, target) as workspace:
+        shutdown = threading.Event()
+        shutdown.set()
+        next(BackfillDaemon(settings={}).core_loop(workspace, shutdown), None)
+        for thread in threading.enumerate():
+            if thread.name == "partition-walk-warmup":
+                thread.join(120)
+        walked = [len(walk.windows) for walk in partition_walks._walks.values()]
+        sessions = workspace.create_request_context().asset_graph.get(dg.AssetKey("first")).partitions_def.get_num_partitions()
+    print("RESULT", json.dumps({"walked": walked, "sessions": sessions, "code_loaded_here": "tiny_location" in sys.modules}))
+""")
+
+
+def test_the_backfill_daemon_walks_the_session_calendar_when_it_starts(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    location = tmp_path / "tiny_location.py"
+    location.write_text(LOCATION)
+    proc = subprocess.run([sys.executable, "-c", DAEMON_WARMUP, str(location)], cwd=REPO_ROOT,
+                          env=_stock_free_env(home), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    got = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    # One shared walk (both assets' definitions are equal), already past every session the daemon will ask about.
+    assert len(got["walked"]) == 1 and got["walked"][0] >= got["sessions"] > 700 and not got["code_loaded_here"]
+
+
 # Questions the launch asks about the session partitions, answered by Dagster's walk, then (on a fresh,
 # equal definition) by the shared one: 9/11, Hurricane Sandy and a leap day are in the range.
 WALK_ANSWERS = textwrap.dedent("""
@@ -162,6 +201,12 @@ WALK_ANSWERS = textwrap.dedent("""
                 "valid": [parts.has_partition_key(k) for k in ("2001-09-11", "2012-10-29", "2020-02-28", "2024-02-29")],
                 "next": [parts.get_next_partition_key(k) for k in ("2001-09-10", "2012-10-26", "2020-02-28")],
                 "gap_has_partitions": parts.has_any_partitions_in_window(window),
+                "merged": [[(w.start.isoformat(), w.end.isoformat()) for w in subset.included_time_windows],
+                           len(subset)] if (subset := parts.empty_subset().with_partition_keys(
+                    [*parts.get_partition_keys_in_range(PartitionKeyRange("2000-01-03", "2001-09-20")),
+                     *parts.get_partition_keys_in_range(PartitionKeyRange("2001-09-24", "2012-11-02")),
+                     *parts.get_partition_keys_in_range(PartitionKeyRange("2012-11-06", "2024-12-31"))]))
+                else None,
                 "last": parts.get_last_partition_key()}
 
     stock = answers(session_partitions("2000-01-03"))
@@ -180,6 +225,9 @@ def test_shared_partition_walks_answer_as_dagsters_own():
     assert got["shared"] == got["stock"] == got["again"]
     assert got["stock"]["valid"] == [False, False, True, True] and not got["stock"]["gap_has_partitions"]
     assert got["stock"]["count"] == len(got["stock"]["keys"]) > 6000
+    # Three windows: weekends, holidays and the 9/11 and Sandy closures inside each range merge into it;
+    # the sessions skipped between the ranges (2001-09-21, 2012-11-05) keep them apart.
+    assert len(got["stock"]["merged"][0]) == 3
 
 
 # What each patched or relied-on Dagster function looked like when the patches were written (sha1 of
@@ -197,7 +245,10 @@ PINNED = {
     ("dagster._core.definitions.partitions.definition.time_window",
      "TimeWindowPartitionsDefinition._iterate_time_windows"): "8f401ccd867b",
     ("dagster._daemon.backfill", "execute_backfill_iteration_loop"): "6aa79fa13bbd",
+    ("dagster._core.definitions.partitions.subset.time_window",
+     "TimeWindowPartitionsSubset._add_partitions_to_time_windows"): "25625ca5334d",
     ("dagster._daemon.controller", "create_daemon_of_type"): "f71e1dea26ca",
+    ("dagster._daemon.daemon", "BackfillDaemon.core_loop"): "7d38bf155ec4",
     ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage.from_config_value"): "de129fec74dc",
     ("dagster_postgres.storage", "DagsterPostgresStorage.from_config_value"): "301a9c723e61",
     ("dagster._grpc.server", "DagsterApiServer.__init__"): "484d8d59154b",
