@@ -184,6 +184,51 @@ def test_the_backfill_daemon_walks_the_session_calendar_when_it_starts(tmp_path)
     assert len(got["walked"]) == 1 and got["walked"][0] >= got["sessions"] > 700 and not got["code_loaded_here"]
 
 
+# The backfill daemon's wait between two looks, while the webserver's mutation adds a backfill.
+WAKEUP = textwrap.dedent("""
+    import json, sys, threading, time
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import PythonFileTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    instance = dg.DagsterInstance.get()
+    from assets.instance import WakeOnNewBackfill
+
+    MUTATION = '''mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+        __typename } }'''
+    params = {"partitionsByAssets": [{"assetKey": {"path": ["first"]},
+                                      "partitions": {"range": {"start": "2024-01-02", "end": "2024-01-05"}}}]}
+    target = PythonFileTarget(python_file=sys.argv[1], attribute=None, working_directory=".", location_name="tiny")
+    with WorkspaceProcessContext(instance, target) as workspace:
+        event = WakeOnNewBackfill(threading.Event(), instance)
+        event.mark()
+        launch = threading.Timer(1.0, execute_dagster_graphql,
+                                 (workspace.create_request_context(), MUTATION, {"params": params}))
+        launch.start()
+        started = time.monotonic()
+        shutdown = event.wait(600)
+        waited = time.monotonic() - started
+        launch.join()
+    print("RESULT", json.dumps({"shutdown": shutdown, "before_timeout": waited < 600,
+                                "backfills": instance.get_backfills_count()}))
+""")
+
+
+def test_the_backfill_daemon_looks_as_soon_as_a_backfill_is_added(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    location = tmp_path / "tiny_location.py"
+    location.write_text(LOCATION)
+    proc = subprocess.run([sys.executable, "-c", WAKEUP, str(location)], cwd=REPO_ROOT, env=_stock_free_env(home),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    got = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    # The wait ended for the new backfill (not for a shutdown, not at its 600 s timeout).
+    assert got == {"shutdown": False, "before_timeout": True, "backfills": 1}
+
+
 # Questions the launch asks about the session partitions, answered by Dagster's walk, then (on a fresh,
 # equal definition) by the shared one: 9/11, Hurricane Sandy and a leap day are in the range.
 WALK_ANSWERS = textwrap.dedent("""
