@@ -4,8 +4,8 @@ Every Dagster process loads the instance: the CLI, the webserver, the daemon, th
 run worker. The webserver and the daemon never load the code location (definitions.py), so naming
 these classes in the instance's yaml is how the launch fixes of ``assets/event_log.py`` and
 ``assets/partition_walks.py`` reach them: importing this module applies both (``install()``), and
-``assets/run_workers.py``'s, which acts in code servers only. The classes are Dagster's SQLite and
-Postgres storages, unchanged otherwise.
+``assets/run_workers.py``'s, which acts in code servers only; in the daemon it also makes the backfill
+daemon look sooner (below). The classes are Dagster's SQLite and Postgres storages, unchanged otherwise.
 
 The module is imported by its name, ``assets.instance``: the repository root must be on
 ``PYTHONPATH`` (the Makefile, the Dockerfile and tests/conftest.py set it; ``dagster dev`` run from
