@@ -145,6 +145,90 @@ def test_a_process_without_the_repository_on_its_path_is_told_what_is_missing(tm
     assert "Couldn't import module assets.instance" in proc.stderr
 
 
+# The backfill daemon's loop starting on the tiny location's workspace: what its warm-up walked.
+DAEMON_WARMUP = textwrap.dedent("""
+    import json, sys, threading
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import PythonFileTarget
+    from dagster._daemon.daemon import BackfillDaemon
+
+    instance = dg.DagsterInstance.get()
+    from assets import partition_walks
+
+    target = PythonFileTarget(python_file=sys.argv[1], attribute=None, working_directory=".", location_name="tiny")
+    with WorkspaceProcessContext(instance, target) as workspace:
+        shutdown = threading.Event()
+        shutdown.set()
+        next(BackfillDaemon(settings={}).core_loop(workspace, shutdown), None)
+        for thread in threading.enumerate():
+            if thread.name == "partition-walk-warmup":
+                thread.join(120)
+        walked = [len(walk.windows) for walk in partition_walks._walks.values()]
+        sessions = workspace.create_request_context().asset_graph.get(dg.AssetKey("first")).partitions_def.get_num_partitions()
+    print("RESULT", json.dumps({"walked": walked, "sessions": sessions, "code_loaded_here": "tiny_location" in sys.modules}))
+""")
+
+
+def test_the_backfill_daemon_walks_the_session_calendar_when_it_starts(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    location = tmp_path / "tiny_location.py"
+    location.write_text(LOCATION)
+    proc = subprocess.run([sys.executable, "-c", DAEMON_WARMUP, str(location)], cwd=REPO_ROOT,
+                          env=_stock_free_env(home), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    got = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    # One shared walk (both assets' definitions are equal), already past every session the daemon will ask about.
+    assert len(got["walked"]) == 1 and got["walked"][0] >= got["sessions"] > 700 and not got["code_loaded_here"]
+
+
+# The backfill daemon's wait between two looks, while the webserver's mutation adds a backfill.
+WAKEUP = textwrap.dedent("""
+    import json, sys, threading, time
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import PythonFileTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    instance = dg.DagsterInstance.get()
+    from assets.instance import WakeOnNewBackfill
+
+    MUTATION = '''mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+        __typename } }'''
+    params = {"partitionsByAssets": [{"assetKey": {"path": ["first"]},
+                                      "partitions": {"range": {"start": "2024-01-02", "end": "2024-01-05"}}}]}
+    target = PythonFileTarget(python_file=sys.argv[1], attribute=None, working_directory=".", location_name="tiny")
+    with WorkspaceProcessContext(instance, target) as workspace:
+        event = WakeOnNewBackfill(threading.Event(), instance)
+        event.mark()
+        launch = threading.Timer(1.0, execute_dagster_graphql,
+                                 (workspace.create_request_context(), MUTATION, {"params": params}))
+        launch.start()
+        started = time.monotonic()
+        shutdown = event.wait(600)
+        waited = time.monotonic() - started
+        launch.join()
+    print("RESULT", json.dumps({"shutdown": shutdown, "before_timeout": waited < 600,
+                                "backfills": instance.get_backfills_count()}))
+""")
+
+
+def test_the_backfill_daemon_looks_as_soon_as_a_backfill_is_added(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    location = tmp_path / "tiny_location.py"
+    location.write_text(LOCATION)
+    proc = subprocess.run([sys.executable, "-c", WAKEUP, str(location)], cwd=REPO_ROOT, env=_stock_free_env(home),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    got = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    # The wait ended for the new backfill (not for a shutdown, not at its 600 s timeout).
+    assert got == {"shutdown": False, "before_timeout": True, "backfills": 1}
+
+
 # Questions the launch asks about the session partitions, answered by Dagster's walk, then (on a fresh,
 # equal definition) by the shared one: 9/11, Hurricane Sandy and a leap day are in the range.
 WALK_ANSWERS = textwrap.dedent("""
@@ -162,6 +246,12 @@ WALK_ANSWERS = textwrap.dedent("""
                 "valid": [parts.has_partition_key(k) for k in ("2001-09-11", "2012-10-29", "2020-02-28", "2024-02-29")],
                 "next": [parts.get_next_partition_key(k) for k in ("2001-09-10", "2012-10-26", "2020-02-28")],
                 "gap_has_partitions": parts.has_any_partitions_in_window(window),
+                "merged": [[(w.start.isoformat(), w.end.isoformat()) for w in subset.included_time_windows],
+                           len(subset)] if (subset := parts.empty_subset().with_partition_keys(
+                    [*parts.get_partition_keys_in_range(PartitionKeyRange("2000-01-03", "2001-09-20")),
+                     *parts.get_partition_keys_in_range(PartitionKeyRange("2001-09-24", "2012-11-02")),
+                     *parts.get_partition_keys_in_range(PartitionKeyRange("2012-11-06", "2024-12-31"))]))
+                else None,
                 "last": parts.get_last_partition_key()}
 
     stock = answers(session_partitions("2000-01-03"))
@@ -180,11 +270,15 @@ def test_shared_partition_walks_answer_as_dagsters_own():
     assert got["shared"] == got["stock"] == got["again"]
     assert got["stock"]["valid"] == [False, False, True, True] and not got["stock"]["gap_has_partitions"]
     assert got["stock"]["count"] == len(got["stock"]["keys"]) > 6000
+    # Three windows: weekends, holidays and the 9/11 and Sandy closures inside each range merge into it;
+    # the sessions skipped between the ranges (2001-09-21, 2012-11-05) keep them apart.
+    assert len(got["stock"]["merged"][0]) == 3
 
 
 # What each patched or relied-on Dagster function looked like when the patches were written (sha1 of
 # its source). A change fails here: re-read the function against assets/event_log.py,
-# assets/partition_walks.py and assets/instance.py, then update the digest and DAGSTER_SERIES.
+# assets/partition_walks.py, assets/run_workers.py and assets/instance.py, then update the digest and
+# DAGSTER_SERIES.
 PINNED = {
     ("dagster._core.storage.dagster_run", "DagsterRun.get_resolved_partitions_subset_for_events"): "8c0e8f286003",
     ("dagster._core.instance.runs.run_domain", "RunDomain._log_asset_planned_events"): "2032f0696144",
@@ -196,9 +290,16 @@ PINNED = {
     ("dagster._core.definitions.partitions.definition.time_window",
      "TimeWindowPartitionsDefinition._iterate_time_windows"): "8f401ccd867b",
     ("dagster._daemon.backfill", "execute_backfill_iteration_loop"): "6aa79fa13bbd",
+    ("dagster._core.definitions.partitions.subset.time_window",
+     "TimeWindowPartitionsSubset._add_partitions_to_time_windows"): "25625ca5334d",
     ("dagster._daemon.controller", "create_daemon_of_type"): "f71e1dea26ca",
+    ("dagster._daemon.daemon", "BackfillDaemon.core_loop"): "7d38bf155ec4",
     ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage.from_config_value"): "de129fec74dc",
     ("dagster_postgres.storage", "DagsterPostgresStorage.from_config_value"): "301a9c723e61",
+    ("dagster._grpc.server", "DagsterApiServer.__init__"): "484d8d59154b",
+    ("dagster._grpc.server", "DagsterApiServer._cleanup_thread"): "e521d69b7a03",
+    ("dagster._grpc.server", "DagsterApiServer.StartRun"): "60090a9786fe",
+    ("dagster_shared.seven", "import_module_from_path"): "9045523c9c6d",
 }
 
 
@@ -219,4 +320,4 @@ def _digest(module: str, qualname: str) -> str:
 def test_the_patched_dagster_internals_are_the_ones_the_patches_were_written_for():
     changed = {f"{module}:{name}": _digest(module, name) for (module, name), pinned in PINNED.items()
                if _digest(module, name) != pinned}
-    assert not changed, f"Dagster changed what assets/event_log.py or assets/partition_walks.py patch: {changed}"
+    assert not changed, f"Dagster changed what the patches of assets/instance.py rely on: {changed}"
