@@ -3,6 +3,7 @@
 * the PBO's trial return streams and the cost re-runs (``optimise.fast.portfolio_streams``: the
   optimiser's compiled signal pass and kernel) against the vectorbt books of ``reports.portfolio``,
   every per-symbol family x level, on a market with late listings, delistings, halts and missing opens;
+* the compiled position state (``optimise.signals.compiled_state``) against ``generate_state``;
 * the volatility filter's compiled rolling rank against pandas' rolling form of its definition.
 """
 
@@ -17,11 +18,12 @@ import pytest
 from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.optimise.fast import portfolio_streams
 from alphatwin_pipelines.optimise.objective import KERNEL_FAMILIES
+from alphatwin_pipelines.optimise.signals import compiled_state
 from alphatwin_pipelines.reports.evaluate import ValidationSettings, cost_sensitivity, stitch, trial_returns
 from alphatwin_pipelines.reports.portfolio import scale_costs, simulate_portfolios, spec_signals
 from alphatwin_pipelines.reports.reoptimise import oos_signals, reoptimise_walk_forward
 from alphatwin_pipelines.stats import compute_metrics
-from alphatwin_pipelines.strategies import MAX_LEVEL, Indicators, StrategySpec, sample_params
+from alphatwin_pipelines.strategies import MAX_LEVEL, Indicators, StrategySpec, generate_state, sample_params
 from alphatwin_pipelines.strategies import filters as flt
 from tests.fixtures.markets import gappy_market
 
@@ -82,6 +84,18 @@ def test_cost_sensitivity_equals_the_vectorbt_re_runs(market, tmp_path):
         for name in ("total_return", "cagr", "sharpe", "max_drawdown"):
             assert table.loc[factor, name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), (factor, name)
     assert table["total_return"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("family", sorted(KERNEL_FAMILIES))
+def test_compiled_state_equals_generate_state_for_every_level(market, family):
+    """The walk-forward's test-window signals come from the compiled state (``reoptimise.oos_signals``)."""
+    indicators = Indicators(market)
+    for level in range(MAX_LEVEL + 1):
+        for spec in _specs(family, level, 2):
+            state, held = generate_state(spec, market, indicators)
+            fast_state, fast_held = compiled_state(spec, indicators)
+            np.testing.assert_array_equal(fast_state, state, err_msg=f"{family} L{level}")
+            np.testing.assert_array_equal(fast_held, held, err_msg=f"{family} L{level}")
 
 
 def _pandas_rank(column: np.ndarray, window: int) -> np.ndarray:
