@@ -55,7 +55,7 @@ def _column_major(a: np.ndarray) -> np.ndarray:
         return hit[1]
     copy = np.ascontiguousarray(a.T)
     copy.flags.writeable = False
-    _COLUMN_MAJOR[key] = (weakref.ref(a, lambda _ref, key=key: _COLUMN_MAJOR.pop(key, None)), copy)
+    _COLUMN_MAJOR[key] = (weakref.ref(a, lambda _ref, key=key, cache=_COLUMN_MAJOR: cache.pop(key, None)), copy)
     return copy
 
 
