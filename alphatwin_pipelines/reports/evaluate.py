@@ -34,6 +34,7 @@ from alphatwin_pipelines.reports.reoptimise import (
     WF_MODES, WalkForwardRun, parameter_stability, reoptimise_walk_forward, oos_signals, walk_forward_efficiency,
 )
 from alphatwin_pipelines.strategies import Indicators, MarketArrays, StrategySpec
+from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET  # the cache emptied between chunks past it
 from alphatwin_pipelines.stats import (
     compute_metrics, deflated_sharpe_ratio, information_ratio, kurtosis, probability_of_backtest_overfitting,
     skewness,
@@ -191,9 +192,6 @@ def deflated_sharpe(is_sharpe: float, n_trials: int, trial_sharpes, is_returns: 
 #: specs simulated together for the PBO streams: the simulation's (T, chunk x symbols) arrays
 #: stay ~100-300 MB whatever the study's trial count (all 500 at once peaked at ~12 GB).
 TRIAL_CHUNK = 32
-#: the shared indicator cache is emptied past this size between chunks: studies with many distinct
-#: parameter values (float windows, filters) would otherwise hold one (T, N) array per trial and key.
-INDICATOR_BUDGET = 1 << 30
 
 
 def trial_returns(specs: list[StrategySpec], market: MarketArrays, costs: CostModel, indicators=None,

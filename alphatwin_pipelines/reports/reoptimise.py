@@ -39,7 +39,7 @@ from alphatwin_pipelines.reports.portfolio import BookReturns, simulate_portfoli
 from alphatwin_pipelines.strategies import (
     Indicators, MarketArrays, Signals, StrategySpec, generate, holding_horizon, longest_lookback, search_space,
 )
-from alphatwin_pipelines.strategies.families import PrefixIndicators
+from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET, PrefixIndicators
 from alphatwin_pipelines.stats import sharpe_ratio, walk_forward_windows
 from alphatwin_pipelines.stats.walk_forward import Window
 
@@ -179,6 +179,8 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
                                  costs, storage_url, pairs=spec.pairs, indicators=PrefixIndicators(cut, shared))
         specs.append(StrategySpec(spec.family, result.best_params, spec.level, spec.pairs))
         studies.append(result)
+        if sum(a.nbytes for a in shared.values() if isinstance(a, np.ndarray)) > INDICATOR_BUDGET:
+            shared.clear()  # a cache: the next windows compute what they need again
     del shared
     specs.reverse()
     studies.reverse()

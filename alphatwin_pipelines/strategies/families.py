@@ -134,6 +134,12 @@ def _bbands(close: np.ndarray, window: int, n_std: float) -> np.ndarray:
     return lower
 
 
+#: bytes an indicator cache shared by many specs may hold before its owner empties it between
+#: units of work (studies, chunks of trials): parameters drawn from float ranges (Bollinger widths,
+#: filter windows) add one (T, N) array per trial and key, and a run's studies share one cache.
+INDICATOR_BUDGET = 1 << 30
+
+
 class Indicators:
     """Per-market indicator cache: each (indicator, parameters) is computed once per market.
 
