@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--skip-validation", action="store_true")
+    parser.add_argument("--reuse-studies", action="store_true",
+                        help="validate the optimised_strategies already in --data-dir instead of optimising")
     parser.add_argument("--workers", type=int, default=0,
                         help="validate on a local Dask cluster of this many worker processes (0: in process)")
     args = parser.parse_args()
@@ -74,9 +76,12 @@ def main() -> None:
                 data_dir, n_symbols=args.symbols, start="2014-01-02", end="2024-12-31"), figures)
         config = OptimisationConfig(families=tuple(args.families), levels=tuple(args.levels), n_trials=args.trials)
         storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
-        report = timed("optimisation", lambda: optimise_strategies(store, config, storage, logger=log), figures)
-        print(f"  {len(report.strategies)} studies, {report.trials_run} trials, {report.start:%Y-%m-%d} .. "
-              f"{report.end:%Y-%m-%d}, {len(report.shortlist.symbols)} symbols", flush=True)
+        if args.reuse_studies and store.whole_path("optimised_strategies").exists():
+            print("optimisation: skipped, validating the data directory's optimised_strategies", flush=True)
+        else:
+            report = timed("optimisation", lambda: optimise_strategies(store, config, storage, logger=log), figures)
+            print(f"  {len(report.strategies)} studies, {report.trials_run} trials, {report.start:%Y-%m-%d} .. "
+                  f"{report.end:%Y-%m-%d}, {len(report.shortlist.symbols)} symbols", flush=True)
         if not args.skip_validation:
             with contextlib.ExitStack() as stack:
                 client = None
