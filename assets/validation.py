@@ -16,7 +16,7 @@ from alphatwin_pipelines.tables import (
     CLEANED, OPTIMISED, STRATEGY_POSITIONS, STRATEGY_RETURNS, VALIDATION, resolve_stored_path,
 )
 from assets.locations import link, location
-from assets.resources import OptunaResource, StorageResource
+from assets.resources import DaskResource, OptunaResource, StorageResource
 
 DSR_GATE_CHECK = "dsr_gate"
 PBO_GATE_CHECK = "pbo_gate"
@@ -74,14 +74,17 @@ def _settings(config: StrategyValidationConfig):
                  for name, (_, text) in GATE_CHECKS.items()],
 )
 def validation_reports(context: dg.AssetExecutionContext, config: StrategyValidationConfig, storage: StorageResource,
-                       optuna: OptunaResource):
+                       optuna: OptunaResource, dask: DaskResource):
+    """With ``ALPHATWIN_DASK_SCHEDULER`` set, each walk-forward and each report is a task on that cluster."""
     from alphatwin_pipelines.stages.validation import REPORTS_DIR, validate_strategies
 
     store = storage.store()
     with measure() as cost:
         try:
             # the Optuna storage also holds ml_rank's per-window model searches
-            run = validate_strategies(store, _settings(config), optuna.url(storage), logger=context.log)
+            with dask.cluster_client() as client:
+                run = validate_strategies(store, _settings(config), optuna.url(storage), logger=context.log,
+                                          client=client)
         except (FileNotFoundError, ValueError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
     reports = run.reports

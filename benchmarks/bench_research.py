@@ -2,7 +2,8 @@
 
 Run: ``NUMBA_CACHE_DIR=.numba_cache .venv/bin/python benchmarks/bench_research.py``
 (``--families``/``--levels``/``--trials`` to measure a stated part, ``--symbols``, ``--data-dir`` to
-reuse a built data directory, ``--skip-validation`` to stop after the studies).
+reuse a built data directory, ``--skip-validation`` to stop after the studies, ``--workers N`` to
+validate on a local Dask cluster of N worker processes).
 
 Data: the offline synthetic market through ingestion, quality, cleaning, features and the scanner
 (``build_research_data``), 2014-01-02 .. 2024-12-31, so the 10-year in-sample window has its
@@ -12,12 +13,14 @@ configurations (``OptimisationConfig()``: every family x level, 500 trials, batc
 ``AllocationPolicy``): ``optimise_strategies`` -> ``validate_strategies`` -> ``allocate_portfolio``.
 ``ml_rank`` is left out: it needs the alpha model chain (alpha_labels .. alpha_predictions), which
 bench_alpha.py times. Progress with the time left goes to the log (one line per study, two per
-study's trials, one per walk-forward). Prints wall and CPU time per stage, peak RSS and the load.
+study's trials, one per walk-forward). Prints wall and CPU time per stage, peak RSS and the load
+(CPU and RSS include the cluster's worker processes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -38,10 +41,9 @@ from tests.fixtures.research import build_research_data  # noqa: E402
 
 
 def timed(label: str, fn, figures: dict):
-    cpu0 = time.process_time()
-    with measure() as cost:
+    with measure(interval_s=0.05, children=True) as cost:  # the cluster's worker processes count too
         out = fn()
-    figures[label] = (cost.duration_s, time.process_time() - cpu0, cost.peak_rss_mb, os.getloadavg()[0])
+    figures[label] = (cost.duration_s, cost.cpu_s, cost.peak_rss_mb, os.getloadavg()[0])
     wall, cpu, rss, load = figures[label]
     print(f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.0f} MB, load average {load:.1f}", flush=True)
     return out
@@ -57,6 +59,10 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--skip-validation", action="store_true")
+    parser.add_argument("--reuse-studies", action="store_true",
+                        help="validate the optimised_strategies already in --data-dir instead of optimising")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="validate on a local Dask cluster of this many worker processes (0: in process)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     log = logging.getLogger("bench_research")
@@ -70,12 +76,23 @@ def main() -> None:
                 data_dir, n_symbols=args.symbols, start="2014-01-02", end="2024-12-31"), figures)
         config = OptimisationConfig(families=tuple(args.families), levels=tuple(args.levels), n_trials=args.trials)
         storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
-        report = timed("optimisation", lambda: optimise_strategies(store, config, storage, logger=log), figures)
-        print(f"  {len(report.strategies)} studies, {report.trials_run} trials, {report.start:%Y-%m-%d} .. "
-              f"{report.end:%Y-%m-%d}, {len(report.shortlist.symbols)} symbols", flush=True)
+        if args.reuse_studies and store.whole_path("optimised_strategies").exists():
+            print("optimisation: skipped, validating the data directory's optimised_strategies", flush=True)
+        else:
+            report = timed("optimisation", lambda: optimise_strategies(store, config, storage, logger=log), figures)
+            print(f"  {len(report.strategies)} studies, {report.trials_run} trials, {report.start:%Y-%m-%d} .. "
+                  f"{report.end:%Y-%m-%d}, {len(report.shortlist.symbols)} symbols", flush=True)
         if not args.skip_validation:
-            run = timed("validation (walk-forward re-optimisation)",
-                        lambda: validate_strategies(store, storage_url=storage, logger=log), figures)
+            with contextlib.ExitStack() as stack:
+                client = None
+                if args.workers:
+                    from distributed import Client, LocalCluster
+
+                    cluster = stack.enter_context(LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                                               processes=True, memory_limit=0, dashboard_address=None))
+                    client = stack.enter_context(Client(cluster))
+                run = timed(f"validation (walk-forward re-optimisation, {args.workers or 'no'} workers)",
+                            lambda: validate_strategies(store, storage_url=storage, logger=log, client=client), figures)
             print(f"  {len(run.reports)} reports, {int(run.reports['passed'].sum())} passed", flush=True)
             try:
                 timed("allocation", lambda: allocate_portfolio(store), figures)

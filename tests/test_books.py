@@ -266,3 +266,20 @@ def test_book_specs_search_spaces_and_json(family):
     else:
         with pytest.raises(ValueError, match="needs at least one"):
             StrategySpec(family, {}, 0, (("B0", "B1"),))
+
+
+def test_momentum_score_of_a_symbol_with_fewer_bars_than_the_skip():
+    """A walk-forward window cut just after a late listing: that symbol has a bar or a few, no score."""
+    from alphatwin_pipelines.strategies import Indicators
+    from alphatwin_pipelines.strategies.books import momentum_score
+
+    market = book_market(4, T=120, N=4)
+    close = np.array(market.close)
+    close[:-3, 0] = np.nan  # listed three sessions before the end
+    late = MarketArrays(open=close, high=close, low=close, close=close, volume=market.volume, dates=market.dates,
+                        symbols=market.symbols)
+    score = momentum_score(Indicators(late), lookback=30, skip=5)
+    assert np.isnan(score[:, 0]).all()
+    full = momentum_score(Indicators(market), lookback=30, skip=5)
+    np.testing.assert_array_equal(score[:, 1:], full[:, 1:])  # the other symbols are untouched
+    assert np.isfinite(full[-1]).all() and full[-1, 1] == pytest.approx(close[-6, 1] / close[-31, 1] - 1, rel=1e-12)

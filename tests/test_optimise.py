@@ -194,6 +194,25 @@ def test_stage_writes_the_contract_reproducibly_and_replays_bit_identically(rese
         assert store.whole_path(name).read_bytes() == data == TableStore(pristine).whole_path(name).read_bytes()
 
 
+def test_emptying_the_shared_indicator_cache_between_studies_changes_no_table(research_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from alphatwin_pipelines.stages import optimisation
+    from alphatwin_pipelines.strategies import Indicators
+
+    other = tmp_path / "other"
+    shutil.copytree(research_dir, other)
+    optimise_strategies(TableStore(research_dir), TINY)
+    cleared, clear = [], Indicators.clear
+    monkeypatch.setattr(optimisation, "INDICATOR_BUDGET", 0)  # emptied after every study
+    monkeypatch.setattr(Indicators, "clear", lambda self: (cleared.append(1), clear(self)))
+    optimise_strategies(TableStore(other), TINY)
+    assert len(cleared) == 4
+    for name in (OPTIMISED, OPTIMISATION_TRIALS):
+        pd.testing.assert_frame_equal(TableStore(other).read_table(name), TableStore(research_dir).read_table(name),
+                                      check_exact=True)
+
+
 def test_reproducibility_hashes_follow_file_bytes(research_dir):
     store = TableStore(research_dir)
     sessions = store.stored_sessions(CLEANED)[-2:]

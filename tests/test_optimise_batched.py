@@ -14,23 +14,7 @@ from hypothesis import strategies as st
 from alphatwin_pipelines.backtest import CostModel
 from alphatwin_pipelines.optimise import LoopEvaluator, PortfolioObjective, ProgressLogger, search
 from alphatwin_pipelines.strategies import FAMILIES, MAX_LEVEL, Indicators, MarketArrays, sample_params, suggest_params
-
-
-def gappy_market(seed: int = 0, sessions: int = 420, symbols: int = 9) -> MarketArrays:
-    """A random-walk market with the gaps the order plan must handle: a late listing, a delisting,
-    halted sessions (no bar), and sessions with a close but no open (fills must wait)."""
-    rng = np.random.default_rng(seed)
-    close = 50 * np.exp(np.cumsum(rng.normal(0.0004, 0.02, (sessions, symbols)), axis=0))
-    open_ = close * np.exp(rng.normal(0, 0.006, close.shape))
-    close[:60, 0] = open_[:60, 0] = np.nan  # listed late
-    close[-50:, 1] = open_[-50:, 1] = np.nan  # delisted
-    halted = rng.random(close.shape) < 0.01
-    close[halted] = open_[halted] = np.nan
-    open_[rng.random(close.shape) < 0.01] = np.nan  # a bar without an open: the fill waits a session
-    volume = rng.uniform(2e3, 5e5, close.shape)  # thin: the square-root impact term matters
-    hi, lo = np.fmax(open_, close) * 1.01, np.fmin(open_, close) * 0.99
-    return MarketArrays(open_, hi, lo, close, volume, pd.bdate_range("2021-01-04", periods=sessions),
-                        tuple(f"S{i}" for i in range(symbols)))
+from tests.fixtures.markets import gappy_market
 
 
 @pytest.fixture(scope="module")

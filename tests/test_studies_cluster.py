@@ -74,3 +74,20 @@ def test_a_worker_killed_mid_study_resumes_it_elsewhere_with_the_same_trials(res
     _assert_same(got, expected)
     # the killed study kept the trials it had stored and ran only the rest after its task was rescheduled
     assert got.trials_run < expected.trials_run == 2 * LONG.n_trials
+
+
+def test_validation_on_the_cluster_equals_the_run_in_process(research_dir, tmp_path, cluster):
+    """Each walk-forward and each report a task on the two workers: the same tables and pages."""
+    from alphatwin_pipelines.reports import ValidationSettings
+    from alphatwin_pipelines.stages.validation import validate_strategies
+
+    store = TableStore(research_dir)
+    optimise_strategies(store, STUDIES, _sqlite(tmp_path / "studies.db"))
+    settings = ValidationSettings(train=126, test=63, trials_per_window=3)
+    expected = validate_strategies(store, settings, _sqlite(tmp_path / "in_process.db"))
+    pages = {p.name: p.read_bytes() for p in (research_dir / "reports").glob("*.html")}
+    got = validate_strategies(store, settings, _sqlite(tmp_path / "shared.db"), client=cluster.client)
+    assert sum(len(v.windows) for v in got.validations) > 0  # windows were re-optimised on the workers
+    for name in ("reports", "returns", "positions"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), check_exact=True, obj=name)
+    assert {p.name: p.read_bytes() for p in (research_dir / "reports").glob("*.html")} == pages

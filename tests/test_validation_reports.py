@@ -216,12 +216,13 @@ def _hashes(data_dir) -> dict:
 
 
 def _materialize(data_dir, *also, **config):
-    from assets.resources import OptunaResource, StorageResource
+    from assets.resources import DaskResource, OptunaResource, StorageResource
     from assets.validation import validation_reports
 
     config = {**FAST, **config}
     return dg.materialize([validation_reports, *also], resources={"storage": StorageResource(data_dir=str(data_dir)),
-                                                                  "optuna": OptunaResource()},
+                                                                  "optuna": OptunaResource(),
+                                                                  "dask": DaskResource()},  # no scheduler: in process
                           run_config={"ops": {"validation_reports": {"config": config}}}, raise_on_error=False)
 
 

@@ -250,3 +250,14 @@ def test_the_shared_indicator_cache_changes_no_window_choice(monkeypatch, tmp_pa
     alone = run(MARKET, tmp_path / "alone", trials=4, seed=5)
     pd.testing.assert_frame_equal(shared.windows, alone.windows, check_exact=True)
     pd.testing.assert_series_equal(shared.oos_returns, alone.oos_returns, check_exact=True)
+
+
+def test_emptying_the_window_cache_past_its_budget_changes_no_window_choice(monkeypatch, tmp_path):
+    for name in ("kept", "emptied"):  # separate storages: a stored window study would be reused
+        (tmp_path / name).mkdir()
+    kept = run(MARKET, tmp_path / "kept", trials=4, seed=5)
+    monkeypatch.setattr(reoptimise, "INDICATOR_BUDGET", 0)  # emptied after every window
+    emptied = run(MARKET, tmp_path / "emptied", trials=4, seed=5)
+    assert len(kept.windows) >= 2
+    pd.testing.assert_frame_equal(emptied.windows, kept.windows, check_exact=True)
+    pd.testing.assert_series_equal(emptied.oos_returns, kept.oos_returns, check_exact=True)

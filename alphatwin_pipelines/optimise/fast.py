@@ -64,3 +64,26 @@ def evaluate_batch(objective, specs) -> list[float]:
         sharpe = float(sharpe_ratio.__wrapped__(port[b][:, None], 0.0, PERIODS_PER_YEAR)[0])
         out.append(sharpe if trades > 0 and np.isfinite(sharpe) else NO_TRADE_SHARPE)
     return out
+
+
+def portfolio_streams(specs, market, costs, indicators, first_rows=None) -> np.ndarray:
+    """(T, K) daily returns of each spec's equal-weight book (column k: ``specs[k]`` trading from
+    ``first_rows[k]``, default 0), through the same compiled pass as :func:`evaluate_batch`.
+
+    Equal to ``reports.portfolio.simulate_portfolios`` of the specs' signals cut at their first rows
+    (``objective.window_signals``): 0.0 before the first row and on sessions where no symbol has a
+    bar, as the equal-weight book gives (tests/test_report_streams.py checks every family x level).
+    """
+    T, N = market.shape
+    first_rows = [0] * len(specs) if first_rows is None else [int(r) for r in first_rows]
+    inputs = MarketInputs(market, costs)
+    state, held = np.empty((T, N), dtype=np.bool_), np.empty((T, N))
+    state2, sparse = np.empty((T, N), dtype=np.bool_), np.empty(N, dtype=np.bool_)
+    out = np.zeros((len(specs), T))
+    for k, (spec, first) in enumerate(zip(specs, first_rows)):
+        state_nb(inputs.close, inputs.open, *rule_inputs(spec, indicators), state, held)
+        strategy_kernel(state, held, inputs.open, inputs.mark, inputs.adv, inputs.alive_lo, inputs.alive_hi, first,
+                        inputs.init_cash, costs.fees, inputs.notional, float(costs.slippage_bps),
+                        float(costs.impact_k_bps), inputs.min_size, state2, sparse, out[k, first:])
+    out[np.isnan(out)] = 0.0  # NaN only where no symbol is alive: the equal-weight book is flat
+    return out.T

@@ -119,7 +119,11 @@ def _trades(state, held, open_, first_row, state2, sparse):
     T, N = state.shape
     for j in range(N):
         sparse[j] = True
-    for t in range(T):
+    # Before first_row nothing can open (an entry needs t >= first_row), so state2 is flat there.
+    for t in range(min(first_row, T)):
+        for j in range(N):
+            state2[t, j] = False
+    for t in range(first_row, T):
         for j in range(N):
             prev = state[t - 1, j] if t > 0 else False
             before = state2[t - 1, j] if t > 0 else False
@@ -160,7 +164,9 @@ def strategy_kernel(state, held, open_, mark, adv, alive_lo, alive_hi, first_row
     last_value = np.full(N, init_cash)
     row = np.empty(N)
     buys = 0
-    for t in range(T):
+    # Rows before first_row place no order (state2 is flat there) and every account stays at
+    # init_cash, so the loop starts at first_row from the initial accounts: the same values.
+    for t in range(first_row, T):
         count = 0
         for j in range(N):
             side = 0  # 1 buy, -1 sell

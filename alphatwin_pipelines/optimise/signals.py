@@ -88,6 +88,15 @@ def rule_inputs(spec, ind) -> tuple:
             int(p["max_hold"]) if "time_stop" in feats else 0)
 
 
+def compiled_state(spec, ind) -> tuple[np.ndarray, np.ndarray]:
+    """``strategies.generate_state(spec, ind.market, ind)`` through :func:`state_nb`: ``(state, held)``."""
+    market = ind.market
+    state, held = np.empty(market.shape, dtype=np.bool_), np.empty(market.shape)
+    state_nb(np.ascontiguousarray(market.close), np.ascontiguousarray(market.open), *rule_inputs(spec, ind), state,
+             held)
+    return state, held
+
+
 def _stop(p: dict, feats: set, feature: str, name: str) -> float:
     return float(p[name]) if feature in feats else np.nan
 

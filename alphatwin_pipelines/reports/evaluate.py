@@ -34,6 +34,7 @@ from alphatwin_pipelines.reports.reoptimise import (
     WF_MODES, WalkForwardRun, parameter_stability, reoptimise_walk_forward, oos_signals, walk_forward_efficiency,
 )
 from alphatwin_pipelines.strategies import Indicators, MarketArrays, StrategySpec
+from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET  # the cache emptied between chunks past it
 from alphatwin_pipelines.stats import (
     compute_metrics, deflated_sharpe_ratio, information_ratio, kurtosis, probability_of_backtest_overfitting,
     skewness,
@@ -191,22 +192,28 @@ def deflated_sharpe(is_sharpe: float, n_trials: int, trial_sharpes, is_returns: 
 #: specs simulated together for the PBO streams: the simulation's (T, chunk x symbols) arrays
 #: stay ~100-300 MB whatever the study's trial count (all 500 at once peaked at ~12 GB).
 TRIAL_CHUNK = 32
-#: the shared indicator cache is emptied past this size between chunks: studies with many distinct
-#: parameter values (float windows, filters) would otherwise hold one (T, N) array per trial and key.
-INDICATOR_BUDGET = 1 << 30
 
 
 def trial_returns(specs: list[StrategySpec], market: MarketArrays, costs: CostModel, indicators=None,
                   chunk: int = TRIAL_CHUNK) -> pd.DataFrame:
-    """Each spec's book returns (column k: ``specs[k]``), simulated ``chunk`` specs at a time and
-    keeping only the returns: the same values as one simulation of all (each book is its own group)."""
+    """Each spec's book returns (column k: ``specs[k]``), ``chunk`` specs at a time keeping only the
+    returns: the same values as one simulation of all (each book is its own group). The families the
+    optimiser's compiled pass knows (``objective.KERNEL_FAMILIES``) go through it (:func:`.fast.portfolio_streams`,
+    equal to the vectorbt path: tests/test_report_streams.py), the others through their book engine."""
+    from alphatwin_pipelines.optimise.fast import portfolio_streams
+    from alphatwin_pipelines.optimise.objective import KERNEL_FAMILIES
+
     indicators = Indicators(market) if indicators is None else indicators
     parts = []
     for lo in range(0, len(specs), int(chunk)):
-        signals = spec_signals(specs[lo:lo + int(chunk)], market, indicators)
-        book = simulate_portfolios(dict(enumerate(signals, start=lo)), market, costs)
-        parts.append(book.returns)
-        del signals, book
+        part = specs[lo:lo + int(chunk)]
+        if all(s.family in KERNEL_FAMILIES for s in part):
+            parts.append(pd.DataFrame(portfolio_streams(part, market, costs, indicators), index=market.dates,
+                                      columns=range(lo, lo + len(part))))
+        else:
+            signals = spec_signals(part, market, indicators)
+            parts.append(simulate_portfolios(dict(enumerate(signals, start=lo)), market, costs).returns)
+            del signals
         if indicators.nbytes() > INDICATOR_BUDGET:
             indicators.clear()
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=market.dates)
@@ -223,17 +230,30 @@ def backtest_overfitting(trial_returns: pd.DataFrame, n_splits: int) -> float:
 
 def cost_sensitivity(wf: WalkForwardRun, market: MarketArrays, settings: ValidationSettings,
                      indicators: Indicators | None = None) -> pd.DataFrame:
-    """The walk-forward's own choices (same signals, same windows) re-simulated with every cost multiplied;
-    the signals are generated once (``indicators``: a cache of ``market`` to read)."""
+    """The walk-forward's own choices (same signals, same windows) re-simulated with every cost multiplied
+    (``indicators``: a cache of ``market`` to read). Each window's spec trades from its test start,
+    through the optimiser's compiled pass for the families it knows, else the signals are generated once."""
+    from alphatwin_pipelines.optimise.fast import portfolio_streams
+    from alphatwin_pipelines.optimise.objective import KERNEL_FAMILIES
+
     rows, signals = [], None
+    compiled = bool(wf.specs) and all(s.family in KERNEL_FAMILIES for s in wf.specs)
     for factor in settings.cost_multipliers:
         if not wf.splits:
             m = compute_metrics(pd.Series([math.nan, math.nan]))
         else:
-            if factor != 1.0 and signals is None:
-                signals = oos_signals(wf.specs, wf.splits, market, indicators)
-            returns = wf.book.returns if factor == 1.0 else simulate_portfolios(
-                signals, market, scale_costs(settings.costs, factor)).returns
+            costs = scale_costs(settings.costs, factor)
+            if factor == 1.0:
+                returns = wf.book.returns
+            elif compiled:
+                indicators = Indicators(market) if indicators is None else indicators
+                streams = portfolio_streams(wf.specs, market, costs, indicators,
+                                            [w.test_positions.start for w in wf.splits])
+                returns = pd.DataFrame(streams, index=market.dates, columns=[w.index for w in wf.splits])
+            else:
+                if signals is None:
+                    signals = oos_signals(wf.specs, wf.splits, market, indicators)
+                returns = simulate_portfolios(signals, market, costs).returns
             m = compute_metrics(stitch(returns, wf.windows))
         rows.append({"cost_multiplier": float(factor), "total_return": m["total_return"], "cagr": m["cagr"],
                      "sharpe": m["sharpe"], "max_drawdown": m["max_drawdown"]})

@@ -39,7 +39,7 @@ from alphatwin_pipelines.reports.portfolio import BookReturns, simulate_portfoli
 from alphatwin_pipelines.strategies import (
     Indicators, MarketArrays, Signals, StrategySpec, generate, holding_horizon, longest_lookback, search_space,
 )
-from alphatwin_pipelines.strategies.families import PrefixIndicators
+from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET, PrefixIndicators
 from alphatwin_pipelines.stats import sharpe_ratio, walk_forward_windows
 from alphatwin_pipelines.stats.walk_forward import Window
 
@@ -124,16 +124,19 @@ def oos_signals(specs: list[StrategySpec], windows: list[Window], market: Market
                 indicators: Indicators | None = None) -> dict:
     """``{window index: signals}``: each window's spec on ``market``, no decision before its test start
     (``indicators``: a cache of ``market`` to read and fill)."""
-    from alphatwin_pipelines.optimise.objective import window_signals
+    from alphatwin_pipelines.optimise.objective import KERNEL_FAMILIES, window_signals
+    from alphatwin_pipelines.optimise.signals import compiled_state
 
-    from alphatwin_pipelines.strategies import BOOK_FAMILIES, generate_book
+    from alphatwin_pipelines.strategies import BOOK_FAMILIES, generate_book, state_signals
 
     indicators, out = Indicators(market) if indicators is None else indicators, {}
     for s, w in zip(specs, windows):
         if s.family in BOOK_FAMILIES:  # target weights, decided from the test start only
             out[w.index] = generate_book(s, market, indicators, first_row=w.test_positions.start)
             continue
-        signals = generate(s, market, indicators)
+        # The compiled state equals generate's (tests/test_report_streams.py), in one pass.
+        signals = (state_signals(*compiled_state(s, indicators), market) if s.family in KERNEL_FAMILIES
+                   else generate(s, market, indicators))
         cut = window_signals(signals, w.test_positions.start)
         # Keep the generated labels (a family's columns need not be one per symbol).
         symbols = signals.symbol_index if signals.symbol_index is not None else np.arange(signals.shape[1])
@@ -176,6 +179,8 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
                                  costs, storage_url, pairs=spec.pairs, indicators=PrefixIndicators(cut, shared))
         specs.append(StrategySpec(spec.family, result.best_params, spec.level, spec.pairs))
         studies.append(result)
+        if sum(a.nbytes for a in shared.values() if isinstance(a, np.ndarray)) > INDICATOR_BUDGET:
+            shared.clear()  # a cache: the next windows compute what they need again
     del shared
     specs.reverse()
     studies.reverse()

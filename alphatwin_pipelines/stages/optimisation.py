@@ -34,6 +34,7 @@ from alphatwin_pipelines.reproducibility import content_hash, make_record, read_
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
+from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET
 from alphatwin_pipelines.strategies.spec import ALL_FAMILIES, BOOK_FAMILIES
 from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER, TOP_PAIRS
 
@@ -266,7 +267,10 @@ def _run_study(shared: _Studies, study: _Study, logger=None) -> tuple[StudyResul
                     indicators=indicators, progress=progress, evaluator=evaluator,
                     user_attrs={**shared.user_attrs, "symbols": list(market.symbols)})
     spec = StrategySpec(study.family, result.best_params, study.level, pairs)
-    return result, spec, portfolio_metrics(spec, market, shared.start, config.costs, indicators)
+    metrics = portfolio_metrics(spec, market, shared.start, config.costs, indicators)
+    if indicators.nbytes() > INDICATOR_BUDGET:  # a cache, so emptying it changes no value
+        indicators.clear()
+    return result, spec, metrics
 
 
 class _StudiesProgress:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphatwin_pipelines.atomic import atomic_write_bytes
+from alphatwin_pipelines.cluster import run_tasks
 from alphatwin_pipelines.reports.evaluate import (
     StrategyValidation, TrialCount, ValidationSettings, oos_metrics, run_walk_forward, validate_strategy,
 )
@@ -106,11 +107,32 @@ def _ml_rank_market(store: TableStore, market: MarketArrays, spec: StrategySpec,
     return walk_forward_market(store, market, windows, storage_url or default_storage_url(store.data_dir))
 
 
+def _walk_forward_task(shared, task):
+    """One strategy's walk-forward (a task of :func:`~alphatwin_pipelines.cluster.run_tasks`)."""
+    markets, settings, storage_url = shared
+    spec_json, symbols = task
+    return run_walk_forward(StrategySpec.from_json(spec_json), markets[symbols], settings, storage_url)
+
+
+def _report_task(shared, task) -> tuple[StrategyValidation, bytes]:
+    """One strategy's report and HTML page (a task of :func:`~alphatwin_pipelines.cluster.run_tasks`);
+    ``market`` None: the shared market of the strategy's symbols."""
+    markets, benchmarks, labels, settings = shared
+    row, trials, wf, counted, market = task
+    market = markets[tuple(json.loads(row["symbols_json"]))] if market is None else market
+    v = validate_strategy(row, trials, market, benchmarks[tuple(market.symbols)], labels, settings, walk_forward=wf,
+                          family_trials=counted)
+    return v, render_report(v, row).encode("utf-8")
+
+
 def validate_strategies(store: TableStore, settings: ValidationSettings | None = None,
-                        storage_url: str | None = None, logger=None) -> ValidationRun:
+                        storage_url: str | None = None, logger=None, client=None) -> ValidationRun:
     """Validate every optimised strategy and replace the three output tables and the HTML pages.
     ``storage_url``: the Optuna storage of the window studies and of ml_rank's per-window model
-    searches (default: a scratch file for the former, the data dir's for the latter)."""
+    searches (default: a scratch file for the former, the data dir's for the latter). With a Dask
+    ``client`` each strategy's walk-forward, then each report, is a task on the cluster (ml_rank's
+    walk-forwards stay here: they read the data directory); every task is seeded, so the tables
+    are those of a run in process."""
     settings = settings or ValidationSettings()
     optimised = store.read_table(OPTIMISED)
     trials = store.read_table(OPTIMISATION_TRIALS)
@@ -124,7 +146,7 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
     benchmarks: dict[tuple, pd.DataFrame] = {}
     rows_in = optimised.sort_values("strategy_id").to_dict("records")
     markets, runs, window_models, by_symbols = {}, {}, {}, {}
-    for number, row in enumerate(rows_in, start=1):  # every walk-forward first: the DSR counts them all
+    for row in rows_in:
         symbols, spec = _symbols(row, universe), StrategySpec.from_json(row["spec_json"])
         # One copy per symbol list: the strategies of a run mostly share the shortlist.
         if tuple(symbols) not in by_symbols:
@@ -133,27 +155,46 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
         if row["family"] == "ml_rank":
             markets[row["strategy_id"]], window_models[row["strategy_id"]] = _ml_rank_market(
                 store, markets[row["strategy_id"]], spec, settings, storage_url)
-        runs[row["strategy_id"]] = run_walk_forward(spec, markets[row["strategy_id"]], settings, storage_url)
+
+    def logged(number: int, row: dict, w) -> None:
         if logger is not None:
-            w = runs[row["strategy_id"]]
             logger.info(f"walk-forward {number}/{len(rows_in)} {row['family']} L{int(row['level'])}: "
                         f"{len(w.windows)} windows, {w.n_trials} trials, purge {w.purge} + embargo {w.embargo}")
+
+    # Every walk-forward first: the DSR counts them all. ml_rank's here (its market carries scores).
+    ml = [row for row in rows_in if row["family"] == "ml_rank"]
+    for number, row in enumerate(ml, start=1):
+        runs[row["strategy_id"]] = run_walk_forward(StrategySpec.from_json(row["spec_json"]),
+                                                    markets[row["strategy_id"]], settings, storage_url)
+        logged(number, row, runs[row["strategy_id"]])
+    plain = [row for row in rows_in if row["family"] != "ml_rank"]
+    if client is not None and storage_url is not None:
+        from alphatwin_pipelines.optimise.study import open_storage
+
+        open_storage(storage_url)  # the schema is created once, here, not raced by the workers' first studies
+    done = run_tasks(_walk_forward_task, [(row["spec_json"], tuple(json.loads(row["symbols_json"]))) for row in plain],
+                     client, shared=(by_symbols, settings, storage_url), name="walk-forward",
+                     on_result=lambda i, w: logged(len(ml) + i + 1, plain[i], w))
+    runs.update({row["strategy_id"]: w for row, w in zip(plain, done)})
     counts = {}
     for family, group in optimised.groupby("family"):
         ids = set(group["strategy_id"])
         counts[family] = TrialCount.of(trials[trials["strategy_id"].isin(ids)], int(group["n_trials"].sum()),
                                        [runs[i] for i in sorted(ids)])
-    rows, streams, holdings, validations = [], [], [], []
+    tasks = []
     for row in rows_in:
         market = markets[row["strategy_id"]]
-        symbols = list(market.symbols)
-        if tuple(symbols) not in benchmarks:
-            benchmarks[tuple(symbols)] = benchmark_returns(market, universe, settings.costs)
+        if tuple(market.symbols) not in benchmarks:
+            benchmarks[tuple(market.symbols)] = benchmark_returns(market, universe, settings.costs)
         mine = trials[trials["strategy_id"] == row["strategy_id"]].sort_values("trial_number")
-        v = validate_strategy(row, mine, market, benchmarks[tuple(symbols)], labels, settings,
-                              walk_forward=runs[row["strategy_id"]], family_trials=counts[row["family"]])
+        tasks.append((row, mine, runs.pop(row["strategy_id"]), counts[row["family"]],
+                      market if row["family"] == "ml_rank" else None))
+    reported = run_tasks(_report_task, tasks, client, shared=(by_symbols, benchmarks, labels, settings), name="report")
+    del tasks
+    rows, streams, holdings, validations = [], [], [], []
+    for row, (v, page) in zip(rows_in, reported):
+        symbols = list(markets[row["strategy_id"]].symbols)
         path = store.data_dir / REPORTS_DIR / f"{v.strategy_id}.html"
-        page = render_report(v, row).encode("utf-8")
         atomic_write_bytes(path, lambda tmp, page=page: Path(tmp).write_bytes(page))
         m = v.oos_metrics
         rows.append({**{k: row[k] for k in ("strategy_id", "family", "complexity", "spec_json", "symbols_json",

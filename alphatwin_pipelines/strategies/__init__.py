@@ -54,7 +54,7 @@ __all__ = [
     "ALL_FAMILIES", "BOOK_FAMILIES", "BookTargets", "generate_book", "FAMILIES", "LEVELS", "MAX_LEVEL", "Indicators", "MarketArrays", "Signals", "StrategySpec",
     "all_level_specs", "complexity_breakdown", "complexity_score", "default_params", "expand_grid",
     "generate", "generate_state", "holding_horizon", "level_features", "level_table", "longest_lookback",
-    "sample_params", "search_space", "suggest_params",
+    "sample_params", "search_space", "state_signals", "suggest_params",
 ]
 
 
@@ -104,7 +104,12 @@ def generate(spec: StrategySpec, market: MarketArrays, indicators: Indicators | 
 
     Pass one :class:`Indicators` for many specs on the same market to share indicators.
     """
-    state, held = generate_state(spec, market, indicators)
+    return state_signals(*generate_state(spec, market, indicators), market)
+
+
+def state_signals(state: np.ndarray, held: np.ndarray, market: MarketArrays) -> Signals:
+    """Resolved signals of a position state and held size (``generate_state``'s or the compiled
+    ``optimise.signals.state_nb``'s: the same arrays)."""
     entries, exits = flt.transitions(state)
     size = np.where(state, held, 0.0)
     return Signals._owned(entries, exits, size, market.dates, market.columns,

@@ -57,8 +57,10 @@ class BookTargets:
 
 def _lagged_return(close: np.ndarray, lookback: int, skip: int) -> np.ndarray:
     r = talib.ROCP(close, timeperiod=lookback - skip)
-    if skip:
-        r = np.concatenate([np.full(skip, np.nan), r[:-skip]])
+    if skip:  # shifted down by skip bars; a symbol with no more than skip bars has no value yet
+        shifted = np.full(r.size, np.nan)
+        shifted[skip:] = r[: max(r.size - skip, 0)]
+        r = shifted
     return r
 
 

@@ -28,6 +28,7 @@ volume_momentum        min(lookback return, relative volume - volume_ratio)    l
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -39,11 +40,30 @@ from alphatwin_pipelines.strategies.market import MarketArrays
 TRADING_DAYS = 252
 
 
+#: id -> (weak reference, column-major copy) of read-only arrays that own their data (the market's
+#: fields): every indicator of a market reads the same few, and copying them was a large share of its cost.
+_COLUMN_MAJOR: dict[int, tuple] = {}
+
+
+def _column_major(a: np.ndarray) -> np.ndarray:
+    """``a.T`` C-contiguous; kept while ``a`` lives when ``a`` cannot change (read-only, owns its data)."""
+    if a.flags.writeable or not a.flags.owndata:
+        return np.ascontiguousarray(a.T)
+    key = id(a)
+    hit = _COLUMN_MAJOR.get(key)
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    copy = np.ascontiguousarray(a.T)
+    copy.flags.writeable = False
+    _COLUMN_MAJOR[key] = (weakref.ref(a, lambda _ref, key=key, cache=_COLUMN_MAJOR: cache.pop(key, None)), copy)
+    return copy
+
+
 def per_column(fn: Callable[..., np.ndarray], *arrays: np.ndarray, **kwargs) -> np.ndarray:
     """Apply a 1-D kernel to each column on that column's rows where every input is finite."""
     T, N = arrays[0].shape
     out = np.full((T, N), np.nan)
-    cols_major = [np.ascontiguousarray(a.T) for a in arrays]
+    cols_major = [_column_major(a) for a in arrays]
     for j in range(N):
         cols = [a[j] for a in cols_major]
         valid = np.isfinite(cols[0])
@@ -112,6 +132,12 @@ def _shifted_min(low: np.ndarray, window: int) -> np.ndarray:
 def _bbands(close: np.ndarray, window: int, n_std: float) -> np.ndarray:
     _, _, lower = talib.BBANDS(close, timeperiod=window, nbdevup=n_std, nbdevdn=n_std, matype=0)
     return lower
+
+
+#: bytes an indicator cache shared by many specs may hold before its owner empties it between
+#: units of work (studies, chunks of trials): parameters drawn from float ranges (Bollinger widths,
+#: filter windows) add one (T, N) array per trial and key, and a run's studies share one cache.
+INDICATOR_BUDGET = 1 << 30
 
 
 class Indicators:

@@ -21,13 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import talib
-from numpy.lib.stride_tricks import sliding_window_view
 
 from alphatwin_pipelines.strategies.families import Indicators, per_column
 from alphatwin_pipelines.strategies.spec import VOL_RANK_WINDOW
-
-#: A percentile rank needs at least this share of the rank window to be finite.
-MIN_RANK_COVERAGE = 0.5
 
 
 def trend_ok(ind: Indicators, window: int) -> np.ndarray:
@@ -36,26 +32,14 @@ def trend_ok(ind: Indicators, window: int) -> np.ndarray:
         return ind.market.close > ind.sma(window)
 
 
-def _rank_1d(x: np.ndarray, window: int) -> np.ndarray:
-    out = np.full(x.size, np.nan)
-    if x.size < window:
-        return out
-    win = sliding_window_view(x, window)  # row i covers x[i : i + window], i.e. ends at i + window - 1
-    cur = x[window - 1:, None]
-    finite = np.isfinite(win)
-    count = finite.sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        below = (win <= cur).sum(axis=1)
-        rank = below / count
-    ok = np.isfinite(cur[:, 0]) & (count >= MIN_RANK_COVERAGE * window)
-    out[window - 1:] = np.where(ok, rank, np.nan)
-    return out
-
-
 def vol_rank(ind: Indicators, vol_window: int, rank_window: int = VOL_RANK_WINDOW) -> np.ndarray:
-    """Share of the last ``rank_window`` realised-vol values (row t included) at or below today's."""
+    """Share of the last ``rank_window`` realised-vol values (row t included) at or below today's, on
+    each symbol's own finite values (compiled: :mod:`.rolling_rank`)."""
+    from alphatwin_pipelines.strategies.rolling_rank import rolling_rank
+
     rv = ind.realised_vol(vol_window)
-    return ind.get(("vol_rank", vol_window, rank_window), lambda: per_column(_rank_1d, rv, window=rank_window))
+    return ind.get(("vol_rank", vol_window, rank_window),
+                   lambda: rolling_rank(np.ascontiguousarray(rv, dtype=np.float64), int(rank_window)))
 
 
 def vol_ok(ind: Indicators, vol_window: int, vol_pct: float) -> np.ndarray:
