@@ -58,9 +58,20 @@ def run_tasks(fn: Callable, items: Iterable, client=None, *, shared: Any = _UNSE
     futures = client.map(fn, *args, key=keys, pure=False)
     position = {future.key: index for index, future in enumerate(futures)}
     results: list = [None] * len(items)
+    resubmitted: set[int] = set()
     try:
-        for future in as_completed(futures):
+        pending = as_completed(futures)
+        for future in pending:
             index = position[future.key]
+            if future.cancelled() and index not in resubmitted:
+                # The scheduler can forget a task while a killed worker's tasks are moved ("already
+                # forgotten"); the task is safe to run again (see the module docstring): once more.
+                resubmitted.add(index)
+                again = client.submit(fn, *[a[index] for a in args], key=f"{keys[index]}-again", pure=False)
+                position[again.key] = index
+                futures.append(again)
+                pending.add(again)
+                continue
             results[index] = future.result()
             if on_result is not None:
                 on_result(index, results[index])

@@ -19,7 +19,7 @@ STUDIES = OptimisationConfig(families=("ma_cross", "rsi_reversion"), levels=(1,)
                              train_years=1.0)
 #: Two longer studies, one per worker, stored two trials at a time (small batches), so a worker dies
 #: with some of its study's trials stored.
-LONG = OptimisationConfig(families=("ma_cross", "donchian_breakout"), levels=(1,), n_trials=160, batch_size=2,
+LONG = OptimisationConfig(families=("ma_cross", "donchian_breakout"), levels=(1,), n_trials=320, batch_size=2,
                           shortlist_size=4, train_years=1.0)
 
 
