@@ -63,9 +63,7 @@ def put_file(local: str | os.PathLike, path) -> None:
     """Upload ``local`` whole as the object ``path`` (atomic, see the module docstring)."""
     try:
         path.fs.put_file(os.fspath(local), path.path)
-    except FileNotFoundError as exc:  # s3fs's answer to a missing bucket
-        raise _failed("write", path, exc) from exc
-    except Exception as exc:
+    except Exception as exc:  # a missing bucket included (s3fs raises FileNotFoundError)
         raise _failed("write", path, exc) from exc
 
 
@@ -107,31 +105,12 @@ def listing(folder) -> dict[str, tuple]:
     return {e["name"].rsplit("/", 1)[-1]: (e.get("ETag"), e["size"]) for e in entries if e.get("type") == "file"}
 
 
-def identity(path) -> tuple:
-    try:
-        info = path.fs.info(path.path)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise _failed("stat", path, exc) from exc
-    return info.get("ETag"), info["size"]
-
-
 def holds(found: tuple | None, payload) -> bool:
     """Whether an object of identity ``found`` already holds exactly ``payload``'s bytes (a single-part
     upload's ETag is the MD5 of its bytes; a multipart ETag never matches, so it is rewritten)."""
     if found is None or found[1] != len(payload):
         return False
     return (found[0] or "").strip('"') == hashlib.md5(memoryview(payload)).hexdigest()
-
-
-def delete(path) -> None:
-    try:
-        path.fs.rm_file(path.path)
-    except FileNotFoundError:
-        pass
-    except Exception as exc:
-        raise _failed("delete", path, exc) from exc
 
 
 def arrow_filesystem(path):
