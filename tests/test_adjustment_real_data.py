@@ -44,10 +44,9 @@ def _by_hand(raw: pd.DataFrame, on: str) -> float:
     return expected
 
 
-def test_full_set_runs_in_a_few_seconds(sp500_bars, adjusted):
-    out, elapsed = adjusted
+def test_full_set_is_adjusted_without_touching_its_input(sp500_bars, adjusted):
+    out, _ = adjusted  # the time is printed; speed is benchmarks/bench_quality_cleaning.py's business
     assert len(out) == len(sp500_bars) > 2_000_000
-    assert elapsed < 20, f"adjust took {elapsed:.1f}s on {len(out):,} rows"
     assert "adj_close" not in sp500_bars.columns  # the shared fixture is not mutated
 
 
