@@ -36,46 +36,71 @@ def run_tasks(fn: Callable, items: Iterable, client=None, *, shared: Any = _UNSE
     is what the Dask dashboard groups by. On the cluster the first failing task's exception is
     raised here and the other tasks are cancelled.
     """
+    return _run(fn, items, client, shared, name, on_result, direct, None)[0]
+
+
+def run_tasks_held(fn: Callable, items: Iterable, client=None, *, summary: Callable, shared: Any = _UNSET,
+                   name: str | None = None, on_result: Callable[[int, Any], None] | None = None) -> tuple[list, list]:
+    """:func:`run_tasks`, but on a cluster each result stays on the worker that made it.
+
+    Returns ``(summaries, handles)``: ``summaries[i] = summary(result_i)``, computed where the
+    result is and the only part sent here (``on_result`` sees it); ``handles[i]`` is the result's
+    future on a cluster, the result itself in process. Put handles inside the items of a later
+    :func:`run_tasks` (a tuple is fine): Dask hands the task the result, moving it between workers
+    only when it must. Large intermediate results (a walk-forward's frames) then never travel
+    through this process or sit in its memory; they are released when the handles are dropped.
+    """
+    return _run(fn, items, client, shared, name, on_result, None, summary)
+
+
+def _run(fn, items, client, shared, name, on_result, direct, summary) -> tuple[list, list]:
     items = list(items)
     if client is None:
-        results = []
+        results, summaries = [], []
         for index, item in enumerate(items):
             results.append(fn(item) if shared is _UNSET else fn(shared, item))
+            summaries.append(results[-1] if summary is None else summary(results[-1]))
             if on_result is not None:
-                on_result(index, results[-1])
-        return results
+                on_result(index, summaries[-1])
+        return summaries, results
     from distributed import as_completed
 
     if not items:
-        return []
+        return [], []
     token = uuid.uuid4().hex[:8]
     prefix = name or getattr(fn, "__name__", "task")
-    keys = [f"{prefix}-{token}-{index}" for index in range(len(items))]
     args = [items]
     if shared is not _UNSET:
         # hash=False: a random key rather than a hash of the whole object
         args.insert(0, [client.scatter(shared, broadcast=True, hash=False, direct=direct)] * len(items))
-    futures = client.map(fn, *args, key=keys, pure=False)
-    position = {future.key: index for index, future in enumerate(futures)}
-    results: list = [None] * len(items)
+
+    def submit(index: int, suffix: str = ""):
+        key = f"{prefix}-{token}-{index}{suffix}"
+        made = client.submit(fn, *[a[index] for a in args], key=key, pure=False)
+        return made, (made if summary is None else client.submit(summary, made, key=f"{key}-summary", pure=False))
+
+    made, watched = zip(*(submit(index) for index in range(len(items))))
+    made, watched = list(made), list(watched)
+    position = {future.key: index for index, future in enumerate(watched)}
+    summaries: list = [None] * len(items)
     resubmitted: set[int] = set()
     try:
-        pending = as_completed(futures)
+        pending = as_completed(watched)
         for future in pending:
             index = position[future.key]
             if future.cancelled() and index not in resubmitted:
                 # The scheduler can forget a task while a killed worker's tasks are moved ("already
                 # forgotten"); the task is safe to run again (see the module docstring): once more.
                 resubmitted.add(index)
-                again = client.submit(fn, *[a[index] for a in args], key=f"{keys[index]}-again", pure=False)
+                made[index], again = submit(index, "-again")
                 position[again.key] = index
-                futures.append(again)
+                watched.append(again)
                 pending.add(again)
                 continue
-            results[index] = future.result()
+            summaries[index] = future.result()
             if on_result is not None:
-                on_result(index, results[index])
+                on_result(index, summaries[index])
     except BaseException:
-        client.cancel(futures)
+        client.cancel(made + watched)
         raise
-    return results
+    return summaries, made

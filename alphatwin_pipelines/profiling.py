@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -22,6 +22,7 @@ class Measurement:
     peak_rss_mb: float = 0.0
     start_rss_mb: float = 0.0
     cpu_s: float = 0.0  # the block's CPU time: this process's, plus its descendants' with children=True
+    process_peaks_mb: dict = field(default_factory=dict)  # pid -> that process's own peak RSS (children=True)
 
     def as_metadata(self) -> dict[str, float]:
         return {
@@ -44,12 +45,15 @@ class measure:
         return [self._process, *self._process.children(recursive=True)] if self._children else [self._process]
 
     def _rss_mb(self) -> float:
-        total = 0
+        total, peaks = 0, self.result.process_peaks_mb
         for proc in self._processes():
             try:
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
             except psutil.Error:  # a child that ended between the listing and the read
-                pass
+                continue
+            total += rss
+            if self._children:
+                peaks[proc.pid] = max(peaks.get(proc.pid, 0.0), rss / 2**20)
         return total / 2**20
 
     def _cpu_s(self) -> dict:

@@ -3,7 +3,8 @@
 Run: ``NUMBA_CACHE_DIR=.numba_cache .venv/bin/python benchmarks/bench_research.py``
 (``--families``/``--levels``/``--trials`` to measure a stated part, ``--symbols``, ``--data-dir`` to
 reuse a built data directory, ``--skip-validation`` to stop after the studies, ``--workers N`` to
-validate on a local Dask cluster of N worker processes).
+run the studies and the validation on a local Dask cluster of N worker processes, as the assets do with
+``ALPHATWIN_DASK_SCHEDULER`` set).
 
 Data: the offline synthetic market through ingestion, quality, cleaning, features and the scanner
 (``build_research_data``), 2014-01-02 .. 2024-12-31, so the 10-year in-sample window has its
@@ -45,7 +46,9 @@ def timed(label: str, fn, figures: dict):
         out = fn()
     figures[label] = (cost.duration_s, cost.cpu_s, cost.peak_rss_mb, os.getloadavg()[0])
     wall, cpu, rss, load = figures[label]
-    print(f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.0f} MB, load average {load:.1f}", flush=True)
+    each = ", ".join(f"{mb:.0f}" for mb in sorted(cost.process_peaks_mb.values(), reverse=True) if mb >= 50)
+    print(f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.0f} MB summed (each process's own peak, "
+          f"MB: {each}), load average {load:.1f}", flush=True)
     return out
 
 
@@ -62,7 +65,8 @@ def main() -> None:
     parser.add_argument("--reuse-studies", action="store_true",
                         help="validate the optimised_strategies already in --data-dir instead of optimising")
     parser.add_argument("--workers", type=int, default=0,
-                        help="validate on a local Dask cluster of this many worker processes (0: in process)")
+                        help="run the studies and the validation on a local Dask cluster of this many worker "
+                             "processes (0: in process)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     log = logging.getLogger("bench_research")
@@ -76,24 +80,27 @@ def main() -> None:
                 data_dir, n_symbols=args.symbols, start="2014-01-02", end="2024-12-31"), figures)
         config = OptimisationConfig(families=tuple(args.families), levels=tuple(args.levels), n_trials=args.trials)
         storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
-        if args.reuse_studies and store.whole_path("optimised_strategies").exists():
-            print("optimisation: skipped, validating the data directory's optimised_strategies", flush=True)
-        else:
-            report = timed("optimisation", lambda: optimise_strategies(store, config, storage, logger=log), figures)
-            print(f"  {len(report.strategies)} studies, {report.trials_run} trials, {report.start:%Y-%m-%d} .. "
-                  f"{report.end:%Y-%m-%d}, {len(report.shortlist.symbols)} symbols", flush=True)
-        if not args.skip_validation:
-            with contextlib.ExitStack() as stack:
-                client = None
-                if args.workers:
-                    from distributed import Client, LocalCluster
+        with contextlib.ExitStack() as stack:
+            client = None
+            if args.workers:  # as the Dagster assets run with ALPHATWIN_DASK_SCHEDULER set: studies and validation
+                from distributed import Client, LocalCluster
 
-                    cluster = stack.enter_context(LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                                                               processes=True, memory_limit=0, dashboard_address=None))
-                    client = stack.enter_context(Client(cluster))
-                run = timed(f"validation (walk-forward re-optimisation, {args.workers or 'no'} workers)",
+                cluster = stack.enter_context(LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                                           processes=True, memory_limit=0, dashboard_address=None))
+                client = stack.enter_context(Client(cluster))
+            workers = f"{args.workers or 'no'} workers"
+            if args.reuse_studies and store.whole_path("optimised_strategies").exists():
+                print("optimisation: skipped, validating the data directory's optimised_strategies", flush=True)
+            else:
+                report = timed(f"optimisation ({workers})",
+                               lambda: optimise_strategies(store, config, storage, logger=log, client=client), figures)
+                print(f"  {len(report.strategies)} studies, {report.trials_run} trials, {report.start:%Y-%m-%d} .. "
+                      f"{report.end:%Y-%m-%d}, {len(report.shortlist.symbols)} symbols", flush=True)
+            if not args.skip_validation:
+                run = timed(f"validation (walk-forward re-optimisation, {workers})",
                             lambda: validate_strategies(store, storage_url=storage, logger=log, client=client), figures)
-            print(f"  {len(run.reports)} reports, {int(run.reports['passed'].sum())} passed", flush=True)
+                print(f"  {len(run.reports)} reports, {int(run.reports['passed'].sum())} passed", flush=True)
+        if not args.skip_validation:
             try:
                 timed("allocation", lambda: allocate_portfolio(store), figures)
             except Exception as exc:  # no passing strategy is a result of the research, not of the benchmark

@@ -121,3 +121,25 @@ def test_run_tasks_keeps_the_order_of_items_and_raises_a_failure(client):
     assert sorted(seen) == list(enumerate(got))
     with pytest.raises(ZeroDivisionError):
         run_tasks(operator.truediv, [3, 2, 0, 1], client, shared=1.0)
+
+
+
+def test_run_tasks_held_keeps_results_on_the_workers_and_hands_them_to_later_tasks(client):
+    import operator
+
+    from distributed import Future
+
+    from alphatwin_pipelines.cluster import run_tasks, run_tasks_held
+
+    seen = []  # builtins only: the scheduler cannot import a test module
+    summaries, held = run_tasks_held(bytes, range(1, 9), client, summary=len, name="block",
+                                     on_result=lambda i, s: seen.append((i, s)))
+    local_summaries, local = run_tasks_held(bytes, range(1, 9), None, summary=len)
+    assert summaries == local_summaries == list(range(1, 9)) and sorted(seen) == list(enumerate(summaries))
+    assert all(isinstance(h, Future) for h in held)  # only the summaries came here
+    assert local == [bytes(n) for n in range(1, 9)]
+    # A later task receives the held result itself, inside a tuple item, as in process.
+    second = operator.itemgetter(1)
+    assert run_tasks(second, [("x", h) for h in held], client) == run_tasks(second, [("x", r) for r in local]) == local
+    with pytest.raises(ZeroDivisionError):
+        run_tasks_held(operator.truediv, [1, 0], client, summary=abs, shared=1.0)

@@ -94,3 +94,19 @@ def test_every_indicator_a_family_caches_is_checked_causal_above():
             PortfolioObjective(MARKET, family, level, MARKET.dates[120], indicators=used).evaluate(
                 sample_params(family, level, 2, seed=level))
     assert used.names and used.names <= checked.names, sorted(used.names - checked.names)
+
+
+def test_a_cache_past_its_budget_drops_its_oldest_arrays_and_recomputes_them_equal(monkeypatch):
+    from alphatwin_pipelines.strategies import families
+
+    one = MARKET.close.nbytes  # every (T, N) indicator of MARKET
+    monkeypatch.setattr(families, "INDICATOR_BUDGET", 3 * one)
+    ind, shared = Indicators(MARKET), {}
+    first = {w: ind.sma(w) for w in (5, 10, 15, 20, 25)}
+    assert list(ind._cache) == [("sma", 15), ("sma", 20), ("sma", 25)] and ind.nbytes() <= 3 * one
+    np.testing.assert_array_equal(ind.sma(5), first[5])  # computed again, to the same values
+    assert list(ind._cache) == [("sma", 20), ("sma", 25), ("sma", 5)]
+    prefix = PrefixIndicators(MARKET, shared)
+    for w in (5, 10, 15, 20):
+        prefix.sma(w)
+    assert list(shared) == [("sma", 10), ("sma", 15), ("sma", 20)]  # the shared arrays keep the budget too

@@ -218,10 +218,10 @@ def test_dsr_counts_every_trial_of_the_family(research_dir):
 
 
 def test_trial_returns_in_chunks_equal_one_simulation_of_all(monkeypatch):
-    from alphatwin_pipelines.reports import evaluate
     from alphatwin_pipelines.reports.evaluate import trial_returns
+    from alphatwin_pipelines.strategies import families
 
-    monkeypatch.setattr(evaluate, "INDICATOR_BUDGET", 0)  # the cache emptied after every chunk
+    monkeypatch.setattr(families, "INDICATOR_BUDGET", 0)  # every array dropped as the next one is cached
     from alphatwin_pipelines.reports.portfolio import run_portfolios
 
     specs = [StrategySpec("ma_cross", {"fast": f, "slow": s}, 0) for f, s in ((5, 20), (10, 50), (8, 30), (3, 12),
@@ -252,11 +252,13 @@ def test_the_shared_indicator_cache_changes_no_window_choice(monkeypatch, tmp_pa
     pd.testing.assert_series_equal(shared.oos_returns, alone.oos_returns, check_exact=True)
 
 
-def test_emptying_the_window_cache_past_its_budget_changes_no_window_choice(monkeypatch, tmp_path):
+def test_dropping_cached_indicators_past_the_budget_changes_no_window_choice(monkeypatch, tmp_path):
     for name in ("kept", "emptied"):  # separate storages: a stored window study would be reused
         (tmp_path / name).mkdir()
     kept = run(MARKET, tmp_path / "kept", trials=4, seed=5)
-    monkeypatch.setattr(reoptimise, "INDICATOR_BUDGET", 0)  # emptied after every window
+    from alphatwin_pipelines.strategies import families
+
+    monkeypatch.setattr(families, "INDICATOR_BUDGET", 0)  # every array dropped as the next one is cached
     emptied = run(MARKET, tmp_path / "emptied", trials=4, seed=5)
     assert len(kept.windows) >= 2
     pd.testing.assert_frame_equal(emptied.windows, kept.windows, check_exact=True)

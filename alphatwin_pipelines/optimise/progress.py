@@ -42,3 +42,19 @@ class ProgressLogger:
         text = f"best Sharpe {best.value:.3f} (trial {best.number})" if best else "no complete trial yet"
         return (f"{self.label}: {done}/{self.total} trials ({pruned} pruned), {text}, "
                 f"{elapsed:.1f} s elapsed, ~{left:.1f} s left")
+
+
+class Countdown:
+    """Tasks done of a known total with the time left, for a line per finished task (studies,
+    walk-forwards, reports). The time left is the mean seconds per finished task so far times the
+    tasks left: tasks finish in any order on a cluster, so only the count is meaningful."""
+
+    def __init__(self, total: int, clock=time.perf_counter):
+        self.total, self.done, self.clock, self._t0 = int(total), 0, clock, clock()
+
+    def tick(self) -> str:
+        """Count one more task done; ``"k/total done, s elapsed, ~s left"``."""
+        self.done += 1
+        elapsed = self.clock() - self._t0
+        left = elapsed / self.done * max(self.total - self.done, 0)
+        return f"{self.done}/{self.total} done, {elapsed:.1f} s elapsed, ~{left:.1f} s left"

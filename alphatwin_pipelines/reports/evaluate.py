@@ -34,7 +34,6 @@ from alphatwin_pipelines.reports.reoptimise import (
     WF_MODES, WalkForwardRun, parameter_stability, reoptimise_walk_forward, oos_signals, walk_forward_efficiency,
 )
 from alphatwin_pipelines.strategies import Indicators, MarketArrays, StrategySpec
-from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET  # the cache emptied between chunks past it
 from alphatwin_pipelines.stats import (
     compute_metrics, deflated_sharpe_ratio, information_ratio, kurtosis, probability_of_backtest_overfitting,
     skewness,
@@ -214,8 +213,6 @@ def trial_returns(specs: list[StrategySpec], market: MarketArrays, costs: CostMo
             signals = spec_signals(part, market, indicators)
             parts.append(simulate_portfolios(dict(enumerate(signals, start=lo)), market, costs).returns)
             del signals
-        if indicators.nbytes() > INDICATOR_BUDGET:
-            indicators.clear()
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=market.dates)
 
 

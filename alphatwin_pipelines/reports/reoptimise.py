@@ -28,7 +28,7 @@ import json
 import math
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from alphatwin_pipelines.reports.portfolio import BookReturns, simulate_portfoli
 from alphatwin_pipelines.strategies import (
     Indicators, MarketArrays, Signals, StrategySpec, generate, holding_horizon, longest_lookback, search_space,
 )
-from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET, PrefixIndicators
+from alphatwin_pipelines.strategies.families import PrefixIndicators
 from alphatwin_pipelines.stats import sharpe_ratio, walk_forward_windows
 from alphatwin_pipelines.stats.walk_forward import Window
 
@@ -119,6 +119,13 @@ class WalkForwardRun:
     def purge(self) -> int:
         return self.lookback + self.horizon
 
+    def summary(self) -> "WalkForwardRun":
+        """This run without its per-session frames (``book``, ``accounts``): the windows, choices,
+        stitched returns and trial counts, a few hundred KB where the frames are MBs. What the
+        DSR's counts and the progress lines read, and what a report keeps once its page is written."""
+        none = pd.DataFrame(index=self.book.returns.index[:0])
+        return replace(self, book=BookReturns(none, none, none, none), accounts=pd.DataFrame())
+
 
 def oos_signals(specs: list[StrategySpec], windows: list[Window], market: MarketArrays,
                 indicators: Indicators | None = None) -> dict:
@@ -179,8 +186,6 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
                                  costs, storage_url, pairs=spec.pairs, indicators=PrefixIndicators(cut, shared))
         specs.append(StrategySpec(spec.family, result.best_params, spec.level, spec.pairs))
         studies.append(result)
-        if sum(a.nbytes for a in shared.values() if isinstance(a, np.ndarray)) > INDICATOR_BUDGET:
-            shared.clear()  # a cache: the next windows compute what they need again
     del shared
     specs.reverse()
     studies.reverse()

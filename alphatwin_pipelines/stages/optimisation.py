@@ -25,7 +25,7 @@ from alphatwin_pipelines.alpha.scores import prediction_inputs
 from alphatwin_pipelines.cluster import run_tasks
 from alphatwin_pipelines.optimise.batched import BATCH_SEED_RULE, DEFAULT_BATCH_SIZE
 from alphatwin_pipelines.optimise.objective import portfolio_metrics
-from alphatwin_pipelines.optimise.progress import ProgressLogger
+from alphatwin_pipelines.optimise.progress import Countdown, ProgressLogger
 from alphatwin_pipelines.optimise.search import make_evaluator, search
 from alphatwin_pipelines.optimise.shortlist import Shortlist, select_shortlist
 from alphatwin_pipelines.optimise.study import StudyResult, default_storage_url, open_storage, study_name
@@ -34,7 +34,6 @@ from alphatwin_pipelines.reproducibility import content_hash, make_record, read_
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
-from alphatwin_pipelines.strategies.families import INDICATOR_BUDGET
 from alphatwin_pipelines.strategies.spec import ALL_FAMILIES, BOOK_FAMILIES
 from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER, TOP_PAIRS
 
@@ -268,8 +267,6 @@ def _run_study(shared: _Studies, study: _Study, logger=None) -> tuple[StudyResul
                     user_attrs={**shared.user_attrs, "symbols": list(market.symbols)})
     spec = StrategySpec(study.family, result.best_params, study.level, pairs)
     metrics = portfolio_metrics(spec, market, shared.start, config.costs, indicators)
-    if indicators.nbytes() > INDICATOR_BUDGET:  # a cache, so emptying it changes no value
-        indicators.clear()
     return result, spec, metrics
 
 
@@ -277,13 +274,10 @@ class _StudiesProgress:
     """A line per finished study (in completion order on a cluster) with the time left for the rest."""
 
     def __init__(self, logger, plan: list[_Study]):
-        self.logger, self.plan, self.done, self.t0 = logger, plan, 0, time.perf_counter()
+        self.logger, self.plan, self.countdown = logger, plan, Countdown(len(plan))
 
     def __call__(self, index: int, outcome) -> None:
-        self.done += 1
-        if self.logger is None:
-            return
-        result, elapsed = outcome[0], time.perf_counter() - self.t0
-        left = elapsed / self.done * (len(self.plan) - self.done)
-        self.logger.info(f"{self.plan[index].label} done: best Sharpe {result.best_value:.3f} of {result.n_trials} "
-                         f"trials; {self.done}/{len(self.plan)} studies, {elapsed:.1f} s elapsed, ~{left:.1f} s left")
+        done = self.countdown.tick()
+        if self.logger is not None:
+            self.logger.info(f"{self.plan[index].label} done: best Sharpe {outcome[0].best_value:.3f} of "
+                             f"{outcome[0].n_trials} trials; studies {done}")

@@ -23,11 +23,13 @@ from pathlib import Path
 import pandas as pd
 
 from alphatwin_pipelines.atomic import atomic_write_bytes
-from alphatwin_pipelines.cluster import run_tasks
+from alphatwin_pipelines.cluster import run_tasks, run_tasks_held
 from alphatwin_pipelines.reports.evaluate import (
     StrategyValidation, TrialCount, ValidationSettings, oos_metrics, run_walk_forward, validate_strategy,
 )
+from alphatwin_pipelines.optimise.progress import Countdown
 from alphatwin_pipelines.reports.html import render_report
+from alphatwin_pipelines.reports.reoptimise import WalkForwardRun
 from alphatwin_pipelines.reports.portfolio import benchmark_returns
 from alphatwin_pipelines.reports.regimes import regime_labels
 from alphatwin_pipelines.schema import frame_to_arrow
@@ -116,13 +118,17 @@ def _walk_forward_task(shared, task):
 
 def _report_task(shared, task) -> tuple[StrategyValidation, bytes]:
     """One strategy's report and HTML page (a task of :func:`~alphatwin_pipelines.cluster.run_tasks`);
-    ``market`` None: the shared market of the strategy's symbols."""
+    ``market`` None: the shared market of the strategy's symbols. The validation comes back with
+    its walk-forward's summary (:meth:`~.reoptimise.WalkForwardRun.summary`): the page already
+    holds what the per-window frames showed."""
     markets, benchmarks, labels, settings = shared
     row, trials, wf, counted, market = task
     market = markets[tuple(json.loads(row["symbols_json"]))] if market is None else market
     v = validate_strategy(row, trials, market, benchmarks[tuple(market.symbols)], labels, settings, walk_forward=wf,
                           family_trials=counted)
-    return v, render_report(v, row).encode("utf-8")
+    page = render_report(v, row).encode("utf-8")
+    v.walk_forward = wf.summary()
+    return v, page
 
 
 def validate_strategies(store: TableStore, settings: ValidationSettings | None = None,
@@ -156,31 +162,39 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
             markets[row["strategy_id"]], window_models[row["strategy_id"]] = _ml_rank_market(
                 store, markets[row["strategy_id"]], spec, settings, storage_url)
 
-    def logged(number: int, row: dict, w) -> None:
+    walk_forwards, reports_done = Countdown(len(rows_in)), Countdown(len(rows_in))
+
+    def logged(row: dict, w) -> None:
+        done = walk_forwards.tick()
         if logger is not None:
-            logger.info(f"walk-forward {number}/{len(rows_in)} {row['family']} L{int(row['level'])}: "
-                        f"{len(w.windows)} windows, {w.n_trials} trials, purge {w.purge} + embargo {w.embargo}")
+            logger.info(f"walk-forward of {row['family']} L{int(row['level'])}: {len(w.windows)} windows, "
+                        f"{w.n_trials} trials, purge {w.purge} + embargo {w.embargo}; walk-forwards {done}")
 
     # Every walk-forward first: the DSR counts them all. ml_rank's here (its market carries scores).
     ml = [row for row in rows_in if row["family"] == "ml_rank"]
-    for number, row in enumerate(ml, start=1):
+    for row in ml:
         runs[row["strategy_id"]] = run_walk_forward(StrategySpec.from_json(row["spec_json"]),
                                                     markets[row["strategy_id"]], settings, storage_url)
-        logged(number, row, runs[row["strategy_id"]])
+        logged(row, runs[row["strategy_id"]])
     plain = [row for row in rows_in if row["family"] != "ml_rank"]
     if client is not None and storage_url is not None:
         from alphatwin_pipelines.optimise.study import open_storage
 
         open_storage(storage_url)  # the schema is created once, here, not raced by the workers' first studies
-    done = run_tasks(_walk_forward_task, [(row["spec_json"], tuple(json.loads(row["symbols_json"]))) for row in plain],
-                     client, shared=(by_symbols, settings, storage_url), name="walk-forward",
-                     on_result=lambda i, w: logged(len(ml) + i + 1, plain[i], w))
-    runs.update({row["strategy_id"]: w for row, w in zip(plain, done)})
+    # On a cluster each walk-forward stays on its worker until its report task reads it; only its
+    # summary (windows, trial count and Sharpes) comes here for the DSR's counts.
+    summaries, held = run_tasks_held(
+        _walk_forward_task, [(row["spec_json"], tuple(json.loads(row["symbols_json"]))) for row in plain], client,
+        summary=WalkForwardRun.summary, shared=(by_symbols, settings, storage_url), name="walk-forward",
+        on_result=lambda i, w: logged(plain[i], w))
+    counted = {row["strategy_id"]: runs[row["strategy_id"]].summary() for row in ml}
+    counted.update({row["strategy_id"]: w for row, w in zip(plain, summaries)})
+    runs.update({row["strategy_id"]: w for row, w in zip(plain, held)})
     counts = {}
     for family, group in optimised.groupby("family"):
         ids = set(group["strategy_id"])
         counts[family] = TrialCount.of(trials[trials["strategy_id"].isin(ids)], int(group["n_trials"].sum()),
-                                       [runs[i] for i in sorted(ids)])
+                                       [counted[i] for i in sorted(ids)])
     tasks = []
     for row in rows_in:
         market = markets[row["strategy_id"]]
@@ -189,8 +203,17 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
         mine = trials[trials["strategy_id"] == row["strategy_id"]].sort_values("trial_number")
         tasks.append((row, mine, runs.pop(row["strategy_id"]), counts[row["family"]],
                       market if row["family"] == "ml_rank" else None))
-    reported = run_tasks(_report_task, tasks, client, shared=(by_symbols, benchmarks, labels, settings), name="report")
-    del tasks
+
+    def reported_one(index: int, outcome) -> None:
+        done = reports_done.tick()
+        if logger is not None:
+            v, row = outcome[0], rows_in[index]
+            logger.info(f"report of {row['family']} L{int(row['level'])}: "
+                        f"{'passed' if v.passed else 'failed ' + ', '.join(v.failures)}; reports {done}")
+
+    reported = run_tasks(_report_task, tasks, client, shared=(by_symbols, benchmarks, labels, settings), name="report",
+                         on_result=reported_one)
+    del tasks, held
     rows, streams, holdings, validations = [], [], [], []
     for row, (v, page) in zip(rows_in, reported):
         symbols = list(markets[row["strategy_id"]].symbols)

@@ -134,14 +134,25 @@ def _bbands(close: np.ndarray, window: int, n_std: float) -> np.ndarray:
     return lower
 
 
-#: bytes an indicator cache shared by many specs may hold before its owner empties it between
-#: units of work (studies, chunks of trials): parameters drawn from float ranges (Bollinger widths,
-#: filter windows) add one (T, N) array per trial and key, and a run's studies share one cache.
+#: bytes of arrays an indicator cache may hold: adding one past it first drops the oldest arrays.
+#: A run's studies, a walk-forward's windows and a report's trial streams each share one cache, and
+#: parameters drawn from float ranges (Bollinger widths, filter windows) add one (T, N) array per
+#: trial and key, so an unbounded cache grew to 16 GB in a weekly run (benchmarks/README.md).
 INDICATOR_BUDGET = 1 << 30
 
 
+def make_room(cache: dict, incoming: int) -> None:
+    """Drop ``cache``'s oldest arrays until ``incoming`` more bytes fit in :data:`INDICATOR_BUDGET`
+    (a cache: a dropped array is computed again when asked for, to the same values)."""
+    held = sum(v.nbytes for v in cache.values() if isinstance(v, np.ndarray))
+    while cache and held + incoming > INDICATOR_BUDGET:
+        dropped = cache.pop(next(iter(cache)))
+        held -= dropped.nbytes if isinstance(dropped, np.ndarray) else 0
+
+
 class Indicators:
-    """Per-market indicator cache: each (indicator, parameters) is computed once per market.
+    """Per-market indicator cache: each (indicator, parameters) is computed once per market while
+    it stays within :data:`INDICATOR_BUDGET`.
 
     A grid of 50 parameter sets shares its moving averages, bands and filters this way.
     """
@@ -151,12 +162,14 @@ class Indicators:
         self._cache: dict[tuple, np.ndarray] = {}
 
     def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        if key not in self._cache:
+        value = self._cache.get(key)
+        if value is None:
             value = compute()
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
+                make_room(self._cache, value.nbytes)
             self._cache[key] = value
-        return self._cache[key]
+        return value
 
     def nbytes(self) -> int:
         """Bytes the cached arrays hold."""
@@ -210,15 +223,17 @@ class PrefixIndicators(Indicators):
         self.shared, self.rows = shared, len(market.dates)
 
     def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        if key not in self._cache:
+        value = self._cache.get(key)
+        if value is None:
             known = self.shared.get(key)
             if isinstance(known, np.ndarray) and known.ndim and known.shape[0] >= self.rows:
-                self._cache[key] = known[: self.rows]  # a read-only view
+                value = self._cache[key] = known[: self.rows]  # a read-only view
             else:
                 value = super().get(key, compute)
                 if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == self.rows:
+                    make_room(self.shared, value.nbytes)
                     self.shared[key] = value
-        return self._cache[key]
+        return value
 
 
 def _dmi(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int, which: str) -> np.ndarray:
