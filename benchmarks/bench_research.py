@@ -83,10 +83,13 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             client = None
             if args.workers:  # as the Dagster assets run with ALPHATWIN_DASK_SCHEDULER set: studies and validation
-                from distributed import Client, LocalCluster
+                from distributed import Client
 
-                cluster = stack.enter_context(LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                                                           processes=True, memory_limit=0, dashboard_address=None))
+                from alphatwin_pipelines.scanner.dask_runner import local_cluster
+
+                # the Dagster layer's local cluster: glibc malloc tuned (Dask's default trim threshold
+                # doubled the book families' walk-forwards), no worker profiler
+                cluster = stack.enter_context(local_cluster(n_workers=args.workers, memory_limit=0))
                 client = stack.enter_context(Client(cluster))
             workers = f"{args.workers or 'no'} workers"
             if args.reuse_studies and store.whole_path("optimised_strategies").exists():

@@ -304,10 +304,11 @@ def validate_strategy(row: dict, trials: pd.DataFrame, market: MarketArrays, ben
                                    f"embargo {wf.embargo} + 1 test session), {wf.available} loaded: load more "
                                    "history or lower train_sessions"), **{k: v for k, v in failures.items()
                                                                            if k != "oos_sharpe"}}
+    costs = cost_sensitivity(wf, market, settings, indicators)
+    indicators.clear()  # emptied, not only dropped (reoptimise_walk_forward says why)
     return StrategyValidation(
         strategy_id=str(row["strategy_id"]), spec=spec, symbols=list(market.symbols), oos_returns=oos,
-        oos_metrics=metrics, windows=wf.windows, dsr=dsr, pbo=pbo,
-        cost_sensitivity=cost_sensitivity(wf, market, settings, indicators),
+        oos_metrics=metrics, windows=wf.windows, dsr=dsr, pbo=pbo, cost_sensitivity=costs,
         regimes=regime_breakdown(oos, labels), benchmarks=bench_rows, benchmark_returns=bench,
         positions=positions, walk_forward=wf, dsr_trials=counted.n, wf_efficiency=efficiency,
         param_stability=stable, stability=stability, information_ratios=ratios, failures=failures)

@@ -182,20 +182,19 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
     # reads the indicators the later ones computed (PrefixIndicators) and computes only new ones.
     for w in reversed(windows):
         cut = market.select(end=w.train_end)
+        indicators = PrefixIndicators(cut, shared)
         result = optimise_window(cut, spec.family, spec.level, w.train_start, n_trials, window_seed(seed, w.index),
-                                 costs, storage_url, pairs=spec.pairs, indicators=PrefixIndicators(cut, shared))
+                                 costs, storage_url, pairs=spec.pairs, indicators=indicators)
         specs.append(StrategySpec(spec.family, result.best_params, spec.level, spec.pairs))
         studies.append(result)
-    del shared
+        indicators.clear()
+    # Emptied, not only dropped: a reference to a cache that outlives its call (a study's frames
+    # were seen kept alive after it returned) would otherwise hold up to the budget of arrays.
+    shared.clear()
     specs.reverse()
     studies.reverse()
-    book = simulate_portfolios(oos_signals(specs, windows, market), market, costs)
+    book, accounts = _test_books(specs, windows, market, costs)
     oos = pd.concat([book.returns[w.index].iloc[w.test_positions] for w in windows]).rename("return")
-    accounts = pd.concat([book.symbol_exposure[w.index].iloc[w.test_positions] for w in windows])
-    # Only the test windows' accounts are read: the (T, windows x symbols) frames would be held per
-    # strategy until every report is written (the stage runs all walk-forwards first).
-    none = pd.DataFrame(index=market.dates)
-    book = BookReturns(book.returns, book.exposure, none, none)
     rows = [{"window": w.index, "train_start": w.train_start, "train_end": w.train_end,
              "test_start": w.test_start, "test_end": w.test_end, "candidate": w.index, "trials": r.n_trials,
              "train_sharpe": r.best_value, "test_sharpe": float(sharpe_ratio(book.returns[w.index].iloc[w.test_positions])),
@@ -205,6 +204,29 @@ def reoptimise_walk_forward(spec: StrategySpec, market: MarketArrays, train: int
                               for r in studies])
     return WalkForwardRun(pd.DataFrame(rows, columns=list(WINDOW_COLUMNS)), specs, book, oos, sharpes,
                           int(sum(r.n_trials for r in studies)), **run, splits=windows, accounts=accounts)
+
+
+#: windows simulated together for the test books: all of a strategy's 30-40 windows at once made
+#: (T, windows x symbols) vectorbt arrays of ~75 MB each, ~1.5 GB at the peak (benchmarks/README.md).
+WINDOW_CHUNK = 4
+
+
+def _test_books(specs: list[StrategySpec], windows: list[Window], market: MarketArrays,
+                costs: CostModel) -> tuple[BookReturns, pd.DataFrame]:
+    """Each window's spec trading from its test start: the books' returns and exposure (column k:
+    window k), and each symbol's exposure over the test windows, stitched. Windows are independent
+    accounts, so simulating them ``WINDOW_CHUNK`` at a time gives the values of one simulation;
+    only the test windows' accounts are kept (the per-symbol frames of every window would be held
+    per strategy until every report is written: the stage runs all walk-forwards first)."""
+    indicators, returns, exposure, accounts = Indicators(market), [], [], []
+    for lo in range(0, len(windows), WINDOW_CHUNK):
+        part = windows[lo:lo + WINDOW_CHUNK]
+        book = simulate_portfolios(oos_signals(specs[lo:lo + WINDOW_CHUNK], part, market, indicators), market, costs)
+        returns.append(book.returns)
+        exposure.append(book.exposure)
+        accounts += [book.symbol_exposure[w.index].iloc[w.test_positions] for w in part]
+    none = pd.DataFrame(index=market.dates)
+    return BookReturns(pd.concat(returns, axis=1), pd.concat(exposure, axis=1), none, none), pd.concat(accounts)
 
 
 WINDOW_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", "candidate", "trials",

@@ -162,7 +162,7 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
             markets[row["strategy_id"]], window_models[row["strategy_id"]] = _ml_rank_market(
                 store, markets[row["strategy_id"]], spec, settings, storage_url)
 
-    walk_forwards, reports_done = Countdown(len(rows_in)), Countdown(len(rows_in))
+    walk_forwards = Countdown(len(rows_in))
 
     def logged(row: dict, w) -> None:
         done = walk_forwards.tick()
@@ -203,6 +203,7 @@ def validate_strategies(store: TableStore, settings: ValidationSettings | None =
         mine = trials[trials["strategy_id"] == row["strategy_id"]].sort_values("trial_number")
         tasks.append((row, mine, runs.pop(row["strategy_id"]), counts[row["family"]],
                       market if row["family"] == "ml_rank" else None))
+    reports_done = Countdown(len(rows_in))
 
     def reported_one(index: int, outcome) -> None:
         done = reports_done.tick()
