@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="run the studies and the validation on a local Dask cluster of this many worker "
                              "processes (0: in process)")
+    parser.add_argument("--dask-malloc", action="store_true",
+                        help="with --workers: Dask's own worker malloc settings (as `dask worker` processes run) "
+                             "instead of the tuned local cluster's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     log = logging.getLogger("bench_research")
@@ -83,13 +86,16 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             client = None
             if args.workers:  # as the Dagster assets run with ALPHATWIN_DASK_SCHEDULER set: studies and validation
-                from distributed import Client
+                from distributed import Client, LocalCluster
 
                 from alphatwin_pipelines.scanner.dask_runner import local_cluster
 
-                # the Dagster layer's local cluster: glibc malloc tuned (Dask's default trim threshold
-                # doubled the book families' walk-forwards), no worker profiler
-                cluster = stack.enter_context(local_cluster(n_workers=args.workers, memory_limit=0))
+                if args.dask_malloc:  # glibc as `dask worker` runs it (docker-compose): memory returned at once
+                    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                           memory_limit=0, dashboard_address=None)
+                else:  # the Dagster layer's local cluster: freed memory kept for reuse, no worker profiler
+                    cluster = local_cluster(n_workers=args.workers, memory_limit=0)
+                stack.enter_context(cluster)
                 client = stack.enter_context(Client(cluster))
             workers = f"{args.workers or 'no'} workers"
             if args.reuse_studies and store.whole_path("optimised_strategies").exists():
