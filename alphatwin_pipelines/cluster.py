@@ -31,7 +31,8 @@ def run_tasks(fn: Callable, items: Iterable, client=None, *, shared: Any = _UNSE
     """``fn(item)``, or ``fn(shared, item)`` when ``shared`` is given, for every item, in order.
 
     ``shared`` (e.g. the market every study trades) is sent to each worker once rather than
-    with every task. ``on_result(index, result)`` is called here as each result arrives (in
+    with every task; if it has a ``release()`` method (e.g. emptying caches the tasks filled), it is
+    called on every copy when the tasks are done. ``on_result(index, result)`` is called here as each result arrives (in
     completion order on a cluster), for progress lines. ``name`` prefixes the task keys, which
     is what the Dask dashboard groups by. On the cluster the first failing task's exception is
     raised here and the other tasks are cancelled.
@@ -62,6 +63,8 @@ def _run(fn, items, client, shared, name, on_result, direct, summary) -> tuple[l
             summaries.append(results[-1] if summary is None else summary(results[-1]))
             if on_result is not None:
                 on_result(index, summaries[-1])
+        if shared is not _UNSET and hasattr(shared, "release"):
+            shared.release()
         return summaries, results
     from distributed import as_completed
 
@@ -103,4 +106,18 @@ def _run(fn, items, client, shared, name, on_result, direct, summary) -> tuple[l
     except BaseException:
         client.cancel(made + watched)
         raise
+    if shared is not _UNSET and hasattr(shared, "release"):
+        _release_everywhere(client, args[0][0])
     return summaries, made
+
+
+def _release(shared) -> None:
+    shared.release()
+
+
+def _release_everywhere(client, scattered) -> None:
+    """Call ``release()`` on every worker's copy of a broadcast ``shared`` object (e.g. its caches):
+    a worker may keep the copy alive after the tasks that used it are done."""
+    workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+    done = [client.submit(_release, scattered, workers=[w], allow_other_workers=False, pure=False) for w in workers]
+    client.gather(done, errors="skip")

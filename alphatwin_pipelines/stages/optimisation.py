@@ -234,6 +234,13 @@ class _Studies:
     pair_market: MarketArrays | None = None
     pair_indicators: Indicators | None = None
 
+    def release(self) -> None:
+        """Empty the indicator caches once every study is done (``cluster.run_tasks`` calls this on
+        every worker's copy, which would otherwise keep up to the cache budget into the next stage)."""
+        for cache in (self.indicators, self.pair_indicators):
+            if cache is not None:
+                cache.clear()
+
     def market_for(self, family: str) -> tuple[MarketArrays, Indicators]:
         """The pairs family trades its own symbols; every other family the shortlist."""
         if family == "pairs":
