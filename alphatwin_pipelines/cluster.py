@@ -117,7 +117,8 @@ def _release(shared) -> None:
 
 def _release_everywhere(client, scattered) -> None:
     """Call ``release()`` on every worker's copy of a broadcast ``shared`` object (e.g. its caches):
-    a worker may keep the copy alive after the tasks that used it are done."""
+    a worker may keep the copy alive after the tasks that used it are done. Best effort: the tasks'
+    results are already here, so a worker lost meanwhile is skipped, not an error."""
     workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
     done = [client.submit(_release, scattered, workers=[w], allow_other_workers=False, pure=False) for w in workers]
     client.gather(done, errors="skip")

@@ -24,13 +24,13 @@ import pandas as pd
 
 from alphatwin_pipelines.atomic import atomic_write_bytes
 from alphatwin_pipelines.cluster import run_tasks, run_tasks_held
+from alphatwin_pipelines.optimise.progress import Countdown
 from alphatwin_pipelines.reports.evaluate import (
     StrategyValidation, TrialCount, ValidationSettings, oos_metrics, run_walk_forward, validate_strategy,
 )
-from alphatwin_pipelines.optimise.progress import Countdown
 from alphatwin_pipelines.reports.html import render_report
-from alphatwin_pipelines.reports.reoptimise import WalkForwardRun
 from alphatwin_pipelines.reports.portfolio import benchmark_returns
+from alphatwin_pipelines.reports.reoptimise import WalkForwardRun
 from alphatwin_pipelines.reports.regimes import regime_labels
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
