@@ -9,16 +9,45 @@ cluster. Dask reschedules the tasks of a worker that dies on the workers that re
 run again: a pure function, or work that resumes from what it already stored (the Optuna
 studies).
 
+Each task ends by handing its process's free heap pages back to the system (:func:`trim_heap`):
+a worker runs dozens of multi-GB tasks one after another, and glibc keeps what one task freed
+mapped, so without it a worker's RSS climbs to its worst task's peak plus everything freed since.
+
 ``distributed`` is imported only when a client is used.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 _UNSET = object()
+
+
+@functools.cache
+def _libc():
+    name = ctypes.util.find_library("c")
+    lib = ctypes.CDLL(name) if name else None
+    return lib if lib is not None and hasattr(lib, "malloc_trim") else None
+
+
+def trim_heap() -> None:
+    """Return the free pages of every malloc arena to the system (glibc ``malloc_trim(0)``; a no-op
+    where the C library has no such call). What is still allocated is untouched."""
+    lib = _libc()
+    if lib is not None:
+        lib.malloc_trim(0)
+
+
+def _then_trim(fn: Callable, *args):
+    try:
+        return fn(*args)
+    finally:
+        trim_heap()
 
 
 def n_workers(client) -> int:
@@ -27,21 +56,25 @@ def n_workers(client) -> int:
 
 
 def run_tasks(fn: Callable, items: Iterable, client=None, *, shared: Any = _UNSET, name: str | None = None,
-              on_result: Callable[[int, Any], None] | None = None, direct: bool | None = None) -> list:
+              on_result: Callable[[int, Any], None] | None = None, direct: bool | None = None,
+              after: Callable[[], None] | None = None) -> list:
     """``fn(item)``, or ``fn(shared, item)`` when ``shared`` is given, for every item, in order.
 
     ``shared`` (e.g. the market every study trades) is sent to each worker once rather than
-    with every task; if it has a ``release()`` method (e.g. emptying caches the tasks filled), it is
-    called on every copy when the tasks are done. ``on_result(index, result)`` is called here as each result arrives (in
-    completion order on a cluster), for progress lines. ``name`` prefixes the task keys, which
+    with every task. ``after()`` (e.g. :func:`~alphatwin_pipelines.strategies.families.release_caches`)
+    is called once the tasks are all done in every process that ran them: here, or on every worker
+    (``client.run``, which reaches a worker whatever copies of ``shared`` it still holds).
+    ``on_result(index, result)`` is called here as each result arrives (in completion order on a
+    cluster), for progress lines. ``name`` prefixes the task keys, which
     is what the Dask dashboard groups by. On the cluster the first failing task's exception is
     raised here and the other tasks are cancelled.
     """
-    return _run(fn, items, client, shared, name, on_result, direct, None)[0]
+    return _run(fn, items, client, shared, name, on_result, direct, None, after)[0]
 
 
 def run_tasks_held(fn: Callable, items: Iterable, client=None, *, summary: Callable, shared: Any = _UNSET,
-                   name: str | None = None, on_result: Callable[[int, Any], None] | None = None) -> tuple[list, list]:
+                   name: str | None = None, on_result: Callable[[int, Any], None] | None = None,
+                   after: Callable[[], None] | None = None) -> tuple[list, list]:
     """:func:`run_tasks`, but on a cluster each result stays on the worker that made it.
 
     Returns ``(summaries, handles)``: ``summaries[i] = summary(result_i)``, computed where the
@@ -51,20 +84,20 @@ def run_tasks_held(fn: Callable, items: Iterable, client=None, *, summary: Calla
     only when it must. Large intermediate results (a walk-forward's frames) then never travel
     through this process or sit in its memory; they are released when the handles are dropped.
     """
-    return _run(fn, items, client, shared, name, on_result, None, summary)
+    return _run(fn, items, client, shared, name, on_result, None, summary, after)
 
 
-def _run(fn, items, client, shared, name, on_result, direct, summary) -> tuple[list, list]:
+def _run(fn, items, client, shared, name, on_result, direct, summary, after) -> tuple[list, list]:
     items = list(items)
     if client is None:
         results, summaries = [], []
         for index, item in enumerate(items):
-            results.append(fn(item) if shared is _UNSET else fn(shared, item))
+            results.append(_then_trim(fn, item) if shared is _UNSET else _then_trim(fn, shared, item))
             summaries.append(results[-1] if summary is None else summary(results[-1]))
             if on_result is not None:
                 on_result(index, summaries[-1])
-        if shared is not _UNSET and hasattr(shared, "release"):
-            shared.release()
+        if after is not None:
+            _then_trim(after)
         return summaries, results
     from distributed import as_completed
 
@@ -79,7 +112,7 @@ def _run(fn, items, client, shared, name, on_result, direct, summary) -> tuple[l
 
     def submit(index: int, suffix: str = ""):
         key = f"{prefix}-{token}-{index}{suffix}"
-        made = client.submit(fn, *[a[index] for a in args], key=key, pure=False)
+        made = client.submit(functools.partial(_then_trim, fn), *[a[index] for a in args], key=key, pure=False)
         return made, (made if summary is None else client.submit(summary, made, key=f"{key}-summary", pure=False))
 
     made, watched = zip(*(submit(index) for index in range(len(items))))
@@ -106,19 +139,12 @@ def _run(fn, items, client, shared, name, on_result, direct, summary) -> tuple[l
     except BaseException:
         client.cancel(made + watched)
         raise
-    if shared is not _UNSET and hasattr(shared, "release"):
-        _release_everywhere(client, args[0][0])
+    if after is not None:
+        _after_everywhere(client, after)
     return summaries, made
 
 
-def _release(shared) -> None:
-    shared.release()
-
-
-def _release_everywhere(client, scattered) -> None:
-    """Call ``release()`` on every worker's copy of a broadcast ``shared`` object (e.g. its caches):
-    a worker may keep the copy alive after the tasks that used it are done. Best effort: the tasks'
-    results are already here, so a worker lost meanwhile is skipped, not an error."""
-    workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
-    done = [client.submit(_release, scattered, workers=[w], allow_other_workers=False, pure=False) for w in workers]
-    client.gather(done, errors="skip")
+def _after_everywhere(client, after: Callable[[], None]) -> None:
+    """``after()`` then a trim on every worker. Best effort: the tasks' results are already here,
+    so a worker lost meanwhile is skipped, not an error."""
+    client.run(_then_trim, after, on_error="ignore")

@@ -34,6 +34,7 @@ from alphatwin_pipelines.reproducibility import content_hash, make_record, read_
 from alphatwin_pipelines.schema import frame_to_arrow
 from alphatwin_pipelines.storage import TableStore
 from alphatwin_pipelines.strategies import MAX_LEVEL, Indicators, MarketArrays, StrategySpec, complexity_score
+from alphatwin_pipelines.strategies.families import release_caches
 from alphatwin_pipelines.strategies.spec import ALL_FAMILIES, BOOK_FAMILIES
 from alphatwin_pipelines.tables import CLEANED, FACTORS, OPTIMISATION_TRIALS, OPTIMISED, SCANNER, TOP_PAIRS
 
@@ -189,7 +190,8 @@ def optimise_strategies(store: TableStore, config: OptimisationConfig | None = N
                            "(set ALPHATWIN_OPTUNA_STORAGE to PostgreSQL on a cluster of several machines)")
     # in process, each study also logs its trials as they run; a worker's lines would not reach this log
     run = _run_study if client is not None else functools.partial(_run_study, logger=logger)
-    outcomes = run_tasks(run, plan, client, shared=shared, name="study", on_result=_StudiesProgress(logger, plan))
+    outcomes = run_tasks(run, plan, client, shared=shared, name="study", on_result=_StudiesProgress(logger, plan),
+                         after=release_caches)
     rows, trial_frames, seconds, ran = [], [], {}, 0
     for study, (result, spec, metrics) in zip(plan, outcomes):
         family, level, name = study.family, study.level, study.name
@@ -233,13 +235,6 @@ class _Studies:
     pairs: tuple = ()
     pair_market: MarketArrays | None = None
     pair_indicators: Indicators | None = None
-
-    def release(self) -> None:
-        """Empty the indicator caches once every study is done (``cluster.run_tasks`` calls this on
-        every worker's copy, which would otherwise keep up to the cache budget into the next stage)."""
-        for cache in (self.indicators, self.pair_indicators):
-            if cache is not None:
-                cache.clear()
 
     def market_for(self, family: str) -> tuple[MarketArrays, Indicators]:
         """The pairs family trades its own symbols; every other family the shortlist."""

@@ -141,6 +141,19 @@ def _bbands(close: np.ndarray, window: int, n_std: float) -> np.ndarray:
 INDICATOR_BUDGET = 1 << 30
 
 
+#: every Indicators of this process that has cached an array (registered at the first array, so
+#: unpickled copies, e.g. a cluster worker's copy of a stage's shared object, count too)
+_FILLED: "weakref.WeakSet[Indicators]" = weakref.WeakSet()
+
+
+def release_caches() -> None:
+    """Empty every indicator cache of this process. A stage calls it when its tasks end: a
+    worker's copy of a stage's shared cache otherwise stays alive (Dask keeps references after the
+    data is released) and holds up to the budget into the next stage (benchmarks/README.md)."""
+    for cache in list(_FILLED):
+        cache.clear()
+
+
 def make_room(cache: dict, incoming: int) -> None:
     """Drop ``cache``'s oldest arrays until ``incoming`` more bytes fit in :data:`INDICATOR_BUDGET`
     (a cache: a dropped array is computed again when asked for, to the same values)."""
@@ -168,6 +181,7 @@ class Indicators:
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
                 make_room(self._cache, value.nbytes)
+            _FILLED.add(self)
             self._cache[key] = value
         return value
 
@@ -228,6 +242,7 @@ class PrefixIndicators(Indicators):
             known = self.shared.get(key)
             if isinstance(known, np.ndarray) and known.ndim and known.shape[0] >= self.rows:
                 value = self._cache[key] = known[: self.rows]  # a read-only view
+                _FILLED.add(self)
             else:
                 value = super().get(key, compute)
                 if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == self.rows:
