@@ -1,6 +1,6 @@
 """A real Dask cluster as docker-compose runs it: ``dask scheduler`` and two ``dask worker``
-processes started with their command-line tools, with the very commands docker-compose.yml gives
-(read from it), on 127.0.0.1 (a free port for the scheduler, any for the workers), workers with cwd =
+processes started with their command-line tools, with the very commands and Dask settings
+(``DASK_*``) docker-compose.yml gives (read from it), on 127.0.0.1 (a free port for the scheduler, any for the workers), workers with cwd =
 the repository root and it on ``PYTHONPATH`` (so they import this checkout, not an installed
 copy), ``ALPHATWIN_DASK_SCHEDULER`` set while the cluster is up, and everything stopped at the
 end. ``kill_worker_running`` SIGKILLs a worker process while it runs a given kind of task.
@@ -68,6 +68,12 @@ def compose_dask_commands(port: int) -> tuple[list[str], dict[str, list[str]]]:
     return scheduler, workers
 
 
+def compose_dask_env(service: str) -> dict[str, str]:
+    """The Dask configuration variables (``DASK_*``) docker-compose.yml gives ``service``."""
+    env = yaml.safe_load(COMPOSE.read_text())["services"][service].get("environment") or {}
+    return {key: str(value) for key, value in env.items() if key.startswith("DASK_")}
+
+
 @contextlib.contextmanager
 def cli_cluster(log_dir: Path):
     """Scheduler and workers started with docker-compose.yml's own commands (``compose_dask_commands``)."""
@@ -77,9 +83,9 @@ def cli_cluster(log_dir: Path):
     scheduler, workers = compose_dask_commands(port)
     logs = [log_dir / "dask-scheduler.log", *(log_dir / f"{name}.log" for name in workers)]
     with contextlib.ExitStack() as stack:  # closed in reverse: client, workers, scheduler
-        stack.enter_context(_process(scheduler, env, logs[0]))
-        for args, log in zip(workers.values(), logs[1:]):
-            stack.enter_context(_process(args, env, log))
+        stack.enter_context(_process(scheduler, {**env, **compose_dask_env("dask-scheduler")}, logs[0]))
+        for (service, args), log in zip(workers.items(), logs[1:]):
+            stack.enter_context(_process(args, {**env, **compose_dask_env(service)}, log))
         cluster = CliCluster(address, None, logs)
         try:
             cluster.client = stack.enter_context(distributed.Client(address, timeout=60))

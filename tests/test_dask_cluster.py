@@ -75,6 +75,19 @@ def test_workers_are_two_cli_processes_importing_this_checkout(cluster, client):
     assert os.environ["ALPHATWIN_DASK_SCHEDULER"] == cluster.address
 
 
+def test_workers_run_with_the_local_clusters_malloc_and_without_the_profiler(client):
+    import os
+
+    import dask.config
+
+    from alphatwin_pipelines.scanner.dask_runner import WORKER_CONFIG, WORKER_MALLOC
+
+    malloc = client.run(lambda: {key: os.environ.get(key) for key in WORKER_MALLOC})
+    assert list(malloc.values()) == [WORKER_MALLOC] * 2
+    profiler = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert list(profiler.values()) == [WORKER_CONFIG["distributed"]["worker"]["profile"]["enabled"]] * 2
+
+
 def test_scanner_on_the_cluster_writes_the_in_process_tables(store, client):
     scan_sessions(store, SCANNED)
     expected = _tables(store, OUTPUT_TABLES, SCANNED)
