@@ -65,6 +65,11 @@ def test_after_runs_once_in_every_worker_when_the_tasks_end(client, tmp_path):
     assert marked == sorted(client.run(os.getpid).values())  # also a worker that ran no task
 
 
+def test_in_process_after_runs_once_here(tmp_path):
+    assert run_tasks(_pid, range(3), after=functools.partial(_mark, tmp_path)) == [os.getpid()] * 3
+    assert [mark.name for mark in tmp_path.iterdir()] == [str(os.getpid())]
+
+
 def test_release_caches_empties_every_workers_copy_of_a_shared_cache(client):
     market = gappy_market(n_sessions=2000, n_symbols=50)
     windows = range(5, 45)
