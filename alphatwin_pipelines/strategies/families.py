@@ -149,7 +149,9 @@ _FILLED: "weakref.WeakSet[Indicators]" = weakref.WeakSet()
 def release_caches() -> None:
     """Empty every indicator cache of this process. A stage calls it when its tasks end: a
     worker's copy of a stage's shared cache otherwise stays alive (Dask keeps references after the
-    data is released) and holds up to the budget into the next stage (benchmarks/README.md)."""
+    data is released) and holds up to the budget into the next stage (benchmarks/README.md). Safe
+    beside other work in the process: a cache only saves work, and an emptied one is refilled with
+    the same values."""
     for cache in list(_FILLED):
         cache.clear()
 
