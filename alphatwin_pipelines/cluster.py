@@ -19,7 +19,6 @@ mapped, so without it a worker's RSS climbs to its worst task's peak plus everyt
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,9 +29,8 @@ _UNSET = object()
 
 @functools.cache
 def _libc():
-    name = ctypes.util.find_library("c")
-    lib = ctypes.CDLL(name) if name else None
-    return lib if lib is not None and hasattr(lib, "malloc_trim") else None
+    lib = ctypes.CDLL(None)  # the C library this process already runs on
+    return lib if hasattr(lib, "malloc_trim") else None
 
 
 def trim_heap() -> None:
@@ -73,8 +71,7 @@ def run_tasks(fn: Callable, items: Iterable, client=None, *, shared: Any = _UNSE
 
 
 def run_tasks_held(fn: Callable, items: Iterable, client=None, *, summary: Callable, shared: Any = _UNSET,
-                   name: str | None = None, on_result: Callable[[int, Any], None] | None = None,
-                   after: Callable[[], None] | None = None) -> tuple[list, list]:
+                   name: str | None = None, on_result: Callable[[int, Any], None] | None = None) -> tuple[list, list]:
     """:func:`run_tasks`, but on a cluster each result stays on the worker that made it.
 
     Returns ``(summaries, handles)``: ``summaries[i] = summary(result_i)``, computed where the
@@ -84,7 +81,7 @@ def run_tasks_held(fn: Callable, items: Iterable, client=None, *, summary: Calla
     only when it must. Large intermediate results (a walk-forward's frames) then never travel
     through this process or sit in its memory; they are released when the handles are dropped.
     """
-    return _run(fn, items, client, shared, name, on_result, None, summary, after)
+    return _run(fn, items, client, shared, name, on_result, None, summary, None)
 
 
 def _run(fn, items, client, shared, name, on_result, direct, summary, after) -> tuple[list, list]:

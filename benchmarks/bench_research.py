@@ -68,8 +68,8 @@ def main() -> None:
                         help="run the studies and the validation on a local Dask cluster of this many worker "
                              "processes (0: in process)")
     parser.add_argument("--dask-malloc", action="store_true",
-                        help="with --workers: Dask's own worker malloc settings (as `dask worker` processes run) "
-                             "instead of the tuned local cluster's")
+                        help="with --workers: Dask's default worker malloc settings (every mid-sized array "
+                             "mapped and unmapped) instead of the tuned local cluster's, for comparison")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     log = logging.getLogger("bench_research")
@@ -90,7 +90,7 @@ def main() -> None:
 
                 from alphatwin_pipelines.scanner.dask_runner import local_cluster
 
-                if args.dask_malloc:  # glibc as `dask worker` runs it (docker-compose): memory returned at once
+                if args.dask_malloc:  # Dask's default glibc settings: freed arrays unmapped at once
                     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                            memory_limit=0, dashboard_address=None)
                 else:  # the Dagster layer's local cluster: freed memory kept for reuse, no worker profiler

@@ -1,9 +1,10 @@
 """A real Dask cluster as docker-compose runs it: ``dask scheduler`` and two ``dask worker``
 processes started with their command-line tools, with the very commands and Dask settings
-(``DASK_*``) docker-compose.yml gives (read from it), on 127.0.0.1 (a free port for the scheduler, any for the workers), workers with cwd =
-the repository root and it on ``PYTHONPATH`` (so they import this checkout, not an installed
-copy), ``ALPHATWIN_DASK_SCHEDULER`` set while the cluster is up, and everything stopped at the
-end. ``kill_worker_running`` SIGKILLs a worker process while it runs a given kind of task.
+(``DASK_*``) docker-compose.yml gives (read from it), on 127.0.0.1 (a free port for the
+scheduler, any for the workers), workers with cwd = the repository root and it on ``PYTHONPATH``
+(so they import this checkout, not an installed copy), ``ALPHATWIN_DASK_SCHEDULER`` set while the
+cluster is up, and everything stopped at the end. ``kill_worker_running`` SIGKILLs a worker
+process while it runs a given kind of task.
 
 Start it once per module (a module fixture around ``cli_cluster``): the processes take seconds to start.
 """
@@ -76,7 +77,8 @@ def compose_dask_env(service: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def cli_cluster(log_dir: Path):
-    """Scheduler and workers started with docker-compose.yml's own commands (``compose_dask_commands``)."""
+    """Scheduler and workers started with docker-compose.yml's own commands (``compose_dask_commands``)
+    and Dask settings (``compose_dask_env``)."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}

@@ -5,6 +5,7 @@ which a plain Dask task does not."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import gc
 import os
@@ -25,6 +26,9 @@ from alphatwin_pipelines.strategies.families import Indicators, release_caches  
 from tests.test_prefix_indicators import gappy_market  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a cluster of three processes
+
+#: the heap tests need glibc's malloc_trim (Linux); elsewhere trim_heap is a no-op
+glibc_only = pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "malloc_trim"), reason="no glibc malloc_trim here")
 
 BLOCK = 8192  # float64s: 64 KB, under glibc's mmap threshold, so the blocks come from the heap
 N_BLOCKS = 4000  # 256 MB
@@ -96,6 +100,7 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+@glibc_only
 def test_a_task_gives_the_heap_it_freed_back_where_a_plain_dask_task_does_not(client):
     workers_mb = lambda: sum(client.run(_rss_mb).values())  # noqa: E731
 
@@ -111,6 +116,7 @@ def test_a_task_gives_the_heap_it_freed_back_where_a_plain_dask_task_does_not(cl
     assert grown < 64, f"run_tasks' task left {grown:.0f} MB resident"
 
 
+@glibc_only
 def test_trim_heap_returns_freed_pages_in_this_process():
     script = textwrap.dedent(f"""
         import numpy as np, psutil
