@@ -103,9 +103,14 @@ def _run(fn, items, client, shared, name, on_result, direct, summary, after) -> 
     token = uuid.uuid4().hex[:8]
     prefix = name or getattr(fn, "__name__", "task")
     args = [items]
-    if shared is not _UNSET:
+
+    def scatter_shared() -> None:
         # hash=False: a random key rather than a hash of the whole object
-        args.insert(0, [client.scatter(shared, broadcast=True, hash=False, direct=direct)] * len(items))
+        args[0] = [client.scatter(shared, broadcast=True, hash=False, direct=direct)] * len(items)
+
+    if shared is not _UNSET:
+        args.insert(0, None)
+        scatter_shared()
 
     def submit(index: int, suffix: str = ""):
         key = f"{prefix}-{token}-{index}{suffix}"
@@ -124,6 +129,11 @@ def _run(fn, items, client, shared, name, on_result, direct, summary, after) -> 
             if future.cancelled() and index not in resubmitted:
                 # The scheduler can forget a task while a killed worker's tasks are moved ("already
                 # forgotten"); the task is safe to run again (see the module docstring): once more.
+                # Its shared object may be what was lost ("lost dependencies": Dask's memory manager
+                # keeps one replica of broadcast data, and the killed worker may have held it), so
+                # the first resubmission scatters it again for every task still to run.
+                if shared is not _UNSET and not resubmitted:
+                    scatter_shared()
                 resubmitted.add(index)
                 made[index], again = submit(index, "-again")
                 position[again.key] = index
